@@ -1,0 +1,56 @@
+"""Deployments built from the inventory: per active contract, its inspection and re-check.
+
+``upkeep serve`` serves them in one process (the single-machine way). Runs started from a
+deployment send the report by e-mail: that is where sending is switched on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from models import Contract
+
+
+def deployment_name(contract_code: str) -> str:
+    return contract_code.lower()
+
+
+def build_deployments(session: Session) -> list[Any]:
+    """One inspection and one re-check deployment per active contract (no schedule yet)."""
+    from flows.inspection import quarterly_health_inspection, recheck_findings
+    from flows.sweep import bounded
+
+    deps: list[Any] = []
+    contracts = session.exec(
+        select(Contract).where(Contract.active == True).order_by(Contract.code)  # noqa: E712
+    ).all()
+    for contract in contracts:
+        name = deployment_name(contract.code)
+        tags = ["upkeep", f"contract:{contract.code}"]
+        deps.append(
+            bounded(quarterly_health_inspection).to_deployment(
+                name=name,
+                parameters={"params": {"contract": contract.code, "email_report": True,
+                                       "requested_by": "deployment"}},
+                tags=tags,
+                description=f"Quarterly health inspection of {contract.name}",
+            )
+        )
+        deps.append(
+            bounded(recheck_findings).to_deployment(
+                name=name,
+                parameters={"params": {"contract": contract.code, "email_report": True,
+                                       "requested_by": "deployment"}},
+                tags=tags,
+                description=f"Re-check of open findings of {contract.name}",
+            )
+        )
+    return deps
+
+
+def serve_all(deps: list[Any]) -> None:
+    from prefect import serve
+
+    serve(*deps)

@@ -1,0 +1,207 @@
+"""The approval gate every process uses: ask, check who answered, record, ask again if needed.
+
+A gate is its own sub-flow run ("approval · inspection-plan · ACME"), so each request is a
+visible object in the Prefect UI with the evidence as its resume form's description. The
+gate pauses with a typed :class:`ApprovalInput`; whoever resumes it must be one of the names
+allowed on the gate. Anything else (an unknown approver, a rejection without a reason, input
+that does not validate) is recorded as a refused attempt and the gate asks again. The gate ends
+only with an approval or a rejection by an allowed approver, or when it times out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models import Approval, utcnow
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import get_settings
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ApprovalInput(RunInput):
+    """The resume form. No field has a default: an empty resume is never an approval."""
+
+    decision: Decision = Field(description="approve, or reject to send it back")
+    approver: str = Field(
+        min_length=1, max_length=200, description="Your name (or e-mail) as the contract lists it"
+    )
+    comment: str = Field(
+        default="", max_length=4000, description="Required when you reject: what must change"
+    )
+
+
+class ApprovalRequest(BaseModel):
+    """What a gate asks, of whom."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str = Field(description="Which gate: inspection-plan, release, ...")
+    contract: str
+    contract_id: int | None = None
+    subject: str
+    evidence: str = Field(description="Markdown shown to the approver")
+    approvers: list[dict[str, str]] = Field(min_length=1, description="[{name, email}]")
+    timeout_seconds: int | None = None
+
+
+class ApprovalResult(BaseModel):
+    approval_id: int
+    decision: Decision
+    approver: str
+    comment: str
+    decided_at: datetime
+
+
+class ApprovalExpired(RuntimeError):
+    pass
+
+
+def allowed_approver(claimed: str, approvers: list[dict[str, str]]) -> str | None:
+    """The canonical name of the approver ``claimed`` names (by name or e-mail), or None."""
+    wanted = claimed.strip().casefold()
+    for person in approvers:
+        if wanted in (person.get("name", "").strip().casefold(),
+                      person.get("email", "").strip().casefold()):
+            return person["name"]
+    return None
+
+
+def judge(answer: ApprovalInput, approvers: list[dict[str, str]]) -> tuple[str | None, str]:
+    """Decide whether an answer counts: (canonical approver, "") or (None, why it is refused)."""
+    name = allowed_approver(answer.approver, approvers)
+    if name is None:
+        allowed = ", ".join(p["name"] for p in approvers)
+        return None, f"{answer.approver!r} is not an approver of this gate (allowed: {allowed})"
+    if answer.decision is Decision.REJECT and not answer.comment.strip():
+        return None, "a rejection needs a comment saying what must change"
+    return name, ""
+
+
+def describe(request: ApprovalRequest, refusals: list[str]) -> str:
+    names = ", ".join(p["name"] for p in request.approvers)
+    lines = [f"## Approval needed: {request.subject}", "", request.evidence.rstrip(), "",
+             "---", f"**Who may decide:** {names}.",
+             "Choose *approve* or *reject*, give your name as listed, and say why when you "
+             "reject."]
+    if refusals:
+        lines += ["", "**Earlier answers that were refused:**"]
+        lines += [f"- {r}" for r in refusals[-5:]]
+    return "\n".join(lines)
+
+
+def _current_flow_run_id() -> str:
+    ctx: Any = get_run_context()
+    return str(ctx.flow_run.id)
+
+
+def approval_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    req = flow_run.parameters.get("request") or {}
+    if isinstance(req, BaseModel):
+        req = req.model_dump()
+    return f"approval · {req.get('gate', '?')} · {req.get('contract', '?')}"
+
+
+def _record(**values: Any) -> int:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        row = Approval(**values)
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
+
+
+def _update(approval_id: int, **values: Any) -> None:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        row = db.get(Approval, approval_id)
+        assert row is not None
+        for key, value in values.items():
+            setattr(row, key, value)
+        db.add(row)
+
+
+@flow(name="approval", flow_run_name=approval_run_name)
+def approval_gate(request: ApprovalRequest) -> ApprovalResult:
+    """Wait until an allowed approver approves or rejects; record every request and answer."""
+    logger = get_run_logger()
+    settings = get_settings()
+    run_id = _current_flow_run_id()
+    timeout = request.timeout_seconds or int(settings.approval_timeout_hours * 3600)
+    approval_id = _record(
+        flow_run_id=run_id,
+        contract_id=request.contract_id,
+        gate=request.gate,
+        subject=request.subject,
+        evidence=request.evidence,
+    )
+    refusals: list[str] = []
+    attempt = 0
+    while True:
+        attempt += 1
+        form = ApprovalInput.with_initial_data(description=describe(request, refusals))
+        logger.info("waiting for approval of %s (approval %s)", request.subject, approval_id)
+        try:
+            answer = pause_flow_run(
+                wait_for_input=form,
+                timeout=timeout,
+                poll_interval=settings.approval_poll_seconds,
+                key=f"{request.gate}-{attempt}",
+            )
+        except FlowPauseTimeout:
+            _update(approval_id, decision="expired", decided_at=utcnow(),
+                    comment=f"no decision within {timeout} s")
+            raise ApprovalExpired(f"{request.subject}: no decision within {timeout} s") from None
+        except ValidationError as exc:
+            reason = f"the answer was not a valid approval: {exc.error_count()} error(s)"
+            _refuse(request, run_id, "(unknown)", reason)
+            refusals.append(reason)
+            logger.warning("refused an answer: %s", reason)
+            continue
+        name, reason = judge(answer, request.approvers)
+        if name is None:
+            _refuse(request, run_id, answer.approver, reason)
+            refusals.append(reason)
+            logger.warning("refused an answer: %s", reason)
+            continue
+        decided_at = utcnow()
+        _update(approval_id, decision=answer.decision.value, approver=name,
+                comment=answer.comment.strip(), decided_at=decided_at)
+        logger.info("%s: %s by %s", request.subject, answer.decision.value, name)
+        return ApprovalResult(
+            approval_id=approval_id,
+            decision=answer.decision,
+            approver=name,
+            comment=answer.comment.strip(),
+            decided_at=decided_at,
+        )
+
+
+def _refuse(request: ApprovalRequest, run_id: str, claimed: str, reason: str) -> None:
+    now = utcnow()
+    _record(
+        flow_run_id=run_id,
+        contract_id=request.contract_id,
+        gate=request.gate,
+        subject=request.subject,
+        requested_at=now,
+        decided_at=now,
+        approver=claimed[:200],
+        decision="refused",
+        comment=reason,
+    )

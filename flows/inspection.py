@@ -1,0 +1,516 @@
+"""The quarterly health inspection and the re-check of open findings.
+
+Plan → plan approval (reject → revise → ask again) → sweep → compare (the finding lifecycle
+does it as each host is stored) → report (file + UI artifacts) → e-mail (opt-in, via the
+outbox, so a mail server that is down loses nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Cancelled, State
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flows.approvals import ApprovalRequest, Decision, approval_gate
+from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
+from models import Approval, Contract, Finding, FindingStatus, InspectionRun, RunStatus, utcnow
+from tasks.checks import CATALOGUE
+from tasks.findings import REACHABILITY
+from tasks.records import (
+    contract_thresholds,
+    finish_run,
+    get_contract,
+    get_customer,
+    hosts_in_scope,
+    start_run,
+)
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import get_settings
+
+PLAN_GATE = "inspection-plan"
+REVISION_GATE = "inspection-plan-revision"
+
+
+# --- parameters and plan ---------------------------------------------------------------------
+
+
+class InspectionParams(BaseModel):
+    """What to inspect and what to do with the result. Sending mail is opt-in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code, as in the inventory")
+    tags: list[str] = Field(default_factory=list, description="Only hosts with any of these tags")
+    window: str | None = Field(
+        None, description="The inspection window agreed with the customer (default: this quarter)"
+    )
+    email_report: bool = Field(False, description="E-mail the report to the contract's recipients")
+    require_approval: bool | None = Field(
+        None, description="Ask for plan approval (default: as the contract says)"
+    )
+    requested_by: str | None = Field(None, description="Who started the run")
+
+
+def quarter_of(day: date) -> str:
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def default_window(day: date) -> str:
+    q = (day.month - 1) // 3
+    start = date(day.year, 3 * q + 1, 1)
+    end = date(day.year + (q == 3), (3 * q + 3) % 12 + 1, 1)
+    last = date.fromordinal(end.toordinal() - 1)
+    return f"{quarter_of(day)} ({start.isoformat()} – {last.isoformat()})"
+
+
+def inspection_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    return f"inspection · {params.get('contract', '?')} · {quarter_of(date.today())}"
+
+
+class PlanHost(BaseModel):
+    id: int
+    name: str
+    address: str
+    port: int
+    role: str | None = None
+    tags: list[str] = []
+
+
+class InspectionPlan(BaseModel):
+    contract: str
+    contract_id: int
+    contract_name: str
+    customer: str
+    timezone: str
+    window: str
+    hosts: list[PlanHost]
+    excluded: list[str] = []
+    checks: list[tuple[str, str]]
+    thresholds: dict[str, Any]
+    approvers: list[dict[str, str]]
+    requires_approval: bool
+    revision: int = 1
+    notes: list[str] = []
+
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_plan_markdown(plan: InspectionPlan) -> str:
+    """The plan as the approver sees it in the resume form and the e-mail."""
+    lines = [
+        f"### Health inspection plan · {plan.customer} · {plan.contract} (revision {plan.revision})",
+        "",
+        f"- **Contract:** {_md(plan.contract_name)} ({plan.contract})",
+        f"- **Window:** {_md(plan.window)} ({plan.timezone})",
+        f"- **Method:** read-only commands over SSH, host keys verified; {len(plan.checks)} checks",
+        f"- **Hosts in scope:** {len(plan.hosts)}",
+        "",
+        "| host | address | role | tags |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {_md(h.name)} | {_md(h.address)}:{h.port} | {_md(h.role or '')} | "
+        f"{_md(', '.join(h.tags))} |"
+        for h in plan.hosts
+    ]
+    if plan.excluded:
+        lines += ["", f"**Excluded from this inspection:** {_md(', '.join(plan.excluded))}"]
+    lines += ["", "**Checks:** " + ", ".join(title for _, title in plan.checks)]
+    changed = {k: v for k, v in plan.thresholds.items() if v is not None}
+    if changed:
+        lines += ["", "**Contract thresholds:** " + _md(", ".join(f"{k}={v}" for k, v in
+                                                          sorted(changed.items())))]
+    if plan.notes:
+        lines += ["", "**Revision notes:**"] + [f"- {_md(n)}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+@task(name="build-plan")
+def build_plan(params: InspectionParams) -> InspectionPlan:
+    """The plan from the inventory: hosts in scope, checks, thresholds, window."""
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        contract = get_contract(session=db, code=params.contract)
+        customer = get_customer(session=db, contract=contract)
+        hosts = hosts_in_scope(session=db, contract=contract, tags=params.tags)
+        if not hosts:
+            scope = f" with tags {', '.join(params.tags)}" if params.tags else ""
+            raise ValueError(f"contract {params.contract} has no active hosts{scope} to inspect")
+        today = datetime.now(ZoneInfo(contract.timezone)).date()
+        assert contract.id is not None
+        return InspectionPlan(
+            contract=contract.code,
+            contract_id=contract.id,
+            contract_name=contract.name,
+            customer=customer.name,
+            timezone=contract.timezone,
+            window=params.window or default_window(today),
+            hosts=[
+                PlanHost(id=h.id, name=h.name, address=h.address, port=h.port, role=h.role,
+                         tags=list(h.tags))
+                for h in hosts
+                if h.id is not None
+            ],
+            checks=[(c.name, c.title) for c in CATALOGUE],
+            thresholds=contract_thresholds(contract).model_dump(),
+            approvers=list(contract.approvers),
+            requires_approval=(
+                contract.plan_requires_approval
+                if params.require_approval is None
+                else params.require_approval
+            ),
+        )
+
+
+# --- revision after a rejection ----------------------------------------------------------------
+
+
+class PlanRevision(RunInput):
+    """The engineer's answer to a rejected plan: change it and resubmit, or cancel."""
+
+    action: Literal["resubmit", "cancel"] = Field(
+        description="resubmit the revised plan for approval, or cancel the inspection"
+    )
+    engineer: str = Field(min_length=1, max_length=200, description="Your name")
+    exclude_hosts: list[str] = Field(
+        default_factory=list, description="Host names to leave out of the inspection"
+    )
+    include_hosts: list[str] = Field(
+        default_factory=list, description="Excluded host names to bring back"
+    )
+    window: str | None = Field(None, max_length=200, description="A new inspection window")
+    note: str = Field("", max_length=2000, description="What you changed and why")
+
+
+def apply_revision(
+    plan: InspectionPlan, revision: PlanRevision, all_hosts: list[PlanHost]
+) -> InspectionPlan:
+    """The revised plan, or ValueError naming what cannot be applied. Pure."""
+    by_name = {h.name: h for h in all_hosts}
+    unknown = sorted(set(revision.exclude_hosts + revision.include_hosts) - set(by_name))
+    if unknown:
+        raise ValueError(f"unknown host(s): {', '.join(unknown)}")
+    excluded = (set(plan.excluded) | set(revision.exclude_hosts)) - set(revision.include_hosts)
+    hosts = [h for h in all_hosts if h.name not in excluded]
+    if not hosts:
+        raise ValueError("the revision leaves no host to inspect")
+    note = revision.note.strip() or "revised"
+    return plan.model_copy(
+        update={
+            "hosts": hosts,
+            "excluded": sorted(excluded),
+            "window": revision.window.strip() if revision.window else plan.window,
+            "revision": plan.revision + 1,
+            "notes": [*plan.notes, f"rev {plan.revision + 1} by {revision.engineer}: {note}"],
+        }
+    )
+
+
+def _record_approval(**values: Any) -> int:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        row = Approval(**values)
+        db.add(row)
+        db.flush()
+        assert row.id is not None
+        return row.id
+
+
+def _decide(approval_id: int, **values: Any) -> None:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        row = db.get(Approval, approval_id)
+        assert row is not None
+        for k, v in values.items():
+            setattr(row, k, v)
+        db.add(row)
+
+
+def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> PlanRevision:
+    """Pause this flow until the engineer revises or cancels the rejected plan."""
+    settings = get_settings()
+    run_id = current_flow_run_id() or ""
+    subject = f"revise the inspection plan for {plan.contract} (rejected)"
+    approval_id = _record_approval(flow_run_id=run_id, contract_id=plan.contract_id,
+                                   gate=REVISION_GATE, subject=subject,
+                                   evidence=render_plan_markdown(plan))
+    problems: list[str] = []
+    attempt = 0
+    while True:
+        attempt += 1
+        text = (f"## The plan was rejected\n\n> {_md(rejection)}\n\n"
+                f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
+                "resubmit, or cancel the inspection.")
+        if problems:
+            text += "\n\n**Refused:** " + "; ".join(problems[-3:])
+        form = PlanRevision.with_initial_data(description=text)
+        try:
+            answer = pause_flow_run(wait_for_input=form,
+                                    timeout=int(settings.approval_timeout_hours * 3600),
+                                    poll_interval=settings.approval_poll_seconds,
+                                    key=f"{REVISION_GATE}-{round_no}-{attempt}")
+        except ValidationError as exc:
+            problems.append(f"not a valid revision ({exc.error_count()} error(s))")
+            continue
+        except FlowPauseTimeout:
+            _decide(approval_id, decision="expired", decided_at=utcnow())
+            raise
+        if answer.action == "resubmit":
+            unknown = sorted(set(answer.exclude_hosts + answer.include_hosts) -
+                             {h.name for h in plan.hosts} - set(plan.excluded))
+            if unknown:
+                problems.append(f"unknown host(s): {', '.join(unknown)}")
+                _record_approval(flow_run_id=run_id, contract_id=plan.contract_id,
+                                 gate=REVISION_GATE, subject=subject, decided_at=utcnow(),
+                                 approver=answer.engineer, decision="refused",
+                                 comment=problems[-1])
+                continue
+        _decide(approval_id, decision=answer.action, approver=answer.engineer,
+                comment=answer.note, decided_at=utcnow())
+        return answer
+
+
+def approve_plan(plan: InspectionPlan) -> InspectionPlan | None:
+    """Loop plan → approval → (revision → approval)* ; the approved plan, or None if cancelled."""
+    logger = get_run_logger()
+    all_hosts = list(plan.hosts)
+    round_no = 0
+    while True:
+        round_no += 1
+        result = approval_gate(
+            ApprovalRequest(
+                gate=PLAN_GATE,
+                contract=plan.contract,
+                contract_id=plan.contract_id,
+                subject=f"health inspection plan {plan.contract} {plan.window} "
+                f"(revision {plan.revision})",
+                evidence=render_plan_markdown(plan),
+                approvers=plan.approvers,
+            )
+        )
+        if result.decision is Decision.APPROVE:
+            logger.info("plan approved by %s", result.approver)
+            return plan
+        logger.info("plan rejected by %s: %s", result.approver, result.comment)
+        while True:
+            revision = ask_for_revision(plan, f"{result.approver}: {result.comment}", round_no)
+            if revision.action == "cancel":
+                return None
+            try:
+                plan = apply_revision(plan, revision, all_hosts)
+                break
+            except ValueError as exc:
+                logger.warning("revision refused: %s", exc)
+
+
+# --- report and e-mail --------------------------------------------------------------------------
+
+
+@task(name="write-report")
+def write_report(run_id: int) -> str:
+    """Render the run's HTML report, save it, publish the UI artifacts; returns the file path."""
+    from tasks.reports import (
+        build_inspection_report,
+        findings_table,
+        render_inspection_html,
+        render_inspection_markdown,
+        save_report,
+    )
+
+    settings = get_settings()
+    engine = engine_for(settings.db_url)
+    with session_scope(engine) as db:
+        report = build_inspection_report(session=db, run_id=run_id)
+        run = db.get(InspectionRun, run_id)
+        contract = db.get(Contract, run.contract_id) if run else None
+        assert run is not None and contract is not None
+        html = render_inspection_html(report, settings.templates_dir)
+        path = save_report(html, report_dir=settings.reports, contract_code=contract.code,
+                           run_id=run_id, started_at=run.started_at)
+        run.report_path = str(path)
+        db.add(run)
+    url = path.as_uri()
+    key = f"inspection-{contract.code.lower()}".replace("_", "-").replace(".", "-")
+    create_markdown_artifact(markdown=render_inspection_markdown(report, url), key=key,
+                             description=f"Health inspection {contract.code}")
+    create_table_artifact(table=findings_table(report), key=f"{key}-findings",
+                          description=f"Findings of inspection run {run_id}")
+    return str(path)
+
+
+@task(name="email-report")
+def email_report(run_id: int, report_path: str) -> dict[str, Any]:
+    """Queue the report for the contract's recipients, then deliver everything pending."""
+    from tasks.notify import deliver_pending, queue_message, render_report_email
+    from tasks.reports import build_inspection_report
+
+    settings = get_settings()
+    engine = engine_for(settings.db_url)
+    with session_scope(engine) as db:
+        run = db.get(InspectionRun, run_id)
+        assert run is not None
+        contract = db.get(Contract, run.contract_id)
+        assert contract is not None
+        if not contract.report_recipients:
+            get_run_logger().warning("contract %s has no report recipients", contract.code)
+        else:
+            report = build_inspection_report(session=db, run_id=run_id)
+            subject, text, html = render_report_email(report, report_path, settings.templates_dir)
+            queue_message(session=db, contract_id=contract.id, kind="inspection_report",
+                          subject=subject, recipients=list(contract.report_recipients),
+                          text_body=text, html_body=html, attachments=[report_path])
+    with session_scope(engine) as db:
+        delivery = deliver_pending(session=db, smtp=settings.smtp)
+    summary = {"sent": delivery.sent, "failed": delivery.failed}
+    if delivery.failed:
+        get_run_logger().warning("mail not delivered, kept in the outbox for the next run: %s",
+                                 delivery.failed)
+    return summary
+
+
+# --- the flows -----------------------------------------------------------------------------------
+
+
+def _start(plan: InspectionPlan, kind: str, requested_by: str | None) -> int:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        contract = get_contract(session=db, code=plan.contract)
+        run = start_run(session=db, contract=contract, kind=kind,
+                        flow_run_id=current_flow_run_id(), requested_by=requested_by,
+                        window=plan.window, plan=plan.model_dump(mode="json"))
+        assert run.id is not None
+        return run.id
+
+
+def _finish(run_id: int, status: RunStatus) -> None:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        finish_run(session=db, run_id=run_id, status=status)
+
+
+class InspectionOutcome(BaseModel):
+    run_id: int
+    report_path: str
+    hosts: int
+    unreachable: list[str]
+    email: dict[str, Any] | None = None
+
+
+def _sweep_report_mail(run_id: int, contract: str, targets: list[HostTarget],
+                       email: bool) -> InspectionOutcome:
+    status = RunStatus.FAILED
+    try:
+        sweep: SweepResult = sweep_hosts(run_id, contract, targets)
+        report_path = write_report(run_id)
+        status = RunStatus.FAILED if sweep.crashed else RunStatus.COMPLETED
+    finally:
+        _finish(run_id, status)
+    mail = email_report(run_id, report_path) if email else None
+    return InspectionOutcome(run_id=run_id, report_path=report_path, hosts=len(targets),
+                             unreachable=sweep.unreachable, email=mail)
+
+
+@flow(name="quarterly-health-inspection", flow_run_name=inspection_run_name,
+      task_runner=ThreadPoolTaskRunner(max_workers=10))
+def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
+    """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
+    logger = get_run_logger()
+    plan = build_plan(params)
+    if plan.requires_approval:
+        approved = approve_plan(plan)
+        if approved is None:
+            logger.info("inspection cancelled by the engineer")
+            return Cancelled(message="inspection plan cancelled after rejection")
+        plan = approved
+    run_id = _start(plan, "inspection", params.requested_by)
+    targets = [HostTarget(id=h.id, name=h.name) for h in plan.hosts]
+    outcome = _sweep_report_mail(run_id, plan.contract, targets, params.email_report)
+    logger.info("report: %s", outcome.report_path)
+    return outcome
+
+
+class RecheckParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code, as in the inventory")
+    email_report: bool = Field(False, description="E-mail the re-check report")
+    requested_by: str | None = Field(None, description="Who started the run")
+
+
+def recheck_targets(open_findings: list[Finding], host_names: dict[int, str]) -> list[HostTarget]:
+    """Per host, the checks with open findings; an unreachable host gets the whole catalogue."""
+    by_host: dict[int, set[str]] = {}
+    for f in open_findings:
+        by_host.setdefault(f.host_id, set()).add(f.check)
+    targets = []
+    for host_id, checks in sorted(by_host.items(), key=lambda kv: host_names[kv[0]]):
+        wanted = None if REACHABILITY in checks else sorted(checks)
+        targets.append(HostTarget(id=host_id, name=host_names[host_id], checks=wanted))
+    return targets
+
+
+def recheck_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    return f"re-check · {params.get('contract', '?')} · {date.today().isoformat()}"
+
+
+@flow(name="recheck-findings", flow_run_name=recheck_run_name,
+      task_runner=ThreadPoolTaskRunner(max_workers=10))
+def recheck_findings(params: RecheckParams) -> InspectionOutcome:
+    """Re-run only the checks with open findings and resolve what is fixed."""
+    from sqlmodel import select
+
+    from models import Host
+
+    logger = get_run_logger()
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        contract = get_contract(session=db, code=params.contract)
+        open_findings = list(db.exec(select(Finding).where(
+            Finding.contract_id == contract.id, Finding.status == FindingStatus.OPEN)))
+        active = {h.id: h.name for h in db.exec(select(Host).where(
+            Host.contract_id == contract.id, Host.active == True))}  # noqa: E712
+        open_findings = [f for f in open_findings if f.host_id in active]
+        targets = recheck_targets(open_findings, {k: v for k, v in active.items() if k})
+        run = start_run(session=db, contract=contract, kind="recheck",
+                        flow_run_id=current_flow_run_id(), requested_by=params.requested_by,
+                        plan={"targets": [t.model_dump() for t in targets]})
+        assert run.id is not None
+        run_id = run.id
+    logger.info("re-checking %d open finding(s) on %d host(s)", len(open_findings), len(targets))
+    outcome = _sweep_report_mail(run_id, params.contract, targets, params.email_report)
+    with session_scope(engine) as db:
+        resolved = db.exec(select(Finding).where(Finding.resolved_by_run_id == run_id)).all()
+        still = db.exec(select(Finding).where(Finding.contract_id == contract.id,
+                                              Finding.status == FindingStatus.OPEN)).all()
+        lines = [f"## Re-check of {params.contract} (run {run_id})", "",
+                 f"**Resolved:** {len(resolved)} · **still open:** {len(still)}", ""]
+        lines += [f"- resolved: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)}"
+                  for f in resolved]
+        lines += [f"- open: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)} "
+                  f"({f.severity})" for f in still]
+    create_markdown_artifact(markdown="\n".join(lines), description="Re-check difference")
+    return outcome

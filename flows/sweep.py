@@ -1,0 +1,130 @@
+"""The host sweep: inspect hosts, one Prefect task per host, with bounded concurrency.
+
+:func:`sweep_hosts` runs inside any flow (the quarterly inspection, the re-check); the
+``host-sweep`` flow is the bare version behind ``upkeep run sweep`` and the demo. One failed
+host never stops the sweep: the host task records it as a finding; a task that crashes anyway
+is reported here and fails the run's record, never silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
+
+from models import RunStatus
+from tasks.inspect import inspect_host
+from tasks.records import finish_run, get_contract, hosts_in_scope, start_run
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import get_settings
+
+
+class HostTarget(BaseModel):
+    id: int
+    name: str
+    checks: list[str] | None = None
+    """None: the whole catalogue."""
+
+
+class SweepResult(BaseModel):
+    run_id: int
+    contract: str
+    hosts: list[dict[str, Any]]
+    crashed: list[str] = []
+
+    @property
+    def unreachable(self) -> list[str]:
+        return [h["host"] for h in self.hosts if not h["reachable"]]
+
+
+def current_flow_run_id() -> str | None:
+    try:
+        ctx: Any = get_run_context()
+    except RuntimeError:
+        return None
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
+
+
+def sweep_hosts(run_id: int, contract: str, targets: list[HostTarget]) -> SweepResult:
+    """Inspect ``targets`` concurrently (the calling flow's task runner bounds it) and wait."""
+    logger = get_run_logger()
+    futures = [
+        inspect_host.submit(host_id=t.id, host_name=t.name, run_id=run_id, check_names=t.checks)
+        for t in targets
+    ]
+    results: list[dict[str, Any]] = []
+    crashed: list[str] = []
+    for fut, target in zip(futures, targets, strict=True):
+        fut.wait()
+        state = fut.state
+        if state.is_completed():
+            results.append(fut.result())
+        else:
+            crashed.append(target.name)
+            logger.error("inspection of %s ended %s: %s", target.name, state.type.value,
+                         state.message)
+            results.append({"host": target.name, "reachable": False, "error_kind": "crashed",
+                            "findings": {}})
+    return SweepResult(run_id=run_id, contract=contract, hosts=results, crashed=crashed)
+
+
+class SweepParams(BaseModel):
+    """Which hosts of which contract to inspect."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code, as in the inventory")
+    tags: list[str] = Field(default_factory=list, description="Only hosts with any of these tags")
+    kind: str = Field("inspection", description="What the run is recorded as")
+    requested_by: str | None = Field(None, description="Who started the run")
+
+
+def sweep_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    return f"sweep · {params.get('contract', '?')}"
+
+
+@flow(name="host-sweep", flow_run_name=sweep_run_name)
+def host_sweep(params: SweepParams) -> SweepResult:
+    """Inspect the contract's hosts in scope now (no plan, no approval) and store everything."""
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        contract = get_contract(session=db, code=params.contract)
+        targets = [
+            HostTarget(id=h.id, name=h.name)
+            for h in hosts_in_scope(session=db, contract=contract, tags=params.tags)
+            if h.id is not None
+        ]
+        run = start_run(session=db, contract=contract, kind=params.kind,
+                        flow_run_id=current_flow_run_id(), requested_by=params.requested_by)
+        assert run.id is not None
+        run_id = run.id
+    get_run_logger().info("inspecting %d host(s) of %s (run %s)", len(targets), params.contract,
+                          run_id)
+    status = RunStatus.FAILED
+    try:
+        result = sweep_hosts(run_id, params.contract, targets)
+        status = RunStatus.FAILED if result.crashed else RunStatus.COMPLETED
+    finally:
+        with session_scope(engine) as db:
+            finish_run(session=db, run_id=run_id, status=status)
+    return result
+
+
+def bounded(flow_obj: Any, concurrency: int | None = None) -> Any:
+    """``flow_obj`` with a thread pool of the configured size (UPKEEP_SWEEP_CONCURRENCY)."""
+    workers = concurrency or get_settings().sweep_concurrency
+    return flow_obj.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+
+
+def run_sweep(params: SweepParams, concurrency: int | None = None) -> SweepResult:
+    result: SweepResult = bounded(host_sweep, concurrency)(params)
+    return result

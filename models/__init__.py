@@ -1,0 +1,27 @@
+"""All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
+
+from models.approval import Approval
+from models.base import UTCDateTime, utcnow
+from models.customer import Contract, ContractCreate, Customer, CustomerCreate
+from models.host import Host, HostCreate
+from models.inspection import Finding, FindingStatus, HostResult, InspectionRun, RunStatus
+from models.outbox import OutboxMessage, OutboxStatus
+
+__all__ = [
+    "Approval",
+    "Contract",
+    "ContractCreate",
+    "Customer",
+    "CustomerCreate",
+    "Finding",
+    "FindingStatus",
+    "Host",
+    "HostCreate",
+    "HostResult",
+    "InspectionRun",
+    "OutboxMessage",
+    "OutboxStatus",
+    "RunStatus",
+    "UTCDateTime",
+    "utcnow",
+]

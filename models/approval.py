@@ -1,0 +1,26 @@
+"""Approval gates: who was asked, who decided, when, and what they said."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from models.base import created_field, ts_field
+
+
+class Approval(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(max_length=64, index=True)
+    contract_id: int | None = Field(default=None, foreign_key="contract.id", index=True)
+    gate: str = Field(default="approval", max_length=64)
+    """Which gate of the flow: inspection-plan, release, ..."""
+    subject: str = Field(max_length=500)
+    evidence: str = ""
+    """The Markdown the approver was shown."""
+    requested_at: datetime = created_field()
+    decided_at: datetime | None = ts_field()
+    approver: str | None = Field(default=None, max_length=200)
+    decision: str | None = Field(default=None, max_length=16)
+    """approve, reject, refused (an attempt by someone not allowed), cancelled."""
+    comment: str | None = None

@@ -1,0 +1,57 @@
+"""Customers and their maintenance contracts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import created_field, json_field
+
+
+class CustomerBase(SQLModel):
+    code: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=200)
+
+
+class CustomerCreate(CustomerBase):
+    pass
+
+
+class Customer(CustomerBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = created_field()
+    updated_at: datetime = created_field()
+
+
+class ContractBase(SQLModel):
+    code: str = Field(index=True, unique=True, max_length=64)
+    name: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    plan_requires_approval: bool = True
+    active: bool = True
+
+
+class ContractCreate(ContractBase):
+    customer_id: int
+    thresholds: dict[str, Any] = {}
+    approvers: list[dict[str, str]] = []
+    backup_approver: dict[str, str] | None = None
+    report_recipients: list[str] = []
+    cadences: dict[str, Any] = {}
+
+
+class Contract(ContractBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    thresholds: dict[str, Any] = json_field()
+    """Overrides of tasks.checks.base.Thresholds; the defaults fill the rest."""
+    approvers: list[dict[str, str]] = json_field(list)
+    """[{name, email}] who may approve this contract's gates."""
+    backup_approver: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)
+    report_recipients: list[str] = json_field(list)
+    cadences: dict[str, Any] = json_field()
+    created_at: datetime = created_field()
+    updated_at: datetime = created_field()

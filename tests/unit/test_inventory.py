@@ -1,0 +1,148 @@
+"""Inventory validation (pure) and loading (one transaction, idempotent, never deletes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import Contract, Customer, Host
+from upkeep.inventory import InventoryError, apply_inventory, load_inventory_file, parse_inventory
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "inventory"
+GOOD = (FIXTURES / "good.yaml").read_text()
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(text, "inv.yaml")
+    return info.value.problems
+
+
+def test_complete_example_parses() -> None:
+    spec = parse_inventory(GOOD, "good.yaml")
+    contract = spec.customers[0].contracts[0]
+    assert contract.code == "ACME-OPS"
+    assert contract.thresholds.disk_used_pct_major == 75
+    assert contract.thresholds.inode_used_pct_major == 80  # default kept
+    assert [h.port for h in contract.hosts] == [22, 2222]
+    assert contract.hosts[1].key_secret == "acme-ssh-key"
+
+
+def test_bad_yaml_names_file_and_line() -> None:
+    (msg,) = problems("customers:\n  - code: acme\n    name: [unclosed\n")
+    assert msg.startswith("inv.yaml:")
+    assert "not valid YAML" in msg
+
+
+def test_unknown_field_is_named_with_its_line() -> None:
+    text = GOOD.replace("            user: ops\n", "            user: ops\n            pasword: x\n")
+    (msg,) = problems(text)
+    line = text.splitlines().index("            pasword: x") + 1
+    assert msg == (
+        f"inv.yaml:{line}: customers[0].contracts[0].hosts[0].pasword: unknown field 'pasword'"
+    )
+
+
+def test_bad_port() -> None:
+    (msg,) = problems(GOOD.replace("port: 2222", "port: 70000"))
+    assert "customers[0].contracts[0].hosts[1].port" in msg
+    assert "65535" in msg
+
+
+def test_duplicate_host_names_both_places() -> None:
+    text = GOOD.replace("- name: db1", "- name: web1")
+    (msg,) = problems(text)
+    assert "customers[0].contracts[0].hosts[1].name: duplicate host 'web1'" in msg
+    assert "first at customers[0].contracts[0].hosts[0].name" in msg
+
+
+def test_contract_without_approvers() -> None:
+    text = GOOD.replace(
+        "        approvers:\n          - {name: Gina Globex, email: gina@globex.example}\n",
+        "        approvers: []\n",
+    )
+    msgs = problems(text)
+    assert any("customers[1].contracts[0].approvers" in m and "at least 1" in m for m in msgs)
+
+
+def test_missing_approvers_field() -> None:
+    text = GOOD.replace(
+        "        approvers:\n          - {name: Gina Globex, email: gina@globex.example}\n", ""
+    )
+    msgs = problems(text)
+    assert any("customers[1].contracts[0].approvers: Field required" in m for m in msgs)
+
+
+def test_unknown_timezone_and_bad_email() -> None:
+    text = GOOD.replace("Europe/Berlin", "Mars/Olympus").replace("it@acme.example", "it-at-acme")
+    msgs = problems(text)
+    assert any("timezone" in m and "Mars/Olympus" in m for m in msgs)
+    assert any("report_recipients[0]" in m for m in msgs)
+
+
+def test_duplicate_yaml_key_is_refused() -> None:
+    text = GOOD.replace("            user: ops\n", "            user: ops\n            user: root\n")
+    msgs = problems(text)
+    assert any("duplicate key 'user'" in m for m in msgs)
+
+
+def test_threshold_order_checked() -> None:
+    msgs = problems(GOOD.replace("disk_used_pct_major: 75", "disk_used_pct_major: 95"))
+    assert any("disk_used_pct_major is above disk_used_pct_critical" in m for m in msgs)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as info:
+        load_inventory_file(tmp_path / "nope.yaml")
+    assert str(tmp_path / "nope.yaml") in str(info.value)
+
+
+def _load(engine: sa.Engine, text: str) -> list[str]:
+    with Session(engine) as s:
+        report = apply_inventory(s, parse_inventory(text))
+        s.commit()
+    return report.lines()
+
+
+def test_load_twice_changes_nothing(engine: sa.Engine) -> None:
+    first = _load(engine, GOOD)
+    assert "created host ACME-OPS/web1" in first
+    with Session(engine) as s:
+        stamps = [h.updated_at for h in s.exec(select(Host).order_by(Host.id))]
+    assert _load(engine, GOOD) == ["no changes"]
+    with Session(engine) as s:
+        assert [h.updated_at for h in s.exec(select(Host).order_by(Host.id))] == stamps
+
+
+def test_removed_host_is_deactivated_not_deleted(engine: sa.Engine) -> None:
+    _load(engine, GOOD)
+    without_db1 = GOOD.split("          - name: db1")[0] + GOOD.split("key_secret: acme-ssh-key\n")[1]
+    lines = _load(engine, without_db1)
+    assert "deactivated host ACME-OPS/db1" in lines
+    with Session(engine) as s:
+        db1 = s.exec(select(Host).where(Host.name == "db1")).one()
+        assert db1.active is False
+    assert "reactivated host ACME-OPS/db1" in _load(engine, GOOD)
+
+
+def test_removed_contract_is_deactivated_with_its_hosts(engine: sa.Engine) -> None:
+    _load(engine, GOOD)
+    only_acme = GOOD.split("  - code: globex")[0]
+    lines = _load(engine, only_acme)
+    assert "deactivated contract GLOBEX" in lines
+    assert "deactivated host GLOBEX/app1" in lines
+    with Session(engine) as s:
+        assert s.exec(select(Contract).where(Contract.code == "GLOBEX")).one().active is False
+        assert s.exec(select(Customer)).all()  # nothing deleted
+
+
+def test_changed_threshold_updates_contract(engine: sa.Engine) -> None:
+    _load(engine, GOOD)
+    lines = _load(engine, GOOD.replace("disk_used_pct_major: 75", "disk_used_pct_major: 70"))
+    assert lines == ["updated contract ACME-OPS"]
+    with Session(engine) as s:
+        c = s.exec(select(Contract).where(Contract.code == "ACME-OPS")).one()
+        assert c.thresholds["disk_used_pct_major"] == 70

@@ -1,0 +1,95 @@
+"""Acting on waiting gates from the command line, through the same resume API the UI uses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+from sqlmodel import Session, col, select
+
+from models import Approval, utcnow
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import Settings
+
+REVISION_SUFFIX = "-revision"
+
+
+class ApprovalCliError(RuntimeError):
+    pass
+
+
+def list_approvals(session: Session, *, pending_only: bool = False) -> list[Approval]:
+    query = select(Approval).order_by(col(Approval.requested_at).desc(), col(Approval.id).desc())
+    if pending_only:
+        query = query.where(col(Approval.decision).is_(None))
+    return list(session.exec(query))
+
+
+def find_pending(session: Session, run: str, gate_kind: str) -> Approval:
+    """The one pending gate whose flow run id starts with ``run``."""
+    run = run.strip().lower()
+    if len(run) < 4:
+        raise ApprovalCliError("give at least the first 4 characters of the flow run id")
+    pending = [
+        a
+        for a in list_approvals(session, pending_only=True)
+        if a.flow_run_id.lower().startswith(run)
+        and a.gate.endswith(REVISION_SUFFIX) == (gate_kind == "revision")
+    ]
+    if not pending:
+        others = [a for a in list_approvals(session) if a.flow_run_id.lower().startswith(run)]
+        if others:
+            last = others[0]
+            raise ApprovalCliError(
+                f"flow run {last.flow_run_id} has no pending {gate_kind}: its latest "
+                f"gate {last.gate!r} is {last.decision or 'pending'}"
+            )
+        raise ApprovalCliError(f"no pending {gate_kind} for flow run {run!r} "
+                               "(see `upkeep approvals list --pending`)")
+    if len({a.flow_run_id for a in pending}) > 1:
+        raise ApprovalCliError(f"{run!r} matches several flow runs: give more of the id")
+    return pending[0]
+
+
+def resume_and_wait(
+    settings: Settings, run: str, gate_kind: str, run_input: dict[str, Any], wait: float = 60.0
+) -> tuple[str, bool]:
+    """Resume the gate with ``run_input`` and wait until the flow has judged the answer.
+
+    Returns (what happened, whether the answer was accepted).
+    """
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import resume_flow_run
+
+    engine = engine_for(settings.db_url)
+    with session_scope(engine) as db:
+        gate = find_pending(db, run, gate_kind)
+        gate_id, flow_run_id = gate.id, gate.flow_run_id
+    sent_at = utcnow()
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input=run_input)
+    except FlowPauseTimeout:
+        raise ApprovalCliError(f"flow run {flow_run_id} can no longer be resumed") from None
+    except RuntimeError as exc:
+        raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
+    deadline = time.monotonic() + wait + settings.approval_poll_seconds * 2
+    while time.monotonic() < deadline:
+        with session_scope(engine) as db:
+            row = db.get(Approval, gate_id)
+            assert row is not None
+            if row.decision is not None:
+                return (f"{row.gate}: {row.decision} by {row.approver} recorded "
+                        f"(flow run {flow_run_id})", True)
+            refused = db.exec(
+                select(Approval).where(
+                    Approval.flow_run_id == flow_run_id,
+                    Approval.decision == "refused",
+                    col(Approval.decided_at) >= sent_at,
+                )
+            ).first()
+            if refused is not None:
+                return f"refused: {refused.comment}; the gate is waiting again", False
+        time.sleep(0.5)
+    return (f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "
+            "yet: check `upkeep approvals list`", False)

@@ -1,0 +1,526 @@
+"""The ``upkeep`` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, select
+
+from upkeep.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+inventory_app = typer.Typer(no_args_is_help=True, help="Customers, contracts and hosts.")
+hosts_app = typer.Typer(no_args_is_help=True, help="Hosts and their SSH host keys.")
+findings_app = typer.Typer(no_args_is_help=True, help="Findings of inspections.")
+run_app = typer.Typer(no_args_is_help=True, help="Run flows against the Prefect API.")
+approvals_app = typer.Typer(no_args_is_help=True, help="Approval gates.")
+outbox_app = typer.Typer(no_args_is_help=True, help="Mail waiting to be delivered.")
+app.add_typer(db_app, name="db")
+app.add_typer(inventory_app, name="inventory")
+app.add_typer(hosts_app, name="hosts")
+app.add_typer(findings_app, name="findings")
+app.add_typer(run_app, name="run")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(outbox_app, name="outbox")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "info": "cyan"}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def engine_or_exit(settings: Settings, *, migrate: bool = True) -> sa.Engine:
+    from upkeep.db import SchemaOutOfDate, engine_for, ensure_schema
+
+    engine = engine_for(settings.db_url)
+    try:
+        ensure_schema(engine, auto_upgrade=migrate)
+    except SchemaOutOfDate as exc:
+        fail(str(exc), 2)
+    except sa.exc.OperationalError as exc:
+        fail(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}", 2)
+    return engine
+
+
+@contextmanager
+def db_session(settings: Settings | None = None) -> Iterator[Session]:
+    from upkeep.db import session_scope
+
+    settings = settings or settings_or_exit()
+    with session_scope(engine_or_exit(settings)) as session:
+        yield session
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or bring its schema to this version of upkeep."""
+    from upkeep.db import engine_for, upgrade
+
+    settings = settings_or_exit()
+    engine = engine_for(settings.db_url)
+    before, after = upgrade(engine)
+    url = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        out.print(f"{url}: schema already at {after}")
+    else:
+        out.print(f"{url}: schema upgraded from {before or 'nothing'} to {after}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this upkeep needs."""
+    from upkeep.db import current_revision, engine_for, head_revision
+
+    settings = settings_or_exit()
+    engine = engine_for(settings.db_url)
+    out.print(f"database: {current_revision(engine) or 'empty'}; upkeep needs: {head_revision()}")
+
+
+# --- inventory --------------------------------------------------------------------------------
+
+
+@inventory_app.command("load")
+def inventory_load(
+    file: Annotated[Path, typer.Argument(help="Inventory YAML file")],
+) -> None:
+    """Validate FILE and make the database match it, in one transaction."""
+    from upkeep.inventory import InventoryError, apply_inventory, load_inventory_file
+
+    try:
+        spec = load_inventory_file(file)
+    except InventoryError as exc:
+        err.print(f"[bold red]error:[/] {file}: the inventory was not loaded:", markup=True)
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False)
+        raise typer.Exit(1) from None
+    with db_session() as session:
+        report = apply_inventory(session, spec)
+    for line in report.lines():
+        out.print(line)
+
+
+@inventory_app.command("show")
+def inventory_show(
+    contract: Annotated[str | None, typer.Option(help="Only this contract")] = None,
+    inactive: Annotated[bool, typer.Option(help="Also show deactivated hosts")] = False,
+) -> None:
+    """Print the customers, contracts and hosts that are loaded."""
+    from models import Contract, Customer, Host
+    from tasks.records import RecordNotFound, get_contract
+
+    with db_session() as session:
+        if contract:
+            try:
+                contracts = [get_contract(session=session, code=contract, active_only=False)]
+            except RecordNotFound as exc:
+                fail(str(exc))
+        else:
+            contracts = list(session.exec(select(Contract).order_by(Contract.code)))
+        if not contracts:
+            out.print("nothing loaded: run `upkeep inventory load FILE`")
+            return
+        for c in contracts:
+            customer = session.get(Customer, c.customer_id)
+            assert customer is not None
+            state = "" if c.active else " (inactive)"
+            out.print(f"[bold]{c.code}[/]{state}: {c.name} — {customer.name} ({customer.code})")
+            approvers = ", ".join(f"{a['name']} <{a['email']}>" for a in c.approvers)
+            out.print(f"  timezone {c.timezone}; approvers: {approvers}")
+            if c.backup_approver:
+                b = c.backup_approver
+                out.print(f"  backup approver: {b['name']} <{b['email']}>")
+            if c.report_recipients:
+                out.print(f"  reports to: {', '.join(c.report_recipients)}")
+            if c.thresholds:
+                out.print(f"  thresholds: {c.thresholds}")
+            table = Table("host", "address", "user", "tags", "role", "system", "key", "active")
+            hosts = session.exec(select(Host).where(Host.contract_id == c.id).order_by(Host.name))
+            for h in hosts:
+                if not h.active and not inactive:
+                    continue
+                key = h.key_file or (f"secret:{h.key_secret}" if h.key_secret else "default")
+                table.add_row(
+                    h.name, f"{h.address}:{h.port}", h.user or "(default)", ",".join(h.tags),
+                    h.role or "", h.system or "", key, "yes" if h.active else "no",
+                )
+            out.print(table)
+
+
+# --- hosts ------------------------------------------------------------------------------------
+
+
+@hosts_app.command("trust")
+def hosts_trust(
+    host: Annotated[str, typer.Argument(help="Host name from the inventory")],
+    contract: Annotated[str | None, typer.Option(help="Contract, when the name is ambiguous")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking")] = False,
+) -> None:
+    """Fetch HOST's SSH key, show its fingerprint and record it in upkeep's known_hosts."""
+    from tasks.records import RecordNotFound, find_hosts
+    from tasks.ssh import SshError, fetch_host_key, fingerprint_sha256, trust_host_key
+
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        try:
+            matches = find_hosts(session=session, name=host, contract_code=contract)
+        except RecordNotFound as exc:
+            fail(str(exc))
+    if not matches:
+        fail(f"no active host {host!r} in the inventory" + (f" of {contract}" if contract else ""))
+    if len(matches) > 1:
+        fail(f"{host!r} is in several contracts: name one with --contract")
+    h = matches[0]
+    try:
+        key = fetch_host_key(h.address, h.port, settings.ssh.connect_timeout)
+    except SshError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot fetch the key of {h.name} ({h.address}:{h.port}): {exc}")
+    fp = fingerprint_sha256(key)
+    out.print(f"{h.name} ({h.address}:{h.port}) offers a {key.get_name()} key {fp}")
+    if not yes and not typer.confirm("Trust this key?", default=False):
+        fail("not trusted: nothing was recorded")
+    trust_host_key(settings.known_hosts_file, h.address, h.port, key)
+    out.print(f"trusted: recorded in {settings.known_hosts_file}")
+
+
+# --- findings ---------------------------------------------------------------------------------
+
+
+@findings_app.command("list")
+def findings_list(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    open_only: Annotated[bool, typer.Option("--open", help="Only open findings")] = False,
+) -> None:
+    """Print the contract's findings, worst first per host."""
+    from tasks.records import RecordNotFound, get_contract, list_findings
+
+    with db_session() as session:
+        try:
+            c = get_contract(session=session, code=contract, active_only=False)
+        except RecordNotFound as exc:
+            fail(str(exc))
+        rows = list_findings(session=session, contract=c, open_only=open_only)
+    if not rows:
+        out.print("no findings")
+        return
+    table = Table("id", "host", "check", "subject", "severity", "status", "first seen", "message")
+    for f, h in rows:
+        table.add_row(
+            str(f.id), h.name, f.check, f.subject, _sev(f.severity), f.status,
+            f.first_seen_at.strftime("%Y-%m-%d %H:%M"), f.message,
+        )
+    out.print(table)
+
+
+def _sev(severity: str | None) -> str:
+    if not severity:
+        return "[green]ok[/]"
+    return f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]"
+
+
+def print_run_summary(session: Session, run_id: int) -> None:
+    """A table per host: check, subject, value, threshold, severity."""
+    from tasks.records import run_results
+
+    for result, host in run_results(session=session, run_id=run_id):
+        state = "reachable" if result.reachable else f"[bold red]NOT REACHED[/] ({result.error_kind})"
+        table = Table(
+            "check", "subject", "value", "threshold", "severity", "message",
+            title=f"{host.name} ({host.address}:{host.port}) — {state}", title_justify="left",
+        )
+        for m in result.measurements:
+            table.add_row(
+                m["check"], m.get("subject", ""), str(m.get("value", "")),
+                str(m.get("threshold", "")), _sev(m.get("severity")),
+                m.get("message", "") if m.get("severity") else "",
+            )
+        out.print(table)
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+@run_app.command("sweep")
+def run_sweep_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    tag: Annotated[list[str] | None, typer.Option(help="Only hosts with this tag")] = None,
+) -> None:
+    """Inspect the contract's hosts now (every check, no plan or approval) and print the result."""
+    from flows.sweep import SweepParams, run_sweep
+
+    settings = settings_or_exit()
+    engine_or_exit(settings)
+    summary = run_sweep(SweepParams(contract=contract, tags=tag or []))
+    with db_session(settings) as session:
+        print_run_summary(session, summary.run_id)
+    if summary.unreachable:
+        err.print(f"not reached: {', '.join(summary.unreachable)}")
+        raise typer.Exit(3)
+
+
+def require_prefect_api() -> str:
+    """The configured Prefect API URL, or exit saying how to get one."""
+    from prefect.settings import PREFECT_API_URL
+
+    from upkeep.prefect_server import api_healthy
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        fail(
+            "PREFECT_API_URL is not set: approvals need a Prefect server that outlives this "
+            "command. Start one (`prefect server start`) and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api",
+            2,
+        )
+    if not api_healthy(url):
+        fail(f"the Prefect API at {url} does not answer: is the server running?", 2)
+    return url
+
+
+@run_app.command("inspection")
+def run_inspection_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    tag: Annotated[list[str] | None, typer.Option(help="Only hosts with this tag")] = None,
+    window: Annotated[str | None, typer.Option(help="Inspection window agreed")] = None,
+    email: Annotated[bool, typer.Option(help="E-mail the report to the recipients")] = False,
+    approval: Annotated[
+        bool | None, typer.Option(help="Ask for plan approval (default: as the contract says)")
+    ] = None,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Run the quarterly health inspection now; it waits at the plan approval if needed."""
+    from flows.inspection import InspectionParams, quarterly_health_inspection
+    from flows.sweep import bounded
+
+    settings = settings_or_exit()
+    engine_or_exit(settings)
+    require_prefect_api()
+    params = InspectionParams(contract=contract, tags=tag or [], window=window,
+                              email_report=email, require_approval=approval,
+                              requested_by=requested_by or _whoami())
+    state = bounded(quarterly_health_inspection)(params, return_state=True)
+    _report_final_state(state)
+
+
+@run_app.command("recheck")
+def run_recheck_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    email: Annotated[bool, typer.Option(help="E-mail the report to the recipients")] = False,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Re-run only the checks with open findings and resolve what has been fixed."""
+    from flows.inspection import RecheckParams, recheck_findings
+    from flows.sweep import bounded
+
+    settings = settings_or_exit()
+    engine_or_exit(settings)
+    params = RecheckParams(contract=contract, email_report=email,
+                           requested_by=requested_by or _whoami())
+    state = bounded(recheck_findings)(params, return_state=True)
+    _report_final_state(state)
+
+
+def _whoami() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _report_final_state(state: Any) -> None:
+    if state.is_cancelled():
+        out.print(f"cancelled: {state.message}")
+        raise typer.Exit(4)
+    if not state.is_completed():
+        fail(f"the flow run ended {state.type.value}: {state.message}")
+    outcome = state.result()
+    out.print(f"report: {outcome.report_path}")
+    if outcome.unreachable:
+        err.print(f"not reached: {', '.join(outcome.unreachable)}")
+    if outcome.email is not None:
+        out.print(f"mail: {outcome.email}")
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+@approvals_app.command("list")
+def approvals_list(
+    pending: Annotated[bool, typer.Option("--pending", help="Only those waiting")] = False,
+) -> None:
+    """Approval requests and decisions, newest first."""
+    from upkeep.approvals_cli import list_approvals
+
+    with db_session() as session:
+        rows = list_approvals(session, pending_only=pending)
+    if not rows:
+        out.print("no approvals" + (" pending" if pending else ""))
+        return
+    table = Table("id", "flow run", "gate", "subject", "requested", "decision", "by", "comment")
+    for a in rows:
+        table.add_row(
+            str(a.id), a.flow_run_id, a.gate, a.subject,
+            a.requested_at.strftime("%Y-%m-%d %H:%M:%S"), a.decision or "[bold]pending[/]",
+            a.approver or "", a.comment or "",
+        )
+    out.print(table)
+
+
+def _resume(run: str, gate_kind: str, run_input: dict[str, Any]) -> None:
+    from upkeep.approvals_cli import ApprovalCliError, resume_and_wait
+
+    settings = settings_or_exit()
+    require_prefect_api()
+    with db_session(settings):
+        pass
+    try:
+        message, ok = resume_and_wait(settings, run, gate_kind, run_input)
+    except ApprovalCliError as exc:
+        fail(str(exc))
+    if not ok:
+        fail(message)
+    out.print(message)
+
+
+@app.command("approve")
+def approve(
+    run: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix) of the gate")],
+    as_: Annotated[str, typer.Option("--as", help="Your name as the contract lists it")],
+    comment: Annotated[str, typer.Option(help="Why")] = "",
+) -> None:
+    """Approve a waiting gate (the same resume call the Prefect UI makes)."""
+    _resume(run, "approval", {"decision": "approve", "approver": as_, "comment": comment})
+
+
+@app.command("reject")
+def reject(
+    run: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix) of the gate")],
+    as_: Annotated[str, typer.Option("--as", help="Your name as the contract lists it")],
+    comment: Annotated[str, typer.Option(help="What must change (required)")],
+) -> None:
+    """Reject a waiting gate; the flow goes back to the previous step with your comment."""
+    _resume(run, "approval", {"decision": "reject", "approver": as_, "comment": comment})
+
+
+@app.command("revise")
+def revise(
+    run: Annotated[str, typer.Argument(help="Flow run id (or prefix) of the rejected inspection")],
+    as_: Annotated[str, typer.Option("--as", help="Your name")],
+    exclude: Annotated[list[str] | None, typer.Option(help="Host to leave out")] = None,
+    include: Annotated[list[str] | None, typer.Option(help="Excluded host to bring back")] = None,
+    window: Annotated[str | None, typer.Option(help="New inspection window")] = None,
+    note: Annotated[str, typer.Option(help="What you changed")] = "",
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the inspection")] = False,
+) -> None:
+    """Revise a rejected plan and resubmit it for approval (or cancel the inspection)."""
+    run_input: dict[str, Any] = {
+        "action": "cancel" if cancel else "resubmit",
+        "engineer": as_,
+        "exclude_hosts": exclude or [],
+        "include_hosts": include or [],
+        "note": note,
+    }
+    if window:
+        run_input["window"] = window
+    _resume(run, "revision", run_input)
+
+
+# --- outbox -----------------------------------------------------------------------------------
+
+
+@outbox_app.command("list")
+def outbox_list() -> None:
+    """Messages in the outbox and whether they went out."""
+    from models import OutboxMessage
+
+    with db_session() as session:
+        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    table = Table("id", "kind", "subject", "to", "status", "attempts", "last error")
+    for m in rows:
+        table.add_row(str(m.id), m.kind, m.subject, ", ".join(m.recipients), m.status,
+                      str(m.attempts), m.last_error or "")
+    out.print(table)
+
+
+@outbox_app.command("send")
+def outbox_send() -> None:
+    """Try to deliver every pending message now."""
+    from tasks.notify import deliver_pending
+
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        report = deliver_pending(session=session, smtp=settings.smtp)
+    out.print(f"sent: {report.sent}; still pending: {report.failed}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd() -> None:
+    """Serve every active contract's flows as deployments, for the Prefect UI and schedules."""
+    from deployments import build_deployments, serve_all
+
+    settings = settings_or_exit()
+    require_prefect_api()
+    with db_session(settings) as session:
+        deps = build_deployments(session)
+    if not deps:
+        fail("no active contract: load an inventory first")
+    for d in deps:
+        out.print(f"serving {d.flow_name}/{d.name}")
+    serve_all(deps)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    keep: Annotated[bool, typer.Option(help="Leave the demo sshd and Prefect server running")] = False,
+) -> None:
+    """Inspect this machine over a throwaway sshd, with a local Prefect server. No set-up needed."""
+    from upkeep.demo import DemoError, run_demo
+
+    try:
+        run_demo(out, keep=keep)
+    except DemoError as exc:
+        fail(str(exc))
+
+
+def main() -> Any:
+    try:
+        return app()
+    except SettingsError as exc:
+        err.print(f"error: {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Typed settings, read from ``UPKEEP_*`` environment variables (and an optional ``.env``).
+
+Nothing is read at import time: call :func:`get_settings`. Invalid values are refused with a
+message that names the environment variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "UPKEEP_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TlsMode(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    SSL = "ssl"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class SshSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UPKEEP_SSH_", extra="ignore")
+
+    user: str = Field("root", min_length=1)
+    key_file: Path | None = None
+    connect_timeout: float = Field(10.0, gt=0)
+    banner_timeout: float = Field(15.0, gt=0)
+    auth_timeout: float = Field(15.0, gt=0)
+    command_timeout: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    retry_backoff: float = Field(1.0, ge=0)
+    """Base delay in seconds; each retry doubles it, with jitter."""
+
+
+class SmtpSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UPKEEP_SMTP_", extra="ignore")
+
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    user: str | None = None
+    password: SecretStr | None = None
+    tls: TlsMode = TlsMode.STARTTLS
+    sender: str = "upkeep@localhost"
+    timeout: float = Field(30.0, gt=0)
+    ca_file: Path | None = None
+    """Extra CA bundle to verify the server's certificate against (verification is always on)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=".env")
+
+    data_dir: Path = Field(default_factory=lambda: Path.cwd() / "data")
+    database_url: str | None = None
+    """SQLAlchemy URL. Default: ``sqlite:///<data_dir>/upkeep.db``."""
+    report_dir: Path | None = None
+    """Default: ``<data_dir>/reports``."""
+    known_hosts: Path | None = None
+    """Default: ``<data_dir>/known_hosts``. upkeep never writes the user's ~/.ssh."""
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    sweep_concurrency: int = Field(10, ge=1, le=500)
+    prefect_ui_url: str = "http://127.0.0.1:4200"
+    approval_poll_seconds: int = Field(5, ge=1, le=300)
+    """How often a paused flow asks the Prefect API whether it was resumed."""
+    approval_timeout_hours: float = Field(72, gt=0)
+    """How long a gate waits for a decision before the run fails."""
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.report_dir is None:
+            self.report_dir = self.data_dir / "reports"
+        if self.known_hosts is None:
+            self.known_hosts = self.data_dir / "known_hosts"
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'upkeep.db'}"
+        return self
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def reports(self) -> Path:
+        assert self.report_dir is not None
+        return self.report_dir
+
+    @property
+    def known_hosts_file(self) -> Path:
+        assert self.known_hosts is not None
+        return self.known_hosts
+
+
+_SUB_PREFIX = {"ssh": "UPKEEP_SSH_", "smtp": "UPKEEP_SMTP_"}
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in _SUB_PREFIX and len(loc) > 1:
+            name = _SUB_PREFIX[loc[0]] + loc[1].upper()
+        else:
+            name = prefix + "_".join(loc).upper()
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the environment now; raise :class:`SettingsError` naming each bad variable."""
+    try:
+        ssh = SshSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "UPKEEP_SSH_")) from None
+    try:
+        smtp = SmtpSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "UPKEEP_SMTP_")) from None
+    try:
+        return Settings(ssh=ssh, smtp=smtp)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, ENV_PREFIX)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the demo change the environment)."""
+    get_settings.cache_clear()
