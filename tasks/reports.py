@@ -237,7 +237,7 @@ class InspectionReport:
     approval: PlanApproval | None
     hosts: tuple[HostRow, ...]
     findings: tuple[SeverityGroup, ...]
-    """This run's open findings (new and persisting), worst severity first; empty groups left out."""
+    """This run's open findings (new and persisting), worst first; no empty groups."""
     changes: Changes
     unreached: tuple[UnreachedHost, ...]
     overall_score: int
@@ -336,8 +336,10 @@ def _previous_run(session: Session, run: InspectionRun, zone: tzinfo) -> Previou
         select(InspectionRun)
         .where(
             InspectionRun.contract_id == run.contract_id,
-            InspectionRun.id != run.id,
-            col(InspectionRun.started_at) <= run.started_at,
+            (col(InspectionRun.started_at) < run.started_at)
+            | (
+                (col(InspectionRun.started_at) == run.started_at) & (col(InspectionRun.id) < run.id)
+            ),
         )
         .order_by(col(InspectionRun.started_at).desc(), col(InspectionRun.id).desc())
     ).first()
@@ -494,7 +496,8 @@ def template_env(templates_dir: Path, *, html: bool = True) -> Environment:
     """
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
-        autoescape=html,
+        # Only the plain-text mail templates are unescaped: their output is never HTML.
+        autoescape=html,  # noqa: S701
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -552,8 +555,7 @@ def render_inspection_markdown(report: InspectionReport, report_url: str | Path)
     """
     c = report.counts
     lines = [
-        f"# Inspection {md_escape(report.contract.code)}: "
-        f"{md_escape(report.customer.name)}",
+        f"# Inspection {md_escape(report.contract.code)}: {md_escape(report.customer.name)}",
         "",
         f"**Overall health score: {report.overall_score}/100** · "
         f"{c['critical']} critical · {c['major']} major · {c['minor']} minor · {c['info']} info",
@@ -587,8 +589,10 @@ def render_inspection_markdown(report: InspectionReport, report_url: str | Path)
         )
     if report.unreached:
         lines += ["", "## Hosts not reached", ""]
-        lines += [f"- {md_escape(u.name)} ({md_escape(u.endpoint)}): {md_escape(u.reason)}"
-                  for u in report.unreached]
+        lines += [
+            f"- {md_escape(u.name)} ({md_escape(u.endpoint)}): {md_escape(u.reason)}"
+            for u in report.unreached
+        ]
     if report.finding_count:
         lines += [
             "",

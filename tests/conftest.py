@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from upkeep.settings import Settings, get_settings, reset_settings
 
-pytest_plugins = ["tests.sshd_fixtures"]
+pytest_plugins = ["tests.sshd_fixtures", "tests.smtp_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(outbox_app, name="outbox")
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "info": "cyan"}

@@ -58,6 +58,13 @@ def demo_inventory(address: str, port: int, user: str, key_file: Path) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def drain_prefect_logs() -> None:
+    """Send the logs Prefect still holds before the server they go to is stopped."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=15)
+
+
 def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
     from upkeep.prefect_server import LocalPrefectServer, api_healthy
 
@@ -68,6 +75,7 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
     server = LocalPrefectServer(settings.data_dir / "prefect")
     console.print(f"starting a local Prefect server on {server.url} …")
     stack.enter_context(server)
+    stack.callback(drain_prefect_logs)
     console.print(f"Prefect UI: {server.url}")
     return server.api_url
 

@@ -1,0 +1,85 @@
+"""Flow tests: the session's Prefect test server, real sshd hosts, a fresh upkeep database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from sqlmodel import Session
+
+from tasks.ssh import trust_host_key
+from upkeep.inventory import apply_inventory, parse_inventory
+from upkeep.settings import Settings, reset_settings
+from upkeep.sshd import KeyPair, ThrowawaySshd, free_loopback_port
+
+APPROVERS = [
+    {"name": "Alice Owner", "email": "alice@acme.example"},
+    {"name": "Paul Lead", "email": "paul@provider.example"},
+]
+
+
+@pytest.fixture
+def flow_env(
+    prefect_server: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, client_key: KeyPair
+) -> Iterator[Settings]:
+    """Settings for flows: fast approval polling, the test client key, short SSH timeouts."""
+    monkeypatch.setenv("UPKEEP_APPROVAL_POLL_SECONDS", "1")
+    monkeypatch.setenv("UPKEEP_SSH_KEY_FILE", str(client_key.private))
+    monkeypatch.setenv("UPKEEP_SSH_RETRIES", "1")
+    monkeypatch.setenv("UPKEEP_SSH_RETRY_BACKOFF", "0.01")
+    monkeypatch.setenv("UPKEEP_SSH_CONNECT_TIMEOUT", "5")
+    reset_settings()
+    from upkeep.settings import get_settings
+
+    yield get_settings()
+    reset_settings()
+
+
+def host_entry(name: str, server: ThrowawaySshd | None, **extra: Any) -> dict[str, Any]:
+    """An inventory host for a throwaway sshd, or for a closed port when ``server`` is None."""
+    if server is None:
+        entry = {"name": name, "address": "127.0.0.1", "port": free_loopback_port()}
+    else:
+        entry = {"name": name, "address": server.address, "port": server.port,
+                 "user": server.user}
+    entry.update(extra)
+    return entry
+
+
+def inventory_text(hosts: list[dict[str, Any]], code: str = "ACME", **contract: Any) -> str:
+    doc = {
+        "customers": [{
+            "code": "acme",
+            "name": "ACME Retail",
+            "contracts": [{
+                "code": code,
+                "name": "ACME managed operations",
+                "timezone": "Europe/Berlin",
+                "approvers": APPROVERS,
+                "report_recipients": ["it@acme.example"],
+                "hosts": hosts,
+                **contract,
+            }],
+        }]
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture
+def load_inventory(engine: sa.Engine, flow_env: Settings) -> Callable[..., None]:
+    """``load_inventory(hosts, trust=[servers], **contract)``: load it and trust those keys."""
+
+    def load(hosts: list[dict[str, Any]], trust: list[ThrowawaySshd] = (),  # type: ignore[assignment]
+             **contract: Any) -> None:
+        with Session(engine) as s:
+            apply_inventory(s, parse_inventory(inventory_text(hosts, **contract)))
+            s.commit()
+        for server in trust:
+            trust_host_key(flow_env.known_hosts_file, server.address, server.port,
+                           server.host_key)
+
+    return load
