@@ -66,13 +66,13 @@ def known_hosts_for(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def ssh_settings(client_key: KeyPair) -> SshSettings:
-    """Short timeouts and a tiny backoff, so retry tests take milliseconds."""
+    """A tiny backoff, so retry tests take milliseconds; timeouts that survive a loaded CI."""
     return SshSettings(
         user=getpass.getuser(),
         key_file=client_key.private,
-        connect_timeout=5,
-        banner_timeout=5,
-        auth_timeout=5,
+        connect_timeout=15,
+        banner_timeout=15,
+        auth_timeout=15,
         command_timeout=30,
         retries=2,
         retry_backoff=0.01,
