@@ -55,6 +55,7 @@ class ApprovalRequest(BaseModel):
     evidence: str = Field(description="Markdown shown to the approver")
     approvers: list[dict[str, str]] = Field(min_length=1, description="[{name, email}]")
     timeout_seconds: int | None = None
+    parent_flow_run_id: str | None = Field(None, description="The run of the process that asks")
 
 
 class ApprovalResult(BaseModel):
@@ -145,6 +146,7 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
     timeout = request.timeout_seconds or int(settings.approval_timeout_hours * 3600)
     approval_id = _record(
         flow_run_id=run_id,
+        parent_flow_run_id=request.parent_flow_run_id,
         contract_id=request.contract_id,
         gate=request.gate,
         subject=request.subject,
@@ -196,6 +198,7 @@ def _refuse(request: ApprovalRequest, run_id: str, claimed: str, reason: str) ->
     now = utcnow()
     _record(
         flow_run_id=run_id,
+        parent_flow_run_id=request.parent_flow_run_id,
         contract_id=request.contract_id,
         gate=request.gate,
         subject=request.subject,

@@ -305,6 +305,7 @@ def approve_plan(plan: InspectionPlan) -> InspectionPlan | None:
                 f"(revision {plan.revision})",
                 evidence=render_plan_markdown(plan),
                 approvers=plan.approvers,
+                parent_flow_run_id=current_flow_run_id(),
             )
         )
         if result.decision is Decision.APPROVE:

@@ -12,6 +12,9 @@ from models.base import created_field, ts_field
 class Approval(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     flow_run_id: str = Field(max_length=64, index=True)
+    """The run that waits (the approval sub-flow's own run): resume this one."""
+    parent_flow_run_id: str | None = Field(default=None, max_length=64, index=True)
+    """The process's run that asked (the inspection), when the gate is a sub-flow."""
     contract_id: int | None = Field(default=None, foreign_key="contract.id", index=True)
     gate: str = Field(default="approval", max_length=64)
     """Which gate of the flow: inspection-plan, release, ..."""

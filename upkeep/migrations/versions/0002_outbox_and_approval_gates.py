@@ -42,11 +42,15 @@ def upgrade() -> None:
     with op.batch_alter_table('approval', schema=None) as batch_op:
         batch_op.add_column(sa.Column('gate', sa.String(length=64), nullable=False, server_default='approval'))
         batch_op.add_column(sa.Column('evidence', sa.String(), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('parent_flow_run_id', sa.String(length=64), nullable=True))
+        batch_op.create_index(batch_op.f('ix_approval_parent_flow_run_id'), ['parent_flow_run_id'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('approval', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approval_parent_flow_run_id'))
+        batch_op.drop_column('parent_flow_run_id')
         batch_op.drop_column('evidence')
         batch_op.drop_column('gate')
 
