@@ -32,8 +32,13 @@ def build_deployments(session: Session) -> list[Any]:
         deps.append(
             bounded(quarterly_health_inspection).to_deployment(
                 name=name,
-                parameters={"params": {"contract": contract.code, "email_report": True,
-                                       "requested_by": "deployment"}},
+                parameters={
+                    "params": {
+                        "contract": contract.code,
+                        "email_report": True,
+                        "requested_by": "deployment",
+                    }
+                },
                 tags=tags,
                 description=f"Quarterly health inspection of {contract.name}",
             )
@@ -41,8 +46,13 @@ def build_deployments(session: Session) -> list[Any]:
         deps.append(
             bounded(recheck_findings).to_deployment(
                 name=name,
-                parameters={"params": {"contract": contract.code, "email_report": True,
-                                       "requested_by": "deployment"}},
+                parameters={
+                    "params": {
+                        "contract": contract.code,
+                        "email_report": True,
+                        "requested_by": "deployment",
+                    }
+                },
                 tags=tags,
                 description=f"Re-check of open findings of {contract.name}",
             )

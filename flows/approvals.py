@@ -74,8 +74,10 @@ def allowed_approver(claimed: str, approvers: list[dict[str, str]]) -> str | Non
     """The canonical name of the approver ``claimed`` names (by name or e-mail), or None."""
     wanted = claimed.strip().casefold()
     for person in approvers:
-        if wanted in (person.get("name", "").strip().casefold(),
-                      person.get("email", "").strip().casefold()):
+        if wanted in (
+            person.get("name", "").strip().casefold(),
+            person.get("email", "").strip().casefold(),
+        ):
             return person["name"]
     return None
 
@@ -93,10 +95,15 @@ def judge(answer: ApprovalInput, approvers: list[dict[str, str]]) -> tuple[str |
 
 def describe(request: ApprovalRequest, refusals: list[str]) -> str:
     names = ", ".join(p["name"] for p in request.approvers)
-    lines = [f"## Approval needed: {request.subject}", "", request.evidence.rstrip(), "",
-             "---", f"**Who may decide:** {names}.",
-             "Choose *approve* or *reject*, give your name as listed, and say why when you "
-             "reject."]
+    lines = [
+        f"## Approval needed: {request.subject}",
+        "",
+        request.evidence.rstrip(),
+        "",
+        "---",
+        f"**Who may decide:** {names}.",
+        "Choose *approve* or *reject*, give your name as listed, and say why when you reject.",
+    ]
     if refusals:
         lines += ["", "**Earlier answers that were refused:**"]
         lines += [f"- {r}" for r in refusals[-5:]]
@@ -166,8 +173,12 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
                 key=f"{request.gate}-{attempt}",
             )
         except FlowPauseTimeout:
-            _update(approval_id, decision="expired", decided_at=utcnow(),
-                    comment=f"no decision within {timeout} s")
+            _update(
+                approval_id,
+                decision="expired",
+                decided_at=utcnow(),
+                comment=f"no decision within {timeout} s",
+            )
             raise ApprovalExpired(f"{request.subject}: no decision within {timeout} s") from None
         except ValidationError as exc:
             reason = f"the answer was not a valid approval: {exc.error_count()} error(s)"
@@ -182,8 +193,13 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
             logger.warning("refused an answer: %s", reason)
             continue
         decided_at = utcnow()
-        _update(approval_id, decision=answer.decision.value, approver=name,
-                comment=answer.comment.strip(), decided_at=decided_at)
+        _update(
+            approval_id,
+            decision=answer.decision.value,
+            approver=name,
+            comment=answer.comment.strip(),
+            decided_at=decided_at,
+        )
         logger.info("%s: %s by %s", request.subject, answer.decision.value, name)
         return ApprovalResult(
             approval_id=approval_id,

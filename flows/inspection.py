@@ -117,7 +117,8 @@ def _md(text: str) -> str:
 def render_plan_markdown(plan: InspectionPlan) -> str:
     """The plan as the approver sees it in the resume form and the e-mail."""
     lines = [
-        f"### Health inspection plan · {plan.customer} · {plan.contract} (revision {plan.revision})",
+        f"### Health inspection plan · {plan.customer} · {plan.contract} "
+        f"(revision {plan.revision})",
         "",
         f"- **Contract:** {_md(plan.contract_name)} ({plan.contract})",
         f"- **Window:** {_md(plan.window)} ({plan.timezone})",
@@ -137,8 +138,11 @@ def render_plan_markdown(plan: InspectionPlan) -> str:
     lines += ["", "**Checks:** " + ", ".join(title for _, title in plan.checks)]
     changed = {k: v for k, v in plan.thresholds.items() if v is not None}
     if changed:
-        lines += ["", "**Contract thresholds:** " + _md(", ".join(f"{k}={v}" for k, v in
-                                                          sorted(changed.items())))]
+        lines += [
+            "",
+            "**Contract thresholds:** "
+            + _md(", ".join(f"{k}={v}" for k, v in sorted(changed.items()))),
+        ]
     if plan.notes:
         lines += ["", "**Revision notes:**"] + [f"- {_md(n)}" for n in plan.notes]
     return "\n".join(lines)
@@ -165,8 +169,14 @@ def build_plan(params: InspectionParams) -> InspectionPlan:
             timezone=contract.timezone,
             window=params.window or default_window(today),
             hosts=[
-                PlanHost(id=h.id, name=h.name, address=h.address, port=h.port, role=h.role,
-                         tags=list(h.tags))
+                PlanHost(
+                    id=h.id,
+                    name=h.name,
+                    address=h.address,
+                    port=h.port,
+                    role=h.role,
+                    tags=list(h.tags),
+                )
                 for h in hosts
                 if h.id is not None
             ],
@@ -250,24 +260,33 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
     settings = get_settings()
     run_id = current_flow_run_id() or ""
     subject = f"revise the inspection plan for {plan.contract} (rejected)"
-    approval_id = _record_approval(flow_run_id=run_id, contract_id=plan.contract_id,
-                                   gate=REVISION_GATE, subject=subject,
-                                   evidence=render_plan_markdown(plan))
+    evidence = (
+        f"## The plan was rejected\n\n> {_md(rejection)}\n\n"
+        f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
+        "resubmit, or cancel the inspection."
+    )
+    approval_id = _record_approval(
+        flow_run_id=run_id,
+        contract_id=plan.contract_id,
+        gate=REVISION_GATE,
+        subject=subject,
+        evidence=evidence,
+    )
     problems: list[str] = []
     attempt = 0
     while True:
         attempt += 1
-        text = (f"## The plan was rejected\n\n> {_md(rejection)}\n\n"
-                f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
-                "resubmit, or cancel the inspection.")
+        text = evidence
         if problems:
             text += "\n\n**Refused:** " + "; ".join(problems[-3:])
         form = PlanRevision.with_initial_data(description=text)
         try:
-            answer = pause_flow_run(wait_for_input=form,
-                                    timeout=int(settings.approval_timeout_hours * 3600),
-                                    poll_interval=settings.approval_poll_seconds,
-                                    key=f"{REVISION_GATE}-{round_no}-{attempt}")
+            answer = pause_flow_run(
+                wait_for_input=form,
+                timeout=int(settings.approval_timeout_hours * 3600),
+                poll_interval=settings.approval_poll_seconds,
+                key=f"{REVISION_GATE}-{round_no}-{attempt}",
+            )
         except ValidationError as exc:
             problems.append(f"not a valid revision ({exc.error_count()} error(s))")
             continue
@@ -275,17 +294,31 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
             _decide(approval_id, decision="expired", decided_at=utcnow())
             raise
         if answer.action == "resubmit":
-            unknown = sorted(set(answer.exclude_hosts + answer.include_hosts) -
-                             {h.name for h in plan.hosts} - set(plan.excluded))
+            unknown = sorted(
+                set(answer.exclude_hosts + answer.include_hosts)
+                - {h.name for h in plan.hosts}
+                - set(plan.excluded)
+            )
             if unknown:
                 problems.append(f"unknown host(s): {', '.join(unknown)}")
-                _record_approval(flow_run_id=run_id, contract_id=plan.contract_id,
-                                 gate=REVISION_GATE, subject=subject, decided_at=utcnow(),
-                                 approver=answer.engineer, decision="refused",
-                                 comment=problems[-1])
+                _record_approval(
+                    flow_run_id=run_id,
+                    contract_id=plan.contract_id,
+                    gate=REVISION_GATE,
+                    subject=subject,
+                    decided_at=utcnow(),
+                    approver=answer.engineer,
+                    decision="refused",
+                    comment=problems[-1],
+                )
                 continue
-        _decide(approval_id, decision=answer.action, approver=answer.engineer,
-                comment=answer.note, decided_at=utcnow())
+        _decide(
+            approval_id,
+            decision=answer.action,
+            approver=answer.engineer,
+            comment=answer.note,
+            decided_at=utcnow(),
+        )
         return answer
 
 
@@ -345,16 +378,27 @@ def write_report(run_id: int) -> str:
         contract = db.get(Contract, run.contract_id) if run else None
         assert run is not None and contract is not None
         html = render_inspection_html(report, settings.templates_dir)
-        path = save_report(html, report_dir=settings.reports, contract_code=contract.code,
-                           run_id=run_id, started_at=run.started_at)
+        path = save_report(
+            html,
+            report_dir=settings.reports,
+            contract_code=contract.code,
+            run_id=run_id,
+            started_at=run.started_at,
+        )
         run.report_path = str(path)
         db.add(run)
     url = path.as_uri()
     key = f"inspection-{contract.code.lower()}".replace("_", "-").replace(".", "-")
-    create_markdown_artifact(markdown=render_inspection_markdown(report, url), key=key,
-                             description=f"Health inspection {contract.code}")
-    create_table_artifact(table=findings_table(report), key=f"{key}-findings",
-                          description=f"Findings of inspection run {run_id}")
+    create_markdown_artifact(
+        markdown=render_inspection_markdown(report, url),
+        key=key,
+        description=f"Health inspection {contract.code}",
+    )
+    create_table_artifact(
+        table=findings_table(report),
+        key=f"{key}-findings",
+        description=f"Findings of inspection run {run_id}",
+    )
     return str(path)
 
 
@@ -376,15 +420,23 @@ def email_report(run_id: int, report_path: str) -> dict[str, Any]:
         else:
             report = build_inspection_report(session=db, run_id=run_id)
             subject, text, html = render_report_email(report, report_path, settings.templates_dir)
-            queue_message(session=db, contract_id=contract.id, kind="inspection_report",
-                          subject=subject, recipients=list(contract.report_recipients),
-                          text_body=text, html_body=html, attachments=[report_path])
+            queue_message(
+                session=db,
+                contract_id=contract.id,
+                kind="inspection_report",
+                subject=subject,
+                recipients=list(contract.report_recipients),
+                text_body=text,
+                html_body=html,
+                attachments=[report_path],
+            )
     with session_scope(engine) as db:
         delivery = deliver_pending(session=db, smtp=settings.smtp)
     summary = {"sent": delivery.sent, "failed": delivery.failed}
     if delivery.failed:
-        get_run_logger().warning("mail not delivered, kept in the outbox for the next run: %s",
-                                 delivery.failed)
+        get_run_logger().warning(
+            "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
+        )
     return summary
 
 
@@ -395,9 +447,15 @@ def _start(plan: InspectionPlan, kind: str, requested_by: str | None) -> int:
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         contract = get_contract(session=db, code=plan.contract)
-        run = start_run(session=db, contract=contract, kind=kind,
-                        flow_run_id=current_flow_run_id(), requested_by=requested_by,
-                        window=plan.window, plan=plan.model_dump(mode="json"))
+        run = start_run(
+            session=db,
+            contract=contract,
+            kind=kind,
+            flow_run_id=current_flow_run_id(),
+            requested_by=requested_by,
+            window=plan.window,
+            plan=plan.model_dump(mode="json"),
+        )
         assert run.id is not None
         return run.id
 
@@ -416,8 +474,9 @@ class InspectionOutcome(BaseModel):
     email: dict[str, Any] | None = None
 
 
-def _sweep_report_mail(run_id: int, contract: str, targets: list[HostTarget],
-                       email: bool) -> InspectionOutcome:
+def _sweep_report_mail(
+    run_id: int, contract: str, targets: list[HostTarget], email: bool
+) -> InspectionOutcome:
     status = RunStatus.FAILED
     try:
         sweep: SweepResult = sweep_hosts(run_id, contract, targets)
@@ -426,12 +485,20 @@ def _sweep_report_mail(run_id: int, contract: str, targets: list[HostTarget],
     finally:
         _finish(run_id, status)
     mail = email_report(run_id, report_path) if email else None
-    return InspectionOutcome(run_id=run_id, report_path=report_path, hosts=len(targets),
-                             unreachable=sweep.unreachable, email=mail)
+    return InspectionOutcome(
+        run_id=run_id,
+        report_path=report_path,
+        hosts=len(targets),
+        unreachable=sweep.unreachable,
+        email=mail,
+    )
 
 
-@flow(name="quarterly-health-inspection", flow_run_name=inspection_run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=10))
+@flow(
+    name="quarterly-health-inspection",
+    flow_run_name=inspection_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=10),  # type: ignore[arg-type]
+)
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
@@ -478,11 +545,14 @@ def recheck_run_name() -> str:
     return f"re-check · {params.get('contract', '?')} · {date.today().isoformat()}"
 
 
-@flow(name="recheck-findings", flow_run_name=recheck_run_name,
-      task_runner=ThreadPoolTaskRunner(max_workers=10))
+@flow(
+    name="recheck-findings",
+    flow_run_name=recheck_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=10),  # type: ignore[arg-type]
+)
 def recheck_findings(params: RecheckParams) -> InspectionOutcome:
     """Re-run only the checks with open findings and resolve what is fixed."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from models import Host
 
@@ -490,28 +560,53 @@ def recheck_findings(params: RecheckParams) -> InspectionOutcome:
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         contract = get_contract(session=db, code=params.contract)
-        open_findings = list(db.exec(select(Finding).where(
-            Finding.contract_id == contract.id, Finding.status == FindingStatus.OPEN)))
-        active = {h.id: h.name for h in db.exec(select(Host).where(
-            Host.contract_id == contract.id, Host.active == True))}  # noqa: E712
+        open_findings = list(
+            db.exec(
+                select(Finding).where(
+                    Finding.contract_id == contract.id, Finding.status == FindingStatus.OPEN
+                )
+            )
+        )
+        active = {
+            h.id: h.name
+            for h in db.exec(
+                select(Host).where(Host.contract_id == contract.id, col(Host.active).is_(True))
+            )
+        }
         open_findings = [f for f in open_findings if f.host_id in active]
         targets = recheck_targets(open_findings, {k: v for k, v in active.items() if k})
-        run = start_run(session=db, contract=contract, kind="recheck",
-                        flow_run_id=current_flow_run_id(), requested_by=params.requested_by,
-                        plan={"targets": [t.model_dump() for t in targets]})
+        run = start_run(
+            session=db,
+            contract=contract,
+            kind="recheck",
+            flow_run_id=current_flow_run_id(),
+            requested_by=params.requested_by,
+            plan={"targets": [t.model_dump() for t in targets]},
+        )
         assert run.id is not None
         run_id = run.id
     logger.info("re-checking %d open finding(s) on %d host(s)", len(open_findings), len(targets))
     outcome = _sweep_report_mail(run_id, params.contract, targets, params.email_report)
     with session_scope(engine) as db:
         resolved = db.exec(select(Finding).where(Finding.resolved_by_run_id == run_id)).all()
-        still = db.exec(select(Finding).where(Finding.contract_id == contract.id,
-                                              Finding.status == FindingStatus.OPEN)).all()
-        lines = [f"## Re-check of {params.contract} (run {run_id})", "",
-                 f"**Resolved:** {len(resolved)} · **still open:** {len(still)}", ""]
-        lines += [f"- resolved: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)}"
-                  for f in resolved]
-        lines += [f"- open: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)} "
-                  f"({f.severity})" for f in still]
+        still = db.exec(
+            select(Finding).where(
+                Finding.contract_id == contract.id, Finding.status == FindingStatus.OPEN
+            )
+        ).all()
+        lines = [
+            f"## Re-check of {params.contract} (run {run_id})",
+            "",
+            f"**Resolved:** {len(resolved)} · **still open:** {len(still)}",
+            "",
+        ]
+        lines += [
+            f"- resolved: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)}"
+            for f in resolved
+        ]
+        lines += [
+            f"- open: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)} ({f.severity})"
+            for f in still
+        ]
     create_markdown_artifact(markdown="\n".join(lines), description="Re-check difference")
     return outcome

@@ -65,10 +65,12 @@ def sweep_hosts(run_id: int, contract: str, targets: list[HostTarget]) -> SweepR
             results.append(fut.result())
         else:
             crashed.append(target.name)
-            logger.error("inspection of %s ended %s: %s", target.name, state.type.value,
-                         state.message)
-            results.append({"host": target.name, "reachable": False, "error_kind": "crashed",
-                            "findings": {}})
+            logger.error(
+                "inspection of %s ended %s: %s", target.name, state.type.value, state.message
+            )
+            results.append(
+                {"host": target.name, "reachable": False, "error_kind": "crashed", "findings": {}}
+            )
     return SweepResult(run_id=run_id, contract=contract, hosts=results, crashed=crashed)
 
 
@@ -103,12 +105,18 @@ def host_sweep(params: SweepParams) -> SweepResult:
             for h in hosts_in_scope(session=db, contract=contract, tags=params.tags)
             if h.id is not None
         ]
-        run = start_run(session=db, contract=contract, kind=params.kind,
-                        flow_run_id=current_flow_run_id(), requested_by=params.requested_by)
+        run = start_run(
+            session=db,
+            contract=contract,
+            kind=params.kind,
+            flow_run_id=current_flow_run_id(),
+            requested_by=params.requested_by,
+        )
         assert run.id is not None
         run_id = run.id
-    get_run_logger().info("inspecting %d host(s) of %s (run %s)", len(targets), params.contract,
-                          run_id)
+    get_run_logger().info(
+        "inspecting %d host(s) of %s (run %s)", len(targets), params.contract, run_id
+    )
     status = RunStatus.FAILED
     try:
         result = sweep_hosts(run_id, params.contract, targets)

@@ -103,9 +103,7 @@ def _timed_out(check: Check[Any], exc: CommandTimeout) -> CheckOutcome:
 
 
 def summarise(host_id: int, outcomes: list[CheckOutcome], started: Any) -> HostInspection:
-    observed = [
-        Observed.from_measurement(o.check, m) for o in outcomes for m in o.findings
-    ]
+    observed = [Observed.from_measurement(o.check, m) for o in outcomes for m in o.findings]
     return HostInspection(
         host_id=host_id,
         reachable=True,
@@ -176,8 +174,10 @@ def inspect_host_now(
         assert contract is not None
         thresholds = contract_thresholds(contract)
         target = target_for(host, settings)
-    checks = CATALOGUE if check_names is None else tuple(
-        c for c in CATALOGUE if c.name in set(check_names)
+    checks = (
+        CATALOGUE
+        if check_names is None
+        else tuple(c for c in CATALOGUE if c.name in set(check_names))
     )
     started = utcnow()
     try:

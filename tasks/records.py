@@ -62,9 +62,7 @@ def hosts_in_scope(
         .order_by(Host.name)
     ).all()
     wanted = set(tags)
-    return [
-        h for h in hosts if (not wanted or wanted & set(h.tags)) and h.name not in set(exclude)
-    ]
+    return [h for h in hosts if (not wanted or wanted & set(h.tags)) and h.name not in set(exclude)]
 
 
 def find_hosts(*, session: Session, name: str, contract_code: str | None = None) -> list[Host]:
@@ -221,7 +219,9 @@ def run_results(*, session: Session, run_id: int) -> list[tuple[HostResult, Host
     return sorted(rows, key=lambda rh: rh[1].name)
 
 
-def latest_run(*, session: Session, contract: Contract, kinds: Iterable[str]) -> InspectionRun | None:
+def latest_run(
+    *, session: Session, contract: Contract, kinds: Iterable[str]
+) -> InspectionRun | None:
     return session.exec(
         select(InspectionRun)
         .where(InspectionRun.contract_id == contract.id, col(InspectionRun.kind).in_(list(kinds)))

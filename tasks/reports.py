@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlmodel import or_, Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from models import (
     Approval,
@@ -316,8 +316,10 @@ def _plan_approval(session: Session, run: InspectionRun, zone: tzinfo) -> PlanAp
     approval = session.exec(
         select(Approval)
         .where(
-            or_(Approval.flow_run_id == run.flow_run_id,
-                Approval.parent_flow_run_id == run.flow_run_id),
+            or_(
+                Approval.flow_run_id == run.flow_run_id,
+                Approval.parent_flow_run_id == run.flow_run_id,
+            ),
             Approval.gate == PLAN_GATE,
             Approval.decision == "approve",
         )

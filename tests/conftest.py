@@ -33,9 +33,8 @@ def prefect_server() -> Iterator[str]:
             PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
             PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
         }
-    ):
-        with prefect_test_harness(server_startup_timeout=90):
-            yield PREFECT_API_URL.value()
+    ), prefect_test_harness(server_startup_timeout=90):
+        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture

@@ -45,8 +45,9 @@ def find_pending(session: Session, run: str, gate_kind: str) -> Approval:
                 f"flow run {last.flow_run_id} has no pending {gate_kind}: its latest "
                 f"gate {last.gate!r} is {last.decision or 'pending'}"
             )
-        raise ApprovalCliError(f"no pending {gate_kind} for flow run {run!r} "
-                               "(see `upkeep approvals list --pending`)")
+        raise ApprovalCliError(
+            f"no pending {gate_kind} for flow run {run!r} (see `upkeep approvals list --pending`)"
+        )
     if len({a.flow_run_id for a in pending}) > 1:
         raise ApprovalCliError(f"{run!r} matches several flow runs: give more of the id")
     return pending[0]
@@ -79,8 +80,11 @@ def resume_and_wait(
             row = db.get(Approval, gate_id)
             assert row is not None
             if row.decision is not None:
-                return (f"{row.gate}: {row.decision} by {row.approver} recorded "
-                        f"(flow run {flow_run_id})", True)
+                return (
+                    f"{row.gate}: {row.decision} by {row.approver} recorded "
+                    f"(flow run {flow_run_id})",
+                    True,
+                )
             refused = db.exec(
                 select(Approval).where(
                     Approval.flow_run_id == flow_run_id,
@@ -91,5 +95,8 @@ def resume_and_wait(
             if refused is not None:
                 return f"refused: {refused.comment}; the gate is waiting again", False
         time.sleep(0.5)
-    return (f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "
-            "yet: check `upkeep approvals list`", False)
+    return (
+        f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "
+        "yet: check `upkeep approvals list`",
+        False,
+    )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from upkeep.settings import Settings, SettingsError, get_settings
 
@@ -164,8 +164,14 @@ def inventory_show(
                     continue
                 key = h.key_file or (f"secret:{h.key_secret}" if h.key_secret else "default")
                 table.add_row(
-                    h.name, f"{h.address}:{h.port}", h.user or "(default)", ",".join(h.tags),
-                    h.role or "", h.system or "", key, "yes" if h.active else "no",
+                    h.name,
+                    f"{h.address}:{h.port}",
+                    h.user or "(default)",
+                    ",".join(h.tags),
+                    h.role or "",
+                    h.system or "",
+                    key,
+                    "yes" if h.active else "no",
                 )
             out.print(table)
 
@@ -176,7 +182,9 @@ def inventory_show(
 @hosts_app.command("trust")
 def hosts_trust(
     host: Annotated[str, typer.Argument(help="Host name from the inventory")],
-    contract: Annotated[str | None, typer.Option(help="Contract, when the name is ambiguous")] = None,
+    contract: Annotated[
+        str | None, typer.Option(help="Contract, when the name is ambiguous")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking")] = False,
 ) -> None:
     """Fetch HOST's SSH key, show its fingerprint and record it in upkeep's known_hosts."""
@@ -231,8 +239,14 @@ def findings_list(
     table = Table("id", "host", "check", "subject", "severity", "status", "first seen", "message")
     for f, h in rows:
         table.add_row(
-            str(f.id), h.name, f.check, f.subject, _sev(f.severity), f.status,
-            f.first_seen_at.strftime("%Y-%m-%d %H:%M"), f.message,
+            str(f.id),
+            h.name,
+            f.check,
+            f.subject,
+            _sev(f.severity),
+            f.status,
+            f.first_seen_at.strftime("%Y-%m-%d %H:%M"),
+            f.message,
         )
     out.print(table)
 
@@ -248,15 +262,26 @@ def print_run_summary(session: Session, run_id: int) -> None:
     from tasks.records import run_results
 
     for result, host in run_results(session=session, run_id=run_id):
-        state = "reachable" if result.reachable else f"[bold red]NOT REACHED[/] ({result.error_kind})"
+        state = (
+            "reachable" if result.reachable else f"[bold red]NOT REACHED[/] ({result.error_kind})"
+        )
         table = Table(
-            "check", "subject", "value", "threshold", "severity", "message",
-            title=f"{host.name} ({host.address}:{host.port}) — {state}", title_justify="left",
+            "check",
+            "subject",
+            "value",
+            "threshold",
+            "severity",
+            "message",
+            title=f"{host.name} ({host.address}:{host.port}) — {state}",
+            title_justify="left",
         )
         for m in result.measurements:
             table.add_row(
-                m["check"], m.get("subject", ""), str(m.get("value", "")),
-                str(m.get("threshold", "")), _sev(m.get("severity")),
+                m["check"],
+                m.get("subject", ""),
+                str(m.get("value", "")),
+                str(m.get("threshold", "")),
+                _sev(m.get("severity")),
                 m.get("message", "") if m.get("severity") else "",
             )
         out.print(table)
@@ -320,9 +345,14 @@ def run_inspection_cmd(
     settings = settings_or_exit()
     engine_or_exit(settings)
     require_prefect_api()
-    params = InspectionParams(contract=contract, tags=tag or [], window=window,
-                              email_report=email, require_approval=approval,
-                              requested_by=requested_by or _whoami())
+    params = InspectionParams(
+        contract=contract,
+        tags=tag or [],
+        window=window,
+        email_report=email,
+        require_approval=approval,
+        requested_by=requested_by or _whoami(),
+    )
     state = bounded(quarterly_health_inspection)(params, return_state=True)
     _report_final_state(state)
 
@@ -339,8 +369,9 @@ def run_recheck_cmd(
 
     settings = settings_or_exit()
     engine_or_exit(settings)
-    params = RecheckParams(contract=contract, email_report=email,
-                           requested_by=requested_by or _whoami())
+    params = RecheckParams(
+        contract=contract, email_report=email, requested_by=requested_by or _whoami()
+    )
     state = bounded(recheck_findings)(params, return_state=True)
     _report_final_state(state)
 
@@ -383,9 +414,14 @@ def approvals_list(
     table = Table("id", "flow run", "gate", "subject", "requested", "decision", "by", "comment")
     for a in rows:
         table.add_row(
-            str(a.id), a.flow_run_id, a.gate, a.subject,
-            a.requested_at.strftime("%Y-%m-%d %H:%M:%S"), a.decision or "[bold]pending[/]",
-            a.approver or "", a.comment or "",
+            str(a.id),
+            a.flow_run_id,
+            a.gate,
+            a.subject,
+            a.requested_at.strftime("%Y-%m-%d %H:%M:%S"),
+            a.decision or "[bold]pending[/]",
+            a.approver or "",
+            a.comment or "",
         )
     out.print(table)
 
@@ -458,11 +494,18 @@ def outbox_list() -> None:
     from models import OutboxMessage
 
     with db_session() as session:
-        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
     table = Table("id", "kind", "subject", "to", "status", "attempts", "last error")
     for m in rows:
-        table.add_row(str(m.id), m.kind, m.subject, ", ".join(m.recipients), m.status,
-                      str(m.attempts), m.last_error or "")
+        table.add_row(
+            str(m.id),
+            m.kind,
+            m.subject,
+            ", ".join(m.recipients),
+            m.status,
+            str(m.attempts),
+            m.last_error or "",
+        )
     out.print(table)
 
 
@@ -503,13 +546,15 @@ def serve_cmd() -> None:
 
 @app.command("demo")
 def demo(
-    keep: Annotated[bool, typer.Option(help="Leave the demo sshd and Prefect server running")] = False,
+    keep: Annotated[
+        bool, typer.Option(help="Leave the demo sshd and Prefect server running")
+    ] = False,
 ) -> None:
     """Inspect this machine over a throwaway sshd, with a local Prefect server. No set-up needed."""
     from upkeep.demo import DemoError, run_demo
 
     try:
-        run_demo(out, keep=keep)
+        run_demo(out)
     except DemoError as exc:
         fail(str(exc))
 

@@ -8,8 +8,13 @@ loopback ports, and stops what it started.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -80,16 +85,61 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
     return server.api_url
 
 
-def run_demo(console: Console, keep: bool = False) -> int:
-    """Run the demo; returns the inspection run id."""
+def _approve_from_the_command_line(
+    console: Console, engine: Any, api_url: str, bg: Any, timeout: float = 120.0
+) -> None:
+    """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner."""
+    from sqlmodel import Session, col, select
+
+    from models import Approval
+
+    deadline = time.monotonic() + timeout
+    gate = None
+    while gate is None and time.monotonic() < deadline:
+        if not bg.is_alive():
+            return
+        with Session(engine) as db:
+            gate = db.exec(select(Approval).where(col(Approval.decision).is_(None))).first()
+        if gate is None:
+            time.sleep(0.3)
+    if gate is None:
+        raise DemoError("the inspection never asked for plan approval")
+    console.print("\n[bold]The flow is paused for plan approval.[/] What the approver sees:")
+    console.print(gate.evidence, markup=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "upkeep.cli",
+        "approve",
+        gate.flow_run_id,
+        "--as",
+        "Dana Owner",
+        "--comment",
+        "approved in the demo",
+    ]
+    console.print(
+        f"\n$ upkeep approve {gate.flow_run_id} --as 'Dana Owner' --comment 'approved in the demo'"
+    )
+    env = dict(os.environ, PREFECT_API_URL=api_url)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    console.print((done.stdout + done.stderr).strip(), markup=False)
+    if done.returncode != 0:
+        raise DemoError("the approval from the command line failed")
+
+
+def run_demo(console: Console) -> int:
+    """Run the demo: plan, approval, sweep, report, e-mail. Returns the inspection run id."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.sweep import SweepParams, run_sweep
+    from flows.inspection import InspectionParams, quarterly_health_inspection
+    from flows.sweep import bounded
     from tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
     from upkeep.cli import engine_or_exit, print_run_summary
     from upkeep.db import session_scope
     from upkeep.inventory import apply_inventory, parse_inventory
-    from upkeep.sshd import SshdError, ThrowawaySshd, generate_keypair
+    from upkeep.mailsink import MailSink
+    from upkeep.settings import reset_settings
+    from upkeep.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
 
     settings = get_settings()
     demo_dir = settings.data_dir / "demo"
@@ -100,17 +150,13 @@ def run_demo(console: Console, keep: bool = False) -> int:
     key_path = demo_dir / "client_ed25519"
     if not key_path.exists():
         generate_keypair(key_path, comment="upkeep-demo")
-    from upkeep.sshd import KeyPair
-
-    client_key = KeyPair(key_path)
     with ExitStack() as stack:
-        sshd = ThrowawaySshd(client_key=client_key)
+        sshd = ThrowawaySshd(client_key=KeyPair(key_path))
         try:
             sshd.start()
         except SshdError as exc:
             raise DemoError(str(exc)) from None
-        if not keep:
-            stack.callback(sshd.stop)
+        stack.callback(sshd.stop)
         console.print(f"throwaway sshd on {sshd.address}:{sshd.port} (pid {sshd.pid})")
 
         inventory_file = demo_dir / "inventory.yaml"
@@ -122,19 +168,49 @@ def run_demo(console: Console, keep: bool = False) -> int:
 
         key = fetch_host_key(sshd.address, sshd.port, settings.ssh.connect_timeout)
         trust_host_key(settings.known_hosts_file, sshd.address, sshd.port, key)
-        console.print(
-            f"trusted host key {fingerprint_sha256(key)} in {settings.known_hosts_file}"
-        )
+        console.print(f"trusted host key {fingerprint_sha256(key)} in {settings.known_hosts_file}")
 
-        api_url = _prefect_api(stack if not keep else ExitStack(), settings, console)
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            summary = run_sweep(SweepParams(contract=DEMO_CONTRACT, kind="demo",
-                                            requested_by="upkeep demo"))
-        with session_scope(engine) as db:
-            print_run_summary(db, summary.run_id)
-        if summary.unreachable:
-            raise DemoError(f"not reached: {', '.join(summary.unreachable)}")
-        console.print(
-            f"run {summary.run_id} stored; see `upkeep findings list --contract {DEMO_CONTRACT}`"
+        mail = stack.enter_context(MailSink(demo_dir / "mail"))
+        os.environ.update(
+            {
+                "UPKEEP_SMTP_HOST": "127.0.0.1",
+                "UPKEEP_SMTP_PORT": str(mail.port),
+                "UPKEEP_SMTP_TLS": "none",
+                "UPKEEP_SMTP_USER": "",
+                "UPKEEP_APPROVAL_POLL_SECONDS": "1",
+            }
         )
-        return summary.run_id
+        os.environ.pop("UPKEEP_SMTP_USER")
+        reset_settings()
+        console.print(f"local mail server on 127.0.0.1:{mail.port}, saving to {demo_dir / 'mail'}")
+
+        api_url = _prefect_api(stack, settings, console)
+        params = InspectionParams(
+            contract=DEMO_CONTRACT, email_report=True, requested_by="upkeep demo"
+        )
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            with temporary_settings(updates={PREFECT_API_URL: api_url}):
+                box["state"] = bounded(quarterly_health_inspection)(params, return_state=True)
+
+        bg = threading.Thread(target=run, name="inspection", daemon=True)
+        bg.start()
+        _approve_from_the_command_line(console, engine, api_url, bg)
+        bg.join()
+        state = box.get("state")
+        if state is None or not state.is_completed():
+            raise DemoError(
+                f"the inspection ended {state.type.value if state else 'badly'}: "
+                f"{state.message if state else ''}"
+            )
+        outcome = state.result()
+        with session_scope(engine) as db:
+            print_run_summary(db, outcome.run_id)
+        if outcome.unreachable:
+            raise DemoError(f"not reached: {', '.join(outcome.unreachable)}")
+        console.print(f"\n[bold]report:[/] {outcome.report_path}")
+        for path in mail.saved:
+            console.print(f"[bold]e-mail sent:[/] {path}")
+        console.print(f"findings: `upkeep findings list --contract {DEMO_CONTRACT}`")
+        return int(outcome.run_id)

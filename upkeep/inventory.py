@@ -100,8 +100,12 @@ def _place(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _node_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-                dups: list[tuple[tuple[Any, ...], str, int]]) -> None:
+def _node_lines(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    dups: list[tuple[tuple[Any, ...], str, int]],
+) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -144,8 +148,9 @@ def parse_inventory(text: str, source: str = "<inventory>") -> InventorySpec:
         for path, key, line in dups
     ]
     if not isinstance(data, dict):
-        raise InventoryError(source, [f"{source}:1: the inventory must be a mapping with "
-                                      "a 'customers' list"])
+        raise InventoryError(
+            source, [f"{source}:1: the inventory must be a mapping with a 'customers' list"]
+        )
     try:
         spec = InventorySpec.model_validate(data)
     except ValidationError as exc:
@@ -187,8 +192,14 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                 dup((*kloc, "code"), "contract code", contract.code, contracts[contract.code])
             contracts.setdefault(contract.code, (*kloc, "code"))
             t = contract.thresholds
-            for metric in ("disk_used_pct", "inode_used_pct", "memory_used_pct", "swap_used_pct",
-                           "load_per_core", "clock_skew_seconds"):
+            for metric in (
+                "disk_used_pct",
+                "inode_used_pct",
+                "memory_used_pct",
+                "swap_used_pct",
+                "load_per_core",
+                "clock_skew_seconds",
+            ):
                 if getattr(t, f"{metric}_major") > getattr(t, f"{metric}_critical"):
                     problems.append(
                         f"{source}:{_line_for((*kloc, 'thresholds'), lines)}: "
@@ -204,8 +215,12 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                 names.setdefault(host.name, (*hloc, "name"))
                 ep = (host.address.lower(), host.port)
                 if ep in endpoints:
-                    dup((*hloc, "address"), "host address", f"{host.address}:{host.port}",
-                        endpoints[ep])
+                    dup(
+                        (*hloc, "address"),
+                        "host address",
+                        f"{host.address}:{host.port}",
+                        endpoints[ep],
+                    )
                 endpoints.setdefault(ep, (*hloc, "address"))
                 if host.key_file and host.key_secret:
                     problems.append(
@@ -219,8 +234,9 @@ def load_inventory_file(path: Path) -> InventorySpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InventoryError(str(path), [f"{path}: cannot read the inventory: {exc.strerror}"]) \
-            from None
+        raise InventoryError(
+            str(path), [f"{path}: cannot read the inventory: {exc.strerror}"]
+        ) from None
     return parse_inventory(text, str(path))
 
 
@@ -323,9 +339,12 @@ def apply_inventory(session: Session, spec: InventorySpec) -> ApplyReport:
     return report
 
 
-def _apply_hosts(session: Session, contract: Contract, specs: list[HostSpec],
-                 report: ApplyReport) -> None:
-    existing = {h.name: h for h in session.exec(select(Host).where(Host.contract_id == contract.id))}
+def _apply_hosts(
+    session: Session, contract: Contract, specs: list[HostSpec], report: ApplyReport
+) -> None:
+    existing = {
+        h.name: h for h in session.exec(select(Host).where(Host.contract_id == contract.id))
+    }
     for hspec in specs:
         values = _host_values(hspec)
         host = existing.pop(hspec.name, None)

@@ -50,11 +50,12 @@ class LocalPrefectServer:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        db_url = f"sqlite+aiosqlite:///{self.home / 'prefect.db'}"
         env.update(
             {
                 "PREFECT_HOME": str(self.home),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": db_url,
                 "PREFECT_UI_API_URL": self.api_url,
             }
         )

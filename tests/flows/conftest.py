@@ -44,27 +44,30 @@ def host_entry(name: str, server: ThrowawaySshd | None, **extra: Any) -> dict[st
     if server is None:
         entry = {"name": name, "address": "127.0.0.1", "port": free_loopback_port()}
     else:
-        entry = {"name": name, "address": server.address, "port": server.port,
-                 "user": server.user}
+        entry = {"name": name, "address": server.address, "port": server.port, "user": server.user}
     entry.update(extra)
     return entry
 
 
 def inventory_text(hosts: list[dict[str, Any]], code: str = "ACME", **contract: Any) -> str:
     doc = {
-        "customers": [{
-            "code": "acme",
-            "name": "ACME Retail",
-            "contracts": [{
-                "code": code,
-                "name": "ACME managed operations",
-                "timezone": "Europe/Berlin",
-                "approvers": APPROVERS,
-                "report_recipients": ["it@acme.example"],
-                "hosts": hosts,
-                **contract,
-            }],
-        }]
+        "customers": [
+            {
+                "code": "acme",
+                "name": "ACME Retail",
+                "contracts": [
+                    {
+                        "code": code,
+                        "name": "ACME managed operations",
+                        "timezone": "Europe/Berlin",
+                        "approvers": APPROVERS,
+                        "report_recipients": ["it@acme.example"],
+                        "hosts": hosts,
+                        **contract,
+                    }
+                ],
+            }
+        ]
     }
     return yaml.safe_dump(doc, sort_keys=False)
 
@@ -73,13 +76,15 @@ def inventory_text(hosts: list[dict[str, Any]], code: str = "ACME", **contract: 
 def load_inventory(engine: sa.Engine, flow_env: Settings) -> Callable[..., None]:
     """``load_inventory(hosts, trust=[servers], **contract)``: load it and trust those keys."""
 
-    def load(hosts: list[dict[str, Any]], trust: list[ThrowawaySshd] = (),  # type: ignore[assignment]
-             **contract: Any) -> None:
+    def load(
+        hosts: list[dict[str, Any]],
+        trust: list[ThrowawaySshd] = (),  # type: ignore[assignment]
+        **contract: Any,
+    ) -> None:
         with Session(engine) as s:
             apply_inventory(s, parse_inventory(inventory_text(hosts, **contract)))
             s.commit()
         for server in trust:
-            trust_host_key(flow_env.known_hosts_file, server.address, server.port,
-                           server.host_key)
+            trust_host_key(flow_env.known_hosts_file, server.address, server.port, server.host_key)
 
     return load

@@ -24,8 +24,7 @@ def findings(engine: sa.Engine) -> dict[tuple[str, str], Finding]:
 def test_one_bad_host_never_stops_the_sweep(engine, load_inventory, sshd_servers):
     good, untrusted = sshd_servers[0], sshd_servers[1]
     load_inventory(
-        [host_entry("good", good), host_entry("closed", None),
-         host_entry("untrusted", untrusted)],
+        [host_entry("good", good), host_entry("closed", None), host_entry("untrusted", untrusted)],
         trust=[good],
     )
     result = run_sweep(SweepParams(contract="ACME"), concurrency=3)
@@ -58,8 +57,10 @@ def test_reachable_host_gets_every_check_stored(engine, load_inventory, sshd):
 
 
 def test_tags_scope_the_sweep(engine, load_inventory, sshd, other_sshd):
-    load_inventory([host_entry("web1", sshd, tags=["web"]),
-                    host_entry("db1", other_sshd, tags=["db"])], trust=[sshd, other_sshd])
+    load_inventory(
+        [host_entry("web1", sshd, tags=["web"]), host_entry("db1", other_sshd, tags=["db"])],
+        trust=[sshd, other_sshd],
+    )
     result = run_sweep(SweepParams(contract="ACME", tags=["db"]))
     assert [h["host"] for h in result.hosts] == ["db1"]
 

@@ -61,6 +61,13 @@ def test_out_of_date_schema_refused_when_not_upgrading(tmp_path) -> None:
 
 
 def test_every_table_registered() -> None:
-    assert {"customer", "contract", "host", "inspectionrun", "hostresult", "finding",
-            "approval"} <= set(SQLModel.metadata.tables)
+    assert {
+        "customer",
+        "contract",
+        "host",
+        "inspectionrun",
+        "hostresult",
+        "finding",
+        "approval",
+    } <= set(SQLModel.metadata.tables)
     assert models.Finding.__tablename__ == "finding"

@@ -38,7 +38,9 @@ def test_bad_yaml_names_file_and_line() -> None:
 
 
 def test_unknown_field_is_named_with_its_line() -> None:
-    text = GOOD.replace("            user: ops\n", "            user: ops\n            pasword: x\n")
+    text = GOOD.replace(
+        "            user: ops\n", "            user: ops\n            pasword: x\n"
+    )
     (msg,) = problems(text)
     line = text.splitlines().index("            pasword: x") + 1
     assert msg == (
@@ -84,7 +86,9 @@ def test_unknown_timezone_and_bad_email() -> None:
 
 
 def test_duplicate_yaml_key_is_refused() -> None:
-    text = GOOD.replace("            user: ops\n", "            user: ops\n            user: root\n")
+    text = GOOD.replace(
+        "            user: ops\n", "            user: ops\n            user: root\n"
+    )
     msgs = problems(text)
     assert any("duplicate key 'user'" in m for m in msgs)
 
@@ -119,7 +123,9 @@ def test_load_twice_changes_nothing(engine: sa.Engine) -> None:
 
 def test_removed_host_is_deactivated_not_deleted(engine: sa.Engine) -> None:
     _load(engine, GOOD)
-    without_db1 = GOOD.split("          - name: db1")[0] + GOOD.split("key_secret: acme-ssh-key\n")[1]
+    without_db1 = (
+        GOOD.split("          - name: db1")[0] + GOOD.split("key_secret: acme-ssh-key\n")[1]
+    )
     lines = _load(engine, without_db1)
     assert "deactivated host ACME-OPS/db1" in lines
     with Session(engine) as s:
