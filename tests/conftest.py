@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from upkeep.settings import Settings, get_settings, reset_settings
 
-pytest_plugins = ["tests.sshd_fixtures", "tests.smtp_fixtures"]
+pytest_plugins = ["tests.sshd_fixtures", "tests.smtp_fixtures", "tests.flow_fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +28,15 @@ def prefect_server() -> Iterator[str]:
     )
     from prefect.testing.utilities import prefect_test_harness
 
-    with temporary_settings(
-        updates={
-            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-            PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
-        }
-    ), prefect_test_harness(server_startup_timeout=90):
+    with (
+        temporary_settings(
+            updates={
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                PREFECT_LOGGING_TO_API_BATCH_INTERVAL: 0.3,
+            }
+        ),
+        prefect_test_harness(server_startup_timeout=90),
+    ):
         yield PREFECT_API_URL.value()
 
 

@@ -27,7 +27,7 @@ from flows.inspection import (
 )
 from flows.sweep import bounded
 from models import Approval, Finding, Host, InspectionRun, OutboxMessage
-from tests.flows.conftest import host_entry
+from tests.flow_fixtures import host_entry
 
 pytestmark = pytest.mark.flows
 

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from flows.sweep import SweepParams, run_sweep
 from models import Finding, HostResult, InspectionRun, RunStatus
-from tests.flows.conftest import host_entry
+from tests.flow_fixtures import host_entry
 
 pytestmark = pytest.mark.flows
 

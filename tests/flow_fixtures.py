@@ -1,4 +1,4 @@
-"""Flow tests: the session's Prefect test server, real sshd hosts, a fresh upkeep database."""
+"""Fixtures for flow tests (a pytest plugin): the session's Prefect test server, real sshd hosts, a fresh upkeep database."""
 
 from __future__ import annotations
 
