@@ -1,4 +1,7 @@
-"""Fixtures for flow tests (a pytest plugin): the session's Prefect test server, real sshd hosts, a fresh upkeep database."""
+"""Fixtures for flow tests (a pytest plugin).
+
+The session's Prefect test server, real sshd hosts, a fresh upkeep database per test.
+"""
 
 from __future__ import annotations
 
