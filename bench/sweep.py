@@ -175,15 +175,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def tree_rss(pid: int) -> int:
-    total = 0
+def tree_rss(pid: int) -> list[int]:
+    """The RSS in bytes of ``pid`` and each live descendant."""
+    sizes = []
     for p in descendants(pid):
         try:
             with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * PAGE
+                sizes.append(int(fh.read().split()[1]) * PAGE)
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return sizes
 
 
 def tree_cpu(pid: int) -> float:
@@ -202,51 +203,98 @@ def tree_cpu(pid: int) -> float:
 class TreeSampler(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.peak_one = pid, interval, 0, 0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            sizes = tree_rss(self.pid)
+            self.peak = max(self.peak, sum(sizes))
+            self.peak_one = max(self.peak_one, max(sizes, default=0))
 
 
-def measure(
-    argv: list[str], env: dict[str, str], cwd: Path, log: Path, server_pid: int | None = None
-) -> dict[str, Any]:
-    server_cpu0 = tree_cpu(server_pid) if server_pid else 0.0
-    with log.open("wb") as out:
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["log"], "wb") as out:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(job["argv"], env=job["env"], cwd=job["cwd"], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        print(json.dumps({"pid": proc.pid}), flush=True)
+        _, status, ru = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    print(json.dumps({"wall": wall, "utime": ru.ru_utime, "stime": ru.ru_stime,
+                      "maxrss_kib": ru.ru_maxrss, "exit_code": proc.returncode}), flush=True)
+"""
+
+
+class Launcher:
+    """A tiny process that spawns and reaps the measured children.
+
+    Linux carries a process's peak RSS across fork and exec (``ru_maxrss`` starts from the
+    parent's high-water mark), so children spawned by the driver, which has upkeep, SQLAlchemy
+    and paramiko loaded, would all report at least the driver's RSS. The launcher is started
+    before any of that is imported, so the floor is a bare interpreter's (recorded as
+    ``maxrss_floor_mib`` in the results).
+    """
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", LAUNCHER],
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def measure(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        log: Path,
+        server_pid: int | None = None,
+    ) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        server_cpu0 = tree_cpu(server_pid) if server_pid else 0.0
+        job = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        pid = json.loads(self.proc.stdout.readline())["pid"]
+        sampler = TreeSampler(pid)
+        sampler.start()
+        done = json.loads(self.proc.stdout.readline())
         sampler.done.set()
         sampler.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    result: dict[str, Any] = {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "cpu_user": usage.ru_utime,
-        "cpu_sys": usage.ru_stime,
-        "maxrss_mib": usage.ru_maxrss / 1024,
-        "tree_rss_mib": sampler.peak / 2**20,
-        "exit_code": proc.returncode,
-        "log": str(log),
-    }
-    if server_pid:
-        result["server_cpu"] = tree_cpu(server_pid) - server_cpu0
-    return result
+        result: dict[str, Any] = {
+            "wall": done["wall"],
+            "cpu": done["utime"] + done["stime"],
+            "cpu_user": done["utime"],
+            "cpu_sys": done["stime"],
+            "maxrss_mib": done["maxrss_kib"] / 1024,
+            "tree_rss_mib": sampler.peak / 2**20,
+            "proc_rss_mib": sampler.peak_one / 2**20,
+            "exit_code": done["exit_code"],
+            "log": str(log),
+        }
+        if server_pid:
+            result["server_cpu"] = tree_cpu(server_pid) - server_cpu0
+        return result
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 # -- the driver --------------------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, launcher: Launcher) -> None:
         self.args = args
+        self.launcher = launcher
         self.sizes: list[int] = args.sizes
         self.work = Path(tempfile.mkdtemp(prefix="upkeep-bench-"))
         self.servers: list[Any] = []
@@ -260,8 +308,14 @@ class Bench:
         import upkeep.sshd as sshd_mod
         from upkeep.sshd import ThrowawaySshd, generate_keypair
 
-        if self.args.apt_cache:
-            # Remote commands see APT_CONFIG (sshd SetEnv): a normal binary package cache.
+        if self.args.tidy_hosts:
+            # Make the loopback hosts look like ordinary servers (see README, "The hosts"):
+            # remote commands get an empty HOME (root's ~/.bashrc here runs `pyenv init`, which
+            # bash sources for every SSH command) and APT_CONFIG with a binary package cache
+            # (the container's apt config disables it: `apt list` then parses every list).
+            home = self.work / "host-home"
+            home.mkdir()
+            (home / ".bashrc").write_text("")
             apt = self.work / "apt"
             (apt / "parts").mkdir(parents=True)
             conf = apt / "apt.conf"
@@ -276,7 +330,7 @@ class Bench:
                 check=True,
                 capture_output=True,
             )
-            sshd_mod.SSHD_CONFIG = sshd_mod.SSHD_CONFIG + f"SetEnv APT_CONFIG={conf}\n"
+            sshd_mod.SSHD_CONFIG += f"SetEnv HOME={home} APT_CONFIG={conf}\n"
 
         self.key = generate_keypair(self.work / "client_ed25519", "upkeep-bench")
 
@@ -428,7 +482,7 @@ class Bench:
             spec_file.write_text(json.dumps(spec))
             env["PYTHONPATH"] = str(ROOT)
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", tool, str(spec_file)]
-        m = measure(argv, env, run_dir, run_dir / "output.log", server_pid)
+        m = self.launcher.measure(argv, env, run_dir, run_dir / "output.log", server_pid)
         m.update({"tool": tool, "hosts": n, "rep": rep})
         m.update(self.check_output(tool, n, Path(m["log"])))
         return m
@@ -486,7 +540,15 @@ class Bench:
 
     def summary(self) -> dict[str, Any]:
         medians: dict[str, dict[str, dict[str, float]]] = {}
-        keys = ("wall", "cpu", "maxrss_mib", "tree_rss_mib", "sweep_wall", "server_cpu")
+        keys = (
+            "wall",
+            "cpu",
+            "maxrss_mib",
+            "tree_rss_mib",
+            "proc_rss_mib",
+            "sweep_wall",
+            "server_cpu",
+        )
         for n in self.sizes:
             medians[str(n)] = {}
             for tool in self.args.tools:
@@ -504,7 +566,7 @@ class Bench:
                 "hosts": self.sizes,
                 "repeat": self.args.repeat,
                 "concurrency": self.args.forks,
-                "apt_cache": self.args.apt_cache,
+                "tidy_hosts": self.args.tidy_hosts,
                 "ansible_ssh_args": self.args.ansible_ssh_args,
                 "commands": len(self.commands),
             },
@@ -606,10 +668,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="workers / ansible forks (default 50)",
     )
     parser.add_argument(
-        "--no-apt-cache",
-        dest="apt_cache",
+        "--raw-hosts",
+        dest="tidy_hosts",
         action="store_false",
-        help="hosts run apt without a binary package cache (slow, see README)",
+        help="run commands with root's real HOME and apt config (slow, see README)",
     )
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument(
@@ -645,7 +707,13 @@ def main(argv: list[str]) -> int:
     if "ansible" in args.tools and not (ANSIBLE_VENV / "bin" / "ansible").exists():
         say(f"{ANSIBLE_VENV} has no ansible: run bench/sweep (it creates it)")
         return 2
-    summary = Bench(args).run()
+    launcher = Launcher()  # first, while this process is small (see Launcher)
+    try:
+        floor = launcher.measure(["true"], dict(os.environ), BENCH_DIR, Path(os.devnull))
+        summary = Bench(args, launcher).run()
+    finally:
+        launcher.close()
+    summary["options"]["maxrss_floor_mib"] = floor["maxrss_mib"]
     table = print_table(summary)
     print(table)
     out = args.output or BENCH_DIR / "results" / (

@@ -377,7 +377,9 @@ def write_report(run_id: int) -> str:
         run = db.get(InspectionRun, run_id)
         contract = db.get(Contract, run.contract_id) if run else None
         assert run is not None and contract is not None
-        html = render_inspection_html(report, settings.templates_dir)
+        html = render_inspection_html(
+            report, settings.templates_dir, prefect_ui_url=settings.prefect_ui_url
+        )
         path = save_report(
             html,
             report_dir=settings.reports,

@@ -14,7 +14,12 @@ import sqlalchemy as sa
 
 from upkeep.settings import Settings, get_settings, reset_settings
 
-pytest_plugins = ["tests.sshd_fixtures", "tests.smtp_fixtures", "tests.flow_fixtures"]
+pytest_plugins = [
+    "tests.sshd_fixtures",
+    "tests.smtp_fixtures",
+    "tests.flow_fixtures",
+    "tests.pg_fixtures",
+]
 
 
 @pytest.fixture(scope="session")

@@ -75,19 +75,51 @@ def inventory_text(hosts: list[dict[str, Any]], code: str = "ACME", **contract: 
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def _apply_and_trust(
+    engine: sa.Engine,
+    known_hosts: Path,
+    hosts: list[dict[str, Any]],
+    trust: list[ThrowawaySshd],
+    contract: dict[str, Any],
+) -> None:
+    with Session(engine) as s:
+        apply_inventory(s, parse_inventory(inventory_text(hosts, **contract)))
+        s.commit()
+    for server in trust:
+        trust_host_key(known_hosts, server.address, server.port, server.host_key)
+
+
 @pytest.fixture
 def load_inventory(engine: sa.Engine, flow_env: Settings) -> Callable[..., None]:
     """``load_inventory(hosts, trust=[servers], **contract)``: load it and trust those keys."""
 
     def load(
-        hosts: list[dict[str, Any]],
-        trust: list[ThrowawaySshd] = (),  # type: ignore[assignment]
-        **contract: Any,
+        hosts: list[dict[str, Any]], trust: list[ThrowawaySshd] | None = None, **contract: Any
     ) -> None:
-        with Session(engine) as s:
-            apply_inventory(s, parse_inventory(inventory_text(hosts, **contract)))
-            s.commit()
-        for server in trust:
-            trust_host_key(flow_env.known_hosts_file, server.address, server.port, server.host_key)
+        _apply_and_trust(engine, flow_env.known_hosts_file, hosts, trust or [], contract)
+
+    return load
+
+
+@pytest.fixture
+def load_inventory_on(
+    flow_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., sa.Engine]:
+    """``load_inventory_on(url, hosts, trust=[...])``: point upkeep at ``url`` and load there."""
+    from upkeep.db import make_engine, upgrade
+    from upkeep.settings import get_settings
+
+    def load(
+        url: str,
+        hosts: list[dict[str, Any]],
+        trust: list[ThrowawaySshd] | None = None,
+        **contract: Any,
+    ) -> sa.Engine:
+        monkeypatch.setenv("UPKEEP_DATABASE_URL", url)
+        reset_settings()
+        engine = make_engine(get_settings().db_url)
+        upgrade(engine)
+        _apply_and_trust(engine, flow_env.known_hosts_file, hosts, trust or [], contract)
+        return engine
 
     return load

@@ -1,4 +1,4 @@
-"""The ``upkeep`` command line."""
+"""upkeep: maintenance-contract work (inspections, approvals, reports) as Prefect flows."""
 
 from __future__ import annotations
 
@@ -390,10 +390,14 @@ def _report_final_state(state: Any) -> None:
         fail(f"the flow run ended {state.type.value}: {state.message}")
     outcome = state.result()
     out.print(f"report: {outcome.report_path}")
+    if outcome.email is not None:
+        out.print(
+            f"mail sent: {len(outcome.email['sent'])}; "
+            f"kept in the outbox: {len(outcome.email['failed'])}"
+        )
     if outcome.unreachable:
         err.print(f"not reached: {', '.join(outcome.unreachable)}")
-    if outcome.email is not None:
-        out.print(f"mail: {outcome.email}")
+        raise typer.Exit(3)
 
 
 # --- approvals --------------------------------------------------------------------------------
@@ -545,12 +549,8 @@ def serve_cmd() -> None:
 
 
 @app.command("demo")
-def demo(
-    keep: Annotated[
-        bool, typer.Option(help="Leave the demo sshd and Prefect server running")
-    ] = False,
-) -> None:
-    """Inspect this machine over a throwaway sshd, with a local Prefect server. No set-up needed."""
+def demo() -> None:
+    """The whole inspection of this machine: throwaway sshd, local Prefect and mail servers."""
     from upkeep.demo import DemoError, run_demo
 
     try:

@@ -40,8 +40,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def normalise_url(url: str) -> str:
+    """PostgreSQL URLs without a driver use psycopg 3, the driver upkeep installs."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def make_engine(url: str) -> sa.Engine:
     """A new engine for ``url``; SQLite files get their directory created and WAL switched on."""
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":

@@ -185,6 +185,8 @@ def run_demo(console: Console) -> int:
         console.print(f"local mail server on 127.0.0.1:{mail.port}, saving to {demo_dir / 'mail'}")
 
         api_url = _prefect_api(stack, settings, console)
+        os.environ["UPKEEP_PREFECT_UI_URL"] = api_url.removesuffix("/api")
+        reset_settings()
         params = InspectionParams(
             contract=DEMO_CONTRACT, email_report=True, requested_by="upkeep demo"
         )

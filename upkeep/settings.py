@@ -28,7 +28,7 @@ class SettingsError(Exception):
 
 
 class SshSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="UPKEEP_SSH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="UPKEEP_SSH_", extra="ignore", env_file=".env")
 
     user: str = Field("root", min_length=1)
     key_file: Path | None = None
@@ -42,7 +42,7 @@ class SshSettings(BaseSettings):
 
 
 class SmtpSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="UPKEEP_SMTP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="UPKEEP_SMTP_", extra="ignore", env_file=".env")
 
     host: str = "localhost"
     port: int = Field(25, ge=1, le=65535)
