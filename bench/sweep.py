@@ -360,6 +360,10 @@ class Bench:
             f"(ports {self.servers[0].port}..{self.servers[-1].port})"
         )
 
+    def host_cpu(self, n: int) -> float:
+        """CPU seconds used so far by the first ``n`` sshd hosts (sessions and commands)."""
+        return sum(tree_cpu(s.pid) for s in self.servers[:n] if s.pid)
+
     def hosts(self, n: int) -> list[dict[str, Any]]:
         return [
             {"name": f"host-{i:03d}", "address": s.address, "port": s.port, "user": s.user}
@@ -482,7 +486,9 @@ class Bench:
             spec_file.write_text(json.dumps(spec))
             env["PYTHONPATH"] = str(ROOT)
             argv = [sys.executable, str(Path(__file__).resolve()), "--child", tool, str(spec_file)]
+        host_cpu0 = self.host_cpu(n)
         m = self.launcher.measure(argv, env, run_dir, run_dir / "output.log", server_pid)
+        m["host_cpu"] = self.host_cpu(n) - host_cpu0
         m.update({"tool": tool, "hosts": n, "rep": rep})
         m.update(self.check_output(tool, n, Path(m["log"])))
         return m
@@ -524,9 +530,55 @@ class Bench:
                             f"maxrss {m['maxrss_mib']:6.0f}MiB tree {m['tree_rss_mib']:6.0f}MiB "
                             f"ok {m['hosts_ok']}/{n}{flag}"
                         )
+            if self.args.profile:
+                self.profile_upkeep(max(self.sizes), pristine[max(self.sizes)])
         finally:
             self.stop()
         return self.summary()
+
+    def profile_upkeep(self, n: int, pristine: Path) -> None:
+        """One more (unmeasured) upkeep run under py-spy: samples of the thread holding the GIL."""
+        out = BENCH_DIR / "results" / f"profile-upkeep-{n}.folded"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_dir = self.work / "runs" / f"profile-{n}"
+        run_dir.mkdir(parents=True)
+        data = run_dir / "data"
+        shutil.copytree(pristine, data)
+        assert self.prefect is not None
+        spec = {
+            "hosts": self.hosts(n),
+            "concurrency": self.args.forks,
+            "key_file": str(self.key.private),
+            "known_hosts": str(self.known_hosts),
+            "data_dir": str(data),
+            "api_url": self.prefect.api_url,
+        }
+        (run_dir / "spec.json").write_text(json.dumps(spec))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("UPKEEP_", "PREFECT_"))}
+        env.update({"PYTHONPATH": str(ROOT), "PREFECT_HOME": str(run_dir / "prefect-home")})
+        argv = [
+            self.args.profile,
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--threads",
+            "--gil",
+            "-o",
+            str(out),
+            "--",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            "upkeep",
+            str(run_dir / "spec.json"),
+        ]
+        with (run_dir / "output.log").open("wb") as log:
+            subprocess.run(
+                argv, env=env, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, check=True
+            )
+        say(f"py-spy profile of upkeep at N={n}: {out}")
 
     def stop(self) -> None:
         if self.prefect is not None:
@@ -548,6 +600,7 @@ class Bench:
             "proc_rss_mib",
             "sweep_wall",
             "server_cpu",
+            "host_cpu",
         )
         for n in self.sizes:
             medians[str(n)] = {}
@@ -618,8 +671,9 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def print_table(summary: dict[str, Any]) -> str:
     lines = [
-        "| N | tool | wall s | sweep s | CPU s | peak RSS MiB | tree RSS MiB | failed |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| N | tool | wall s | sweep s | CPU s | host CPU s | peak RSS MiB | tree RSS MiB"
+        " | failed |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, tools in summary["medians"].items():
         for tool, m in tools.items():
@@ -629,6 +683,7 @@ def print_table(summary: dict[str, Any]) -> str:
             sweep = f"{m['sweep_wall']:.2f}" if "sweep_wall" in m else "-"
             lines.append(
                 f"| {n} | {tool} | {m['wall']:.2f} | {sweep} | {cpu} | "
+                f"{m.get('host_cpu', 0):.1f} | "
                 f"{m['maxrss_mib']:.0f} | {m['tree_rss_mib']:.0f} | "
                 f"{m['failed_runs']} |"
             )
@@ -683,6 +738,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--remote-python",
         default="/usr/bin/python3",
         help="ansible_python_interpreter on the hosts",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        help="also profile one upkeep run at the largest N with this py-spy",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, DBs)")
     parser.add_argument(

@@ -110,6 +110,10 @@ def describe(request: ApprovalRequest, refusals: list[str]) -> str:
     return "\n".join(lines)
 
 
+def run_url(ui_url: str, flow_run_id: str) -> str:
+    return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
 def _current_flow_run_id() -> str:
     ctx: Any = get_run_context()
     return str(ctx.flow_run.id)
@@ -164,7 +168,16 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
     while True:
         attempt += 1
         form = ApprovalInput.with_initial_data(description=describe(request, refusals))
-        logger.info("waiting for approval of %s (approval %s)", request.subject, approval_id)
+        logger.info(
+            "waiting for approval of %s (approval %s). Answer in the Prefect UI (%s), or: "
+            "upkeep approve %s --as NAME [--comment TEXT] | upkeep reject %s --as NAME "
+            "--comment TEXT",
+            request.subject,
+            approval_id,
+            run_url(settings.prefect_ui_url, run_id),
+            run_id,
+            run_id,
+        )
         try:
             answer = pause_flow_run(
                 wait_for_input=form,

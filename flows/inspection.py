@@ -280,6 +280,11 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
         if problems:
             text += "\n\n**Refused:** " + "; ".join(problems[-3:])
         form = PlanRevision.with_initial_data(description=text)
+        get_run_logger().info(
+            "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
+            "revise %s --as NAME [--exclude HOST] [--window W] [--note TEXT] | --cancel",
+            run_id,
+        )
         try:
             answer = pause_flow_run(
                 wait_for_input=form,
@@ -482,10 +487,10 @@ def _sweep_report_mail(
     status = RunStatus.FAILED
     try:
         sweep: SweepResult = sweep_hosts(run_id, contract, targets)
-        report_path = write_report(run_id)
         status = RunStatus.FAILED if sweep.crashed else RunStatus.COMPLETED
     finally:
         _finish(run_id, status)
+    report_path = write_report(run_id)
     mail = email_report(run_id, report_path) if email else None
     return InspectionOutcome(
         run_id=run_id,

@@ -52,6 +52,14 @@ def test_reachable_host_gets_every_check_stored(engine, load_inventory, sshd):
 
     checked = {m["check"] for m in row.measurements}
     assert checked == {c.name for c in CATALOGUE}
+    # Every check ran and parsed on this machine (or says why it does not apply here).
+    broken = [
+        m
+        for m in row.measurements
+        if "could not parse" in m["message"] or "command failed" in m["message"]
+    ]
+    assert broken == []
+    assert set(row.facts) | set(row.skipped) == {c.name for c in CATALOGUE}
     assert row.facts["cpu"]["count"] >= 1
     assert row.reachable and row.error is None
 
