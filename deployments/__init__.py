@@ -22,41 +22,25 @@ def build_deployments(session: Session) -> list[Any]:
     from flows.inspection import quarterly_health_inspection, recheck_findings
     from flows.sweep import bounded
 
+    processes = [
+        (quarterly_health_inspection, "Quarterly health inspection of {}"),
+        (recheck_findings, "Re-check of open findings of {}"),
+    ]
     deps: list[Any] = []
     contracts = session.exec(
         select(Contract).where(Contract.active == True).order_by(Contract.code)  # noqa: E712
     ).all()
     for contract in contracts:
-        name = deployment_name(contract.code)
-        tags = ["upkeep", f"contract:{contract.code}"]
-        deps.append(
-            bounded(quarterly_health_inspection).to_deployment(
-                name=name,
-                parameters={
-                    "params": {
-                        "contract": contract.code,
-                        "email_report": True,
-                        "requested_by": "deployment",
-                    }
-                },
-                tags=tags,
-                description=f"Quarterly health inspection of {contract.name}",
+        params = {"contract": contract.code, "email_report": True, "requested_by": "deployment"}
+        for flow_obj, description in processes:
+            deps.append(
+                bounded(flow_obj).to_deployment(
+                    name=deployment_name(contract.code),
+                    parameters={"params": params},
+                    tags=["upkeep", f"contract:{contract.code}"],
+                    description=description.format(contract.name),
+                )
             )
-        )
-        deps.append(
-            bounded(recheck_findings).to_deployment(
-                name=name,
-                parameters={
-                    "params": {
-                        "contract": contract.code,
-                        "email_report": True,
-                        "requested_by": "deployment",
-                    }
-                },
-                tags=tags,
-                description=f"Re-check of open findings of {contract.name}",
-            )
-        )
     return deps
 
 

@@ -128,7 +128,8 @@ def approval_run_name() -> str:
     return f"approval · {req.get('gate', '?')} · {req.get('contract', '?')}"
 
 
-def _record(**values: Any) -> int:
+def record_approval(**values: Any) -> int:
+    """Store an Approval row (a request, a refusal, a revision) and return its id."""
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         row = Approval(**values)
@@ -138,7 +139,8 @@ def _record(**values: Any) -> int:
         return row.id
 
 
-def _update(approval_id: int, **values: Any) -> None:
+def update_approval(approval_id: int, **values: Any) -> None:
+    """Record a decision (or expiry) on an existing Approval row."""
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         row = db.get(Approval, approval_id)
@@ -155,7 +157,7 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
     settings = get_settings()
     run_id = _current_flow_run_id()
     timeout = request.timeout_seconds or int(settings.approval_timeout_hours * 3600)
-    approval_id = _record(
+    approval_id = record_approval(
         flow_run_id=run_id,
         parent_flow_run_id=request.parent_flow_run_id,
         contract_id=request.contract_id,
@@ -186,7 +188,7 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
                 key=f"{request.gate}-{attempt}",
             )
         except FlowPauseTimeout:
-            _update(
+            update_approval(
                 approval_id,
                 decision="expired",
                 decided_at=utcnow(),
@@ -206,7 +208,7 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
             logger.warning("refused an answer: %s", reason)
             continue
         decided_at = utcnow()
-        _update(
+        update_approval(
             approval_id,
             decision=answer.decision.value,
             approver=name,
@@ -225,7 +227,7 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
 
 def _refuse(request: ApprovalRequest, run_id: str, claimed: str, reason: str) -> None:
     now = utcnow()
-    _record(
+    record_approval(
         flow_run_id=run_id,
         parent_flow_run_id=request.parent_flow_run_id,
         contract_id=request.contract_id,

@@ -20,9 +20,15 @@ from prefect.states import Cancelled, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.approvals import ApprovalRequest, Decision, approval_gate
+from flows.approvals import (
+    ApprovalRequest,
+    Decision,
+    approval_gate,
+    record_approval,
+    update_approval,
+)
 from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
-from models import Approval, Contract, Finding, FindingStatus, InspectionRun, RunStatus, utcnow
+from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus, utcnow
 from tasks.checks import CATALOGUE
 from tasks.findings import REACHABILITY
 from tasks.records import (
@@ -235,26 +241,6 @@ def apply_revision(
     )
 
 
-def _record_approval(**values: Any) -> int:
-    engine = engine_for(get_settings().db_url)
-    with session_scope(engine) as db:
-        row = Approval(**values)
-        db.add(row)
-        db.flush()
-        assert row.id is not None
-        return row.id
-
-
-def _decide(approval_id: int, **values: Any) -> None:
-    engine = engine_for(get_settings().db_url)
-    with session_scope(engine) as db:
-        row = db.get(Approval, approval_id)
-        assert row is not None
-        for k, v in values.items():
-            setattr(row, k, v)
-        db.add(row)
-
-
 def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> PlanRevision:
     """Pause this flow until the engineer revises or cancels the rejected plan."""
     settings = get_settings()
@@ -265,7 +251,7 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
         f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
         "resubmit, or cancel the inspection."
     )
-    approval_id = _record_approval(
+    approval_id = record_approval(
         flow_run_id=run_id,
         contract_id=plan.contract_id,
         gate=REVISION_GATE,
@@ -296,7 +282,7 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
             problems.append(f"not a valid revision ({exc.error_count()} error(s))")
             continue
         except FlowPauseTimeout:
-            _decide(approval_id, decision="expired", decided_at=utcnow())
+            update_approval(approval_id, decision="expired", decided_at=utcnow())
             raise
         if answer.action == "resubmit":
             unknown = sorted(
@@ -306,7 +292,7 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
             )
             if unknown:
                 problems.append(f"unknown host(s): {', '.join(unknown)}")
-                _record_approval(
+                record_approval(
                     flow_run_id=run_id,
                     contract_id=plan.contract_id,
                     gate=REVISION_GATE,
@@ -317,7 +303,7 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
                     comment=problems[-1],
                 )
                 continue
-        _decide(
+        update_approval(
             approval_id,
             decision=answer.action,
             approver=answer.engineer,

@@ -22,6 +22,7 @@ from tasks.checks.base import (
     Severity,
     Thresholds,
     evaluate_check,
+    not_evaluated,
 )
 from tasks.findings import REACHABILITY, Observed
 from tasks.records import HostInspection, contract_thresholds, store_host_inspection
@@ -86,19 +87,16 @@ def run_catalogue(
 
 
 def _timed_out(check: Check[Any], exc: CommandTimeout) -> CheckOutcome:
-    return CheckOutcome(
-        check=check.name,
-        facts=None,
-        measurements=[
-            Measurement(
-                subject="",
-                value="timed out",
-                severity=Severity.MINOR,
-                message=f"{check.title}: {exc}",
-                recommendation="Find out why the command hangs on this host (NFS, a stuck "
-                "package manager, an overloaded system).",
-            )
-        ],
+    return not_evaluated(
+        check.name,
+        Measurement(
+            subject="",
+            value="timed out",
+            severity=Severity.MINOR,
+            message=f"{check.title}: {exc}",
+            recommendation="Find out why the command hangs on this host (NFS, a stuck "
+            "package manager, an overloaded system).",
+        ),
     )
 
 

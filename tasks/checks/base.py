@@ -157,6 +157,11 @@ def skip_reason(stdout: str) -> str | None:
     return None
 
 
+def not_evaluated(check: str, measurement: Measurement) -> CheckOutcome:
+    """An outcome with no facts: the check could not look (failed, unparsable, timed out)."""
+    return CheckOutcome(check=check, facts=None, measurements=[measurement])
+
+
 def evaluate_check(
     check: Check[Any], raw: RawResult, thresholds: Thresholds, ctx: EvalContext | None = None
 ) -> CheckOutcome:
@@ -171,34 +176,28 @@ def evaluate_check(
             skipped=reason,
         )
     if raw.exit_code not in check.ok_exit_codes:
-        return CheckOutcome(
-            check=check.name,
-            facts=None,
-            measurements=[
-                Measurement(
-                    subject="",
-                    value=f"exit {raw.exit_code}",
-                    severity=Severity.INFO,
-                    message=f"{check.title}: the command failed with exit code {raw.exit_code}",
-                    evidence=_tail(raw.stderr or raw.stdout),
-                )
-            ],
+        return not_evaluated(
+            check.name,
+            Measurement(
+                subject="",
+                value=f"exit {raw.exit_code}",
+                severity=Severity.INFO,
+                message=f"{check.title}: the command failed with exit code {raw.exit_code}",
+                evidence=_tail(raw.stderr or raw.stdout),
+            ),
         )
     try:
         facts = check.parse(raw.stdout)
     except (ParseError, ValueError, IndexError, KeyError) as exc:
-        return CheckOutcome(
-            check=check.name,
-            facts=None,
-            measurements=[
-                Measurement(
-                    subject="",
-                    value="unparsed",
-                    severity=Severity.INFO,
-                    message=f"{check.title}: could not parse the output ({exc})",
-                    evidence=_tail(raw.stdout + ("\n" + raw.stderr if raw.stderr else "")),
-                )
-            ],
+        return not_evaluated(
+            check.name,
+            Measurement(
+                subject="",
+                value="unparsed",
+                severity=Severity.INFO,
+                message=f"{check.title}: could not parse the output ({exc})",
+                evidence=_tail(raw.stdout + ("\n" + raw.stderr if raw.stderr else "")),
+            ),
         )
     measurements = check.evaluate(facts, thresholds, ctx)
     return CheckOutcome(
