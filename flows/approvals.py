@@ -21,7 +21,8 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models import Approval, utcnow
+from models import utcnow
+from tasks.gates import close_gate, log_event, open_gate
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -129,25 +130,31 @@ def approval_run_name() -> str:
 
 
 def record_approval(**values: Any) -> int:
-    """Store an Approval row (a request, a refusal, a revision) and return its id."""
-    engine = engine_for(get_settings().db_url)
-    with session_scope(engine) as db:
-        row = Approval(**values)
-        db.add(row)
-        db.flush()
+    """Open a gate (an Approval row with its 'opened' event) and return its id."""
+    with session_scope(engine_for(get_settings().db_url)) as db:
+        row = open_gate(session=db, **values)
         assert row.id is not None
         return row.id
 
 
-def update_approval(approval_id: int, **values: Any) -> None:
-    """Record a decision (or expiry) on an existing Approval row."""
-    engine = engine_for(get_settings().db_url)
-    with session_scope(engine) as db:
-        row = db.get(Approval, approval_id)
-        assert row is not None
-        for key, value in values.items():
-            setattr(row, key, value)
-        db.add(row)
+def close_approval(approval_id: int, decision: str, approver: str | None, comment: str) -> None:
+    """Record a gate's decision (or its expiry) and the event."""
+    with session_scope(engine_for(get_settings().db_url)) as db:
+        close_gate(
+            session=db,
+            approval_id=approval_id,
+            decision=decision,
+            approver=approver,
+            comment=comment,
+        )
+
+
+def refuse_answer(approval_id: int, claimed: str, reason: str) -> None:
+    """Record an answer that does not count; the gate keeps waiting."""
+    with session_scope(engine_for(get_settings().db_url)) as db:
+        log_event(
+            session=db, approval_id=approval_id, kind="refused", actor=claimed[:200], detail=reason
+        )
 
 
 @flow(name="approval", flow_run_name=approval_run_name)
@@ -188,33 +195,22 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
                 key=f"{request.gate}-{attempt}",
             )
         except FlowPauseTimeout:
-            update_approval(
-                approval_id,
-                decision="expired",
-                decided_at=utcnow(),
-                comment=f"no decision within {timeout} s",
-            )
+            close_approval(approval_id, "expired", None, f"no decision within {timeout} s")
             raise ApprovalExpired(f"{request.subject}: no decision within {timeout} s") from None
         except ValidationError as exc:
             reason = f"the answer was not a valid approval: {exc.error_count()} error(s)"
-            _refuse(request, run_id, "(unknown)", reason)
+            refuse_answer(approval_id, "(unknown)", reason)
             refusals.append(reason)
             logger.warning("refused an answer: %s", reason)
             continue
         name, reason = judge(answer, request.approvers)
         if name is None:
-            _refuse(request, run_id, answer.approver, reason)
+            refuse_answer(approval_id, answer.approver, reason)
             refusals.append(reason)
             logger.warning("refused an answer: %s", reason)
             continue
         decided_at = utcnow()
-        update_approval(
-            approval_id,
-            decision=answer.decision.value,
-            approver=name,
-            comment=answer.comment.strip(),
-            decided_at=decided_at,
-        )
+        close_approval(approval_id, answer.decision.value, name, answer.comment.strip())
         logger.info("%s: %s by %s", request.subject, answer.decision.value, name)
         return ApprovalResult(
             approval_id=approval_id,
@@ -223,19 +219,3 @@ def approval_gate(request: ApprovalRequest) -> ApprovalResult:
             comment=answer.comment.strip(),
             decided_at=decided_at,
         )
-
-
-def _refuse(request: ApprovalRequest, run_id: str, claimed: str, reason: str) -> None:
-    now = utcnow()
-    record_approval(
-        flow_run_id=run_id,
-        parent_flow_run_id=request.parent_flow_run_id,
-        contract_id=request.contract_id,
-        gate=request.gate,
-        subject=request.subject,
-        requested_at=now,
-        decided_at=now,
-        approver=claimed[:200],
-        decision="refused",
-        comment=reason,
-    )

@@ -24,11 +24,12 @@ from flows.approvals import (
     ApprovalRequest,
     Decision,
     approval_gate,
+    close_approval,
     record_approval,
-    update_approval,
+    refuse_answer,
 )
 from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
-from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus, utcnow
+from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from tasks.checks import CATALOGUE
 from tasks.findings import REACHABILITY
 from tasks.records import (
@@ -282,7 +283,7 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
             problems.append(f"not a valid revision ({exc.error_count()} error(s))")
             continue
         except FlowPauseTimeout:
-            update_approval(approval_id, decision="expired", decided_at=utcnow())
+            close_approval(approval_id, "expired", None, "no revision in time")
             raise
         if answer.action == "resubmit":
             unknown = sorted(
@@ -292,24 +293,9 @@ def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> Pla
             )
             if unknown:
                 problems.append(f"unknown host(s): {', '.join(unknown)}")
-                record_approval(
-                    flow_run_id=run_id,
-                    contract_id=plan.contract_id,
-                    gate=REVISION_GATE,
-                    subject=subject,
-                    decided_at=utcnow(),
-                    approver=answer.engineer,
-                    decision="refused",
-                    comment=problems[-1],
-                )
+                refuse_answer(approval_id, answer.engineer, problems[-1])
                 continue
-        update_approval(
-            approval_id,
-            decision=answer.action,
-            approver=answer.engineer,
-            comment=answer.note,
-            decided_at=utcnow(),
-        )
+        close_approval(approval_id, answer.action, answer.engineer, answer.note)
         return answer
 
 

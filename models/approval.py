@@ -27,3 +27,15 @@ class Approval(SQLModel, table=True):
     decision: str | None = Field(default=None, max_length=16)
     """approve, reject, refused (an attempt by someone not allowed), cancelled."""
     comment: str | None = None
+
+
+class ApprovalEvent(SQLModel, table=True):
+    """One line of a gate's log: opened, notified, escalated, refused, decided, expired."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: int = Field(foreign_key="approval.id", index=True)
+    at: datetime = created_field()
+    kind: str = Field(max_length=16)
+    actor: str | None = Field(default=None, max_length=200)
+    """Who: the approver who answered, the engineer, or None for upkeep itself."""
+    detail: str = ""

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlmodel import Session, col, select
 
-from models import Approval, utcnow
+from models import Approval, ApprovalEvent, utcnow
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings
 
@@ -86,14 +86,14 @@ def resume_and_wait(
                     True,
                 )
             refused = db.exec(
-                select(Approval).where(
-                    Approval.flow_run_id == flow_run_id,
-                    Approval.decision == "refused",
-                    col(Approval.decided_at) >= sent_at,
+                select(ApprovalEvent).where(
+                    ApprovalEvent.approval_id == gate_id,
+                    ApprovalEvent.kind == "refused",
+                    col(ApprovalEvent.at) >= sent_at,
                 )
             ).first()
             if refused is not None:
-                return f"refused: {refused.comment}; the gate is waiting again", False
+                return f"refused: {refused.detail}; the gate is waiting again", False
         time.sleep(0.5)
     return (
         f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "

@@ -430,6 +430,75 @@ def approvals_list(
     out.print(table)
 
 
+@approvals_app.command("show")
+def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id")]) -> None:
+    """One gate: what was asked, the decision, and its whole event log."""
+    from models import Approval
+    from tasks.gates import events
+
+    with db_session() as session:
+        a = session.get(Approval, approval_id)
+        if a is None:
+            fail(f"no approval {approval_id} (see `upkeep approvals list`)")
+        log = events(session=session, approval_id=approval_id)
+    out.print(f"[bold]approval {a.id}[/]: {a.subject}")
+    out.print(f"gate {a.gate}; flow run {a.flow_run_id}")
+    out.print(
+        f"requested {a.requested_at:%Y-%m-%d %H:%M:%S} UTC; "
+        f"decision: {a.decision or 'pending'}"
+        + (f" by {a.approver} at {a.decided_at:%Y-%m-%d %H:%M:%S} UTC" if a.decided_at else "")
+    )
+    if a.comment:
+        out.print(f"comment: {a.comment}", markup=False)
+    table = Table("when (UTC)", "event", "who", "detail")
+    for e in log:
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.kind, e.actor or "", e.detail)
+    out.print(table)
+    out.print("[bold]evidence shown:[/]")
+    out.print(a.evidence, markup=False)
+
+
+@approvals_app.command("report")
+def approvals_report(
+    contract: Annotated[str | None, typer.Option(help="Only this contract")] = None,
+    since: Annotated[str | None, typer.Option(help="Gates opened on or after YYYY-MM-DD")] = None,
+) -> None:
+    """Time to decision per contract and approver (median, 90th percentile, longest)."""
+    from datetime import UTC, datetime
+
+    from tasks.gates import gate_report, human
+
+    start = None
+    if since:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            fail(f"--since {since!r} is not a date like 2026-01-31")
+    with db_session() as session:
+        report = gate_report(session=session, contract_code=contract, since=start)
+    table = Table("contract", "approver", "decisions", "median", "90th pct", "longest")
+    for t in report.times:
+        table.add_row(
+            t.contract,
+            t.approver,
+            str(t.decisions),
+            human(t.median),
+            human(t.p90),
+            human(t.longest),
+        )
+    out.print(table)
+    summary = Table("contract", "gates", "pending", "escalations", "expiries")
+    for code in sorted(report.gates):
+        summary.add_row(
+            code,
+            str(report.gates[code]),
+            str(report.pending.get(code, 0)),
+            str(report.escalations.get(code, 0)),
+            str(report.expiries.get(code, 0)),
+        )
+    out.print(summary)
+
+
 def _resume(run: str, gate_kind: str, run_input: dict[str, Any]) -> None:
     from upkeep.approvals_cli import ApprovalCliError, resume_and_wait
 

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, select
 
-from models import Host
 from tests.flow_fixtures import host_entry, inventory_text
 from upkeep.sshd import ThrowawaySshd
 
@@ -187,5 +185,11 @@ def test_cli_approval_and_rejection_through_the_resume_api(
     assert ok.returncode == 0, ok.stderr
     assert "approve by Alice Owner" in ok.stdout
     assert bg.state().is_completed()
-    with Session(engine) as s:
-        assert s.exec(select(Host)).one().name == "web1"
+    shown = upkeep("approvals", "show", str(gate.id), data_dir=data_dir)
+    assert shown.returncode == 0
+    for line in ("opened", "refused", "Mallory", "decided", "Alice Owner"):
+        assert line in shown.stdout
+    report = upkeep("approvals", "report", "--contract", "ACME", data_dir=data_dir)
+    assert report.returncode == 0 and "Alice Owner" in report.stdout
+    bad = upkeep("approvals", "report", "--since", "yesterday", data_dir=data_dir)
+    assert bad.returncode == 1 and "--since" in bad.stderr

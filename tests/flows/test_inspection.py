@@ -26,7 +26,7 @@ from flows.inspection import (
     recheck_findings,
 )
 from flows.sweep import bounded
-from models import Approval, Finding, Host, InspectionRun, OutboxMessage
+from models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
 from tests.flow_fixtures import host_entry
 
 pytestmark = pytest.mark.flows
@@ -100,9 +100,9 @@ def answer(gate: Approval, **run_input: Any) -> None:
     resume_flow_run(UUID(gate.flow_run_id), run_input=run_input)
 
 
-def refusals(engine: sa.Engine) -> list[Approval]:
+def refusals(engine: sa.Engine) -> list[ApprovalEvent]:
     with Session(engine) as s:
-        return list(s.exec(select(Approval).where(Approval.decision == "refused")))
+        return list(s.exec(select(ApprovalEvent).where(ApprovalEvent.kind == "refused")))
 
 
 def test_full_inspection_with_approval_report_and_email(
@@ -135,6 +135,15 @@ def test_full_inspection_with_approval_report_and_email(
         assert decided is not None
         assert (decided.decision, decided.approver) == ("approve", "Alice Owner")
         assert decided.decided_at is not None and decided.decided_at >= decided.requested_at
+        log = [
+            (e.kind, e.actor)
+            for e in s.exec(
+                select(ApprovalEvent)
+                .where(ApprovalEvent.approval_id == gate.id)
+                .order_by(col(ApprovalEvent.id))
+            )
+        ]
+        assert log == [("opened", None), ("decided", "Alice Owner")]
         run = s.exec(select(InspectionRun)).one()
         assert run.report_path == str(report) and run.status == "completed"
         gone = s.exec(select(Host).where(Host.name == "gone")).one()
@@ -212,7 +221,8 @@ def test_unknown_approver_and_empty_resume_are_refused(engine, load_inventory, s
     answer(gate, decision="approve", approver="Mallory")
     wait_until("the refusal", lambda: refusals(engine))
     (refused,) = refusals(engine)
-    assert refused.approver == "Mallory" and "not an approver" in (refused.comment or "")
+    assert refused.approval_id == gate.id
+    assert refused.actor == "Mallory" and "not an approver" in refused.detail
     # An empty resume is refused by the API against the form's schema: no decision, no run.
     wait_until("the gate to pause again", lambda: paused(gate.flow_run_id))
     with pytest.raises(RuntimeError, match="(?i)validation|required|run input"):

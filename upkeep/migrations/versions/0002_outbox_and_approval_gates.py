@@ -39,6 +39,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_outboxmessage_contract_id'), ['contract_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outboxmessage_status'), ['status'], unique=False)
 
+    op.create_table('approvalevent',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('approval_id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('actor', sa.String(length=200), nullable=True),
+    sa.Column('detail', sa.String(), nullable=False),
+    sa.ForeignKeyConstraint(['approval_id'], ['approval.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('approvalevent', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_approvalevent_approval_id'), ['approval_id'], unique=False)
+
     with op.batch_alter_table('approval', schema=None) as batch_op:
         batch_op.add_column(sa.Column('gate', sa.String(length=64), nullable=False, server_default='approval'))
         batch_op.add_column(sa.Column('evidence', sa.String(), nullable=False, server_default=''))
@@ -59,3 +72,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outboxmessage_contract_id'))
 
     op.drop_table('outboxmessage')
+    with op.batch_alter_table('approvalevent', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_approvalevent_approval_id'))
+    op.drop_table('approvalevent')

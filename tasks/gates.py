@@ -1,0 +1,185 @@
+"""Approval gates as records: the request, its event log, and response-time figures.
+
+Every gate is one :class:`~models.Approval` row (what was asked, of whom, and the decision)
+plus :class:`~models.ApprovalEvent` lines: opened, refused (who, why), decided, expired, and
+later notified and escalated. Response times are computed from these records only.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models import Approval, ApprovalEvent, Contract, utcnow
+
+DECISIONS = ("approve", "reject")
+"""Decisions of an approver (the others, resubmit and cancel, are the engineer's)."""
+
+
+def log_event(
+    *, session: Session, approval_id: int, kind: str, actor: str | None = None, detail: str = ""
+) -> ApprovalEvent:
+    event = ApprovalEvent(approval_id=approval_id, kind=kind, actor=actor, detail=detail)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def open_gate(*, session: Session, **values: Any) -> Approval:
+    """A new pending gate with its 'opened' event."""
+    row = Approval(**values)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    log_event(session=session, approval_id=row.id, kind="opened", detail=row.subject)
+    return row
+
+
+def close_gate(
+    *, session: Session, approval_id: int, decision: str, approver: str | None, comment: str
+) -> Approval:
+    """Record the decision (approve, reject, resubmit, cancel, expired) and its event."""
+    row = session.get(Approval, approval_id)
+    if row is None:
+        raise LookupError(f"no approval {approval_id}")
+    row.decision, row.approver, row.comment, row.decided_at = decision, approver, comment, utcnow()
+    session.add(row)
+    kind = "expired" if decision == "expired" else "decided"
+    log_event(
+        session=session,
+        approval_id=approval_id,
+        kind=kind,
+        actor=approver,
+        detail=f"{decision}: {comment}" if comment else decision,
+    )
+    return row
+
+
+def events(*, session: Session, approval_id: int) -> list[ApprovalEvent]:
+    return list(
+        session.exec(
+            select(ApprovalEvent)
+            .where(ApprovalEvent.approval_id == approval_id)
+            .order_by(col(ApprovalEvent.at), col(ApprovalEvent.id))
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decided gate, for the figures."""
+
+    contract: str
+    approver: str
+    requested_at: datetime
+    decided_at: datetime
+
+    @property
+    def waited(self) -> timedelta:
+        return self.decided_at - self.requested_at
+
+
+@dataclass(frozen=True)
+class ResponseTimes:
+    contract: str
+    approver: str
+    decisions: int
+    median: timedelta
+    p90: timedelta
+    longest: timedelta
+
+
+def percentile(values: Sequence[timedelta], pct: float) -> timedelta:
+    """Nearest-rank percentile: the smallest value with at least ``pct``% at or below it."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def response_times(decided: Iterable[Decided]) -> list[ResponseTimes]:
+    """Time to decision per contract and approver: median, 90th percentile, longest. Pure."""
+    groups: dict[tuple[str, str], list[timedelta]] = {}
+    for d in decided:
+        groups.setdefault((d.contract, d.approver), []).append(d.waited)
+    out = []
+    for (contract, approver), waits in sorted(groups.items()):
+        seconds = statistics.median(w.total_seconds() for w in waits)
+        out.append(
+            ResponseTimes(
+                contract,
+                approver,
+                len(waits),
+                timedelta(seconds=seconds),
+                percentile(waits, 90),
+                max(waits),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class GateReport:
+    times: list[ResponseTimes]
+    gates: dict[str, int]
+    """Per contract: gates opened in the period."""
+    escalations: dict[str, int]
+    expiries: dict[str, int]
+    pending: dict[str, int]
+
+
+def gate_report(
+    *, session: Session, contract_code: str | None = None, since: datetime | None = None
+) -> GateReport:
+    """Figures over the approver gates opened since ``since`` (all when None)."""
+    query = select(Approval, Contract).join(Contract, col(Contract.id) == col(Approval.contract_id))
+    if contract_code:
+        query = query.where(Contract.code == contract_code)
+    if since is not None:
+        query = query.where(col(Approval.requested_at) >= since)
+    rows = [(a, c) for a, c in session.exec(query) if not a.gate.endswith("-revision")]
+    decided = [
+        Decided(c.code, a.approver, a.requested_at, a.decided_at)
+        for a, c in rows
+        if a.decision in DECISIONS and a.approver and a.decided_at
+    ]
+    gates: dict[str, int] = {}
+    expiries: dict[str, int] = {}
+    pending: dict[str, int] = {}
+    escalations: dict[str, int] = {}
+    by_id = {a.id: c.code for a, c in rows}
+    for a, c in rows:
+        gates[c.code] = gates.get(c.code, 0) + 1
+        if a.decision == "expired":
+            expiries[c.code] = expiries.get(c.code, 0) + 1
+        if a.decision is None:
+            pending[c.code] = pending.get(c.code, 0) + 1
+    if by_id:
+        for e in session.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.kind == "escalated", col(ApprovalEvent.approval_id).in_(list(by_id))
+            )
+        ):
+            code = by_id[e.approval_id]
+            escalations[code] = escalations.get(code, 0) + 1
+    return GateReport(response_times(decided), gates, escalations, expiries, pending)
+
+
+def human(delta: timedelta) -> str:
+    """``3d 4h``, ``2h 05m``, ``4m 10s``, ``12s``."""
+    seconds = int(round(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,125 @@
+"""Gate records, their event log, and response-time figures computed from them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from models import Approval, Contract, Customer
+from tasks.gates import (
+    Decided,
+    close_gate,
+    events,
+    gate_report,
+    human,
+    log_event,
+    open_gate,
+    percentile,
+    response_times,
+)
+
+T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
+
+
+def minutes(*values: int) -> list[timedelta]:
+    return [timedelta(minutes=v) for v in values]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    waits = minutes(*range(1, 11))
+    assert percentile(waits, 90) == timedelta(minutes=9)
+    assert percentile(waits, 100) == timedelta(minutes=10)
+    assert percentile(minutes(7), 90) == timedelta(minutes=7)
+
+
+def test_response_times_per_contract_and_approver() -> None:
+    decided = [Decided("ACME", "Alice", T0, T0 + w) for w in minutes(10, 30, 20)]
+    decided += [Decided("ACME", "Paul", T0, T0 + timedelta(hours=5))]
+    decided += [Decided("GLOBEX", "Alice", T0, T0 + timedelta(minutes=1))]
+    (alice, paul, globex) = response_times(decided)
+    assert (alice.contract, alice.approver, alice.decisions) == ("ACME", "Alice", 3)
+    assert alice.median == timedelta(minutes=20)
+    assert alice.p90 == alice.longest == timedelta(minutes=30)
+    assert paul.median == timedelta(hours=5)
+    assert (globex.contract, globex.decisions) == ("GLOBEX", 1)
+
+
+def test_human_durations() -> None:
+    assert human(timedelta(seconds=12)) == "12s"
+    assert human(timedelta(minutes=4, seconds=10)) == "4m 10s"
+    assert human(timedelta(hours=2, minutes=5)) == "2h 05m"
+    assert human(timedelta(days=3, hours=4, minutes=59)) == "3d 4h"
+
+
+def _contract(s: Session, code: str) -> int:
+    customer = Customer(code=code.lower(), name=code)
+    s.add(customer)
+    s.flush()
+    contract = Contract(code=code, name=code, customer_id=customer.id)
+    s.add(contract)
+    s.flush()
+    assert contract.id is not None
+    return contract.id
+
+
+def test_event_log_and_report_from_records(engine: sa.Engine) -> None:
+    with Session(engine) as s:
+        acme = _contract(s, "ACME")
+        globex = _contract(s, "GLOBEX")
+        a = open_gate(
+            session=s,
+            flow_run_id="r1",
+            contract_id=acme,
+            gate="inspection-plan",
+            subject="plan",
+            requested_at=T0,
+        )
+        assert a.id is not None
+        log_event(
+            session=s, approval_id=a.id, kind="refused", actor="Mallory", detail="not an approver"
+        )
+        log_event(session=s, approval_id=a.id, kind="escalated", detail="to Bob")
+        close_gate(session=s, approval_id=a.id, decision="approve", approver="Alice", comment="ok")
+        rev = open_gate(
+            session=s,
+            flow_run_id="r1",
+            contract_id=acme,
+            gate="inspection-plan-revision",
+            subject="revise",
+        )
+        assert rev.id is not None
+        close_gate(session=s, approval_id=rev.id, decision="resubmit", approver="Eve", comment="")
+        expired = open_gate(
+            session=s, flow_run_id="r2", contract_id=globex, gate="inspection-plan", subject="plan"
+        )
+        assert expired.id is not None
+        close_gate(
+            session=s,
+            approval_id=expired.id,
+            decision="expired",
+            approver=None,
+            comment="no decision",
+        )
+        open_gate(
+            session=s, flow_run_id="r3", contract_id=globex, gate="inspection-plan", subject="plan"
+        )
+        old = Approval(
+            flow_run_id="r0",
+            contract_id=acme,
+            gate="inspection-plan",
+            subject="last year",
+            requested_at=T0 - timedelta(days=365),
+        )
+        s.add(old)
+        s.commit()
+        kinds = [e.kind for e in events(session=s, approval_id=a.id)]
+        assert kinds == ["opened", "refused", "escalated", "decided"]
+        report = gate_report(session=s, since=T0 - timedelta(days=1))
+    (alice,) = report.times  # the engineer's revision is not an approver's decision
+    assert (alice.contract, alice.approver, alice.decisions) == ("ACME", "Alice", 1)
+    assert report.gates == {"ACME": 1, "GLOBEX": 2}  # no revision gates, nothing before since
+    assert report.escalations == {"ACME": 1}
+    assert report.expiries == {"GLOBEX": 1}
+    assert report.pending == {"GLOBEX": 1}
