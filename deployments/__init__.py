@@ -1,4 +1,5 @@
-"""Deployments built from the inventory: per active contract, its inspection and re-check.
+"""Deployments built from the inventory: per active contract, its inspection and re-check;
+and the approval watchdog on an interval.
 
 ``upkeep serve`` serves them in one process (the single-machine way). Runs started from a
 deployment send the report by e-mail: that is where sending is switched on.
@@ -20,9 +21,8 @@ def deployment_name(contract_code: str) -> str:
 def build_deployments(session: Session) -> list[Any]:
     """One inspection and one re-check deployment per active contract (no schedule yet)."""
     from flows.inspection import quarterly_health_inspection, recheck_findings
-    from flows.sweep import bounded
 
-    processes = [
+    processes: list[tuple[Any, str]] = [
         (quarterly_health_inspection, "Quarterly health inspection of {}"),
         (recheck_findings, "Re-check of open findings of {}"),
     ]
@@ -34,13 +34,24 @@ def build_deployments(session: Session) -> list[Any]:
         params = {"contract": contract.code, "email_report": True, "requested_by": "deployment"}
         for flow_obj, description in processes:
             deps.append(
-                bounded(flow_obj).to_deployment(
+                flow_obj.to_deployment(
                     name=deployment_name(contract.code),
                     parameters={"params": params},
                     tags=["upkeep", f"contract:{contract.code}"],
                     description=description.format(contract.name),
                 )
             )
+    from flows.watchdog import approval_watchdog
+    from upkeep.settings import get_settings
+
+    deps.append(
+        approval_watchdog.to_deployment(
+            name="upkeep",
+            interval=get_settings().watchdog_minutes * 60,
+            tags=["upkeep"],
+            description="Escalates and expires approval gates that wait too long",
+        )
+    )
     return deps
 
 

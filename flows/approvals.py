@@ -1,30 +1,42 @@
-"""The approval gate every process uses: ask, check who answered, record, ask again if needed.
+"""The approval gate every process uses: ask, prove who answered, record, ask again if needed.
 
-A gate is its own sub-flow run ("approval · inspection-plan · ACME"), so each request is a
-visible object in the Prefect UI with the evidence as its resume form's description. The
-gate pauses with a typed :class:`ApprovalInput`; whoever resumes it must be one of the names
-allowed on the gate. Anything else (an unknown approver, a rejection without a reason, input
-that does not validate) is recorded as a refused attempt and the gate asks again. The gate ends
-only with an approval or a rejection by an allowed approver, or when it times out.
+:func:`request_approval` runs inside the flow that needs the decision. When the gate opens,
+each named approver gets an e-mail with the evidence, a link to the run and a one-time code
+(only its hash is stored). The flow then waits for a typed :class:`ApprovalInput`:
+
+* in a run started from a deployment it *suspends*: no process waits, nothing is lost if a
+  worker or the API goes away; on resume the flow re-runs from the top, the steps before the
+  gate come back from their persisted results, and the gate replays the answers it already
+  judged from its own records (so no e-mail, code or decision happens twice);
+* in a run started interactively (no deployment to re-run it) it *pauses*.
+
+An answer counts only if it names an approver of this gate, carries that person's unused code,
+the person is not locked out and did not start the run (unless the contract allows it), and a
+rejection says why. Anything else is recorded as a refused attempt and the gate waits again.
+The contract's policy sets how many approvals are needed (M of N), when the gate escalates to
+the backup approver and when it expires (the watchdog flow acts on both).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from prefect import flow, get_run_logger
-from prefect.context import get_run_context
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session, col, select
 
-from models import utcnow
-from tasks.gates import close_gate, log_event, open_gate
+from models import Approval, ApprovalCode, ApprovalEvent, utcnow
+from tasks.gates import GatePolicy, close_gate, log_event, open_gate
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
+
+R = TypeVar("R", bound=RunInput)
 
 
 class Decision(StrEnum):
@@ -39,24 +51,34 @@ class ApprovalInput(RunInput):
     approver: str = Field(
         min_length=1, max_length=200, description="Your name (or e-mail) as the contract lists it"
     )
+    code: str = Field(
+        min_length=1, max_length=40, description="The one-time code from your approval e-mail"
+    )
     comment: str = Field(
         default="", max_length=4000, description="Required when you reject: what must change"
     )
 
 
+class Person(BaseModel):
+    name: str
+    email: str
+
+
 class ApprovalRequest(BaseModel):
-    """What a gate asks, of whom."""
+    """What a gate asks, of whom, under which policy."""
 
     model_config = ConfigDict(extra="forbid")
 
     gate: str = Field(description="Which gate: inspection-plan, release, ...")
+    key: str = Field(description="Unique within the run (gate and round)")
     contract: str
     contract_id: int | None = None
     subject: str
     evidence: str = Field(description="Markdown shown to the approver")
-    approvers: list[dict[str, str]] = Field(min_length=1, description="[{name, email}]")
-    timeout_seconds: int | None = None
-    parent_flow_run_id: str | None = Field(None, description="The run of the process that asks")
+    approvers: list[Person] = Field(min_length=1)
+    backup_approver: Person | None = None
+    requested_by: str | None = None
+    policy: GatePolicy = GatePolicy()
 
 
 class ApprovalResult(BaseModel):
@@ -71,151 +93,490 @@ class ApprovalExpired(RuntimeError):
     pass
 
 
-def allowed_approver(claimed: str, approvers: list[dict[str, str]]) -> str | None:
-    """The canonical name of the approver ``claimed`` names (by name or e-mail), or None."""
+class Verdict(BaseModel):
+    """How one answer was judged. ``final`` is set once the gate is decided."""
+
+    accepted: bool
+    person: str | None = None
+    reason: str = ""
+    final: Decision | None = None
+
+
+def match_person(claimed: str, people: list[Person]) -> Person | None:
+    """The person ``claimed`` names (by name or e-mail, any case), or None."""
     wanted = claimed.strip().casefold()
-    for person in approvers:
-        if wanted in (
-            person.get("name", "").strip().casefold(),
-            person.get("email", "").strip().casefold(),
-        ):
-            return person["name"]
+    for p in people:
+        if wanted in (p.name.strip().casefold(), p.email.strip().casefold()):
+            return p
     return None
 
 
-def judge(answer: ApprovalInput, approvers: list[dict[str, str]]) -> tuple[str | None, str]:
-    """Decide whether an answer counts: (canonical approver, "") or (None, why it is refused)."""
-    name = allowed_approver(answer.approver, approvers)
-    if name is None:
-        allowed = ", ".join(p["name"] for p in approvers)
-        return None, f"{answer.approver!r} is not an approver of this gate (allowed: {allowed})"
-    if answer.decision is Decision.REJECT and not answer.comment.strip():
-        return None, "a rejection needs a comment saying what must change"
-    return name, ""
-
-
-def describe(request: ApprovalRequest, refusals: list[str]) -> str:
-    names = ", ".join(p["name"] for p in request.approvers)
-    lines = [
-        f"## Approval needed: {request.subject}",
-        "",
-        request.evidence.rstrip(),
-        "",
-        "---",
-        f"**Who may decide:** {names}.",
-        "Choose *approve* or *reject*, give your name as listed, and say why when you reject.",
-    ]
-    if refusals:
-        lines += ["", "**Earlier answers that were refused:**"]
-        lines += [f"- {r}" for r in refusals[-5:]]
-    return "\n".join(lines)
+def is_starter(person: Person, requested_by: str | None) -> bool:
+    if not requested_by:
+        return False
+    starter = requested_by.strip().casefold()
+    return starter in (person.name.strip().casefold(), person.email.strip().casefold())
 
 
 def run_url(ui_url: str, flow_run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
-def _current_flow_run_id() -> str:
-    ctx: Any = get_run_context()
-    return str(ctx.flow_run.id)
+def describe_refusals(refusals: list[str]) -> str:
+    if not refusals:
+        return ""
+    return "\n\n**Earlier answers that were refused:**\n" + "\n".join(
+        f"- {r}" for r in refusals[-5:]
+    )
 
 
-def approval_run_name() -> str:
-    from prefect.runtime import flow_run
+def describe(request: ApprovalRequest, refusals: list[str]) -> str:
+    names = ", ".join(p.name for p in request.approvers)
+    need = request.policy.required_approvals
+    lines = [
+        f"## Approval needed: {request.subject}",
+        "",
+        request.evidence.rstrip(),
+        "",
+        "---",
+        f"**Who may decide:** {names}" + (f" ({need} approvals needed)" if need > 1 else "") + ".",
+        "Choose *approve* or *reject*, give your name as listed and the one-time code "
+        "from your e-mail, and say why when you reject.",
+    ]
+    return "\n".join(lines) + describe_refusals(refusals)
 
-    req = flow_run.parameters.get("request") or {}
-    if isinstance(req, BaseModel):
-        req = req.model_dump()
-    return f"approval · {req.get('gate', '?')} · {req.get('contract', '?')}"
+
+def _flow_run() -> tuple[str, bool]:
+    """(this flow run's id, whether it came from a deployment and can be suspended)."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        raise RuntimeError("an approval gate runs inside a flow run")
+    return str(ctx.flow_run.id), ctx.flow_run.deployment_id is not None
 
 
-def record_approval(**values: Any) -> int:
-    """Open a gate (an Approval row with its 'opened' event) and return its id."""
-    with session_scope(engine_for(get_settings().db_url)) as db:
-        row = open_gate(session=db, **values)
+def wait_for(form: type[R], key: str, timeout_s: int) -> R:
+    """Suspend (deployment runs) or pause (interactive runs) until the form is answered."""
+    settings = get_settings()
+    _, durable = _flow_run()
+    if durable:
+        return suspend_flow_run(wait_for_input=form, key=key, timeout=None)
+    return pause_flow_run(
+        wait_for_input=form,
+        key=key,
+        timeout=timeout_s,
+        poll_interval=settings.approval_poll_seconds,
+    )
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+def _db() -> Any:
+    return session_scope(engine_for(get_settings().db_url))
+
+
+def ensure_gate(
+    run_id: str,
+    *,
+    key: str,
+    gate: str,
+    subject: str,
+    evidence: str,
+    contract_id: int | None,
+    requested_by: str | None = None,
+    policy: GatePolicy | None = None,
+) -> int:
+    """The gate's Approval row, opened once per (run, key): a re-run finds the same one."""
+    with _db() as db:
+        row = db.exec(
+            select(Approval).where(Approval.flow_run_id == run_id, Approval.gate_key == key)
+        ).first()
+        if row is None:
+            row = open_gate(
+                session=db,
+                flow_run_id=run_id,
+                parent_flow_run_id=run_id,
+                contract_id=contract_id,
+                gate=gate,
+                gate_key=key,
+                subject=subject,
+                evidence=evidence,
+                requested_by=requested_by,
+                policy=policy.model_dump() if policy else {},
+            )
         assert row.id is not None
         return row.id
 
 
-def close_approval(approval_id: int, decision: str, approver: str | None, comment: str) -> None:
-    """Record a gate's decision (or its expiry) and the event."""
-    with session_scope(engine_for(get_settings().db_url)) as db:
-        close_gate(
+def send_codes(
+    approval_id: int, request: ApprovalRequest, people: list[Person], role: str, run_id: str
+) -> list[str]:
+    """Mail a fresh one-time code to each of ``people`` who has no live code for this gate.
+
+    The code exists only in the e-mail: its hash is stored after the mail server accepted it.
+    A failed send stores nothing (a later notify issues a new code). Returns who got one.
+    """
+    from tasks.codes import hash_code, new_code
+    from tasks.notify import DeliveryError, render_approval_email, send_now
+
+    settings = get_settings()
+    logger = get_run_logger()
+    with _db() as db:
+        live = {
+            c.person
+            for c in db.exec(
+                select(ApprovalCode).where(
+                    ApprovalCode.approval_id == approval_id, col(ApprovalCode.used_at).is_(None)
+                )
+            )
+        }
+        gate = db.get(Approval, approval_id)
+        assert gate is not None
+        deadline = gate.requested_at.timestamp() + request.policy.expire_after_hours * 3600
+    sent: list[str] = []
+    for person in people:
+        if person.name in live:
+            continue
+        code = new_code()
+        subject, text, html = render_approval_email(
+            templates_dir=settings.templates_dir,
+            person_name=person.name,
+            role=role,
+            gate=request.gate,
+            contract_code=request.contract,
+            subject=request.subject,
+            evidence_markdown=request.evidence,
+            run_url=run_url(settings.prefect_ui_url, run_id),
+            deadline_text=datetime.fromtimestamp(deadline)
+            .astimezone()
+            .strftime("%Y-%m-%d %H:%M %Z"),
+            code=code,
+            requested_by=request.requested_by or "(unknown)",
+            flow_run_id=run_id,
+        )
+        try:
+            send_now(
+                smtp=settings.smtp, recipients=[person.email], subject=subject, text=text, html=html
+            )
+        except DeliveryError as exc:
+            with _db() as db:
+                log_event(
+                    session=db,
+                    approval_id=approval_id,
+                    kind="notify_failed",
+                    actor=person.name,
+                    detail=f"{person.email}: {exc}",
+                )
+            logger.warning("could not mail the approval code to %s: %s", person.email, exc)
+            continue
+        with _db() as db:
+            db.add(
+                ApprovalCode(
+                    approval_id=approval_id,
+                    person=person.name,
+                    email=person.email,
+                    role=role,
+                    code_hash=hash_code(code),
+                )
+            )
+            log_event(
+                session=db,
+                approval_id=approval_id,
+                kind="notified",
+                actor=person.name,
+                detail=f"{role} {person.email}",
+            )
+        sent.append(person.name)
+    return sent
+
+
+def _memo(db: Session, approval_id: int, attempt_key: str) -> Verdict | None:
+    """The verdict already recorded for this answer (a re-run replays it, never re-judges)."""
+    events = db.exec(
+        select(ApprovalEvent).where(
+            ApprovalEvent.approval_id == approval_id, ApprovalEvent.attempt_key == attempt_key
+        )
+    ).all()
+    if not events:
+        return None
+    kinds = {e.kind: e for e in events}
+    gate = db.get(Approval, approval_id)
+    assert gate is not None
+    if "decided" in kinds:
+        final = Decision(gate.decision) if gate.decision in ("approve", "reject") else None
+        return Verdict(accepted=True, person=kinds["decided"].actor, final=final)
+    if "approved" in kinds:
+        return Verdict(accepted=True, person=kinds["approved"].actor)
+    return Verdict(accepted=False, person=kinds["refused"].actor, reason=kinds["refused"].detail)
+
+
+def _refuse(db: Session, approval_id: int, attempt_key: str, actor: str, reason: str) -> Verdict:
+    log_event(
+        session=db,
+        approval_id=approval_id,
+        kind="refused",
+        actor=actor[:200],
+        detail=reason,
+        attempt_key=attempt_key,
+    )
+    return Verdict(accepted=False, person=actor, reason=reason)
+
+
+def judge(
+    approval_id: int, request: ApprovalRequest, answer: ApprovalInput, attempt_key: str
+) -> Verdict:
+    """Judge one answer against the gate's records, record the verdict, and return it."""
+    from tasks.codes import looks_like_code, verify_code
+
+    with _db() as db:
+        memo = _memo(db, approval_id, attempt_key)
+        if memo is not None:
+            return memo
+        gate = db.get(Approval, approval_id)
+        assert gate is not None
+        if gate.decision is not None:
+            return _refuse(
+                db,
+                approval_id,
+                attempt_key,
+                answer.approver,
+                f"the gate is already closed ({gate.decision})",
+            )
+        escalated = db.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "escalated"
+            )
+        ).first()
+        people = list(request.approvers)
+        if escalated is not None and request.backup_approver is not None:
+            people.append(request.backup_approver)
+        person = match_person(answer.approver, people)
+        if person is None:
+            allowed = ", ".join(p.name for p in people)
+            return _refuse(
+                db,
+                approval_id,
+                attempt_key,
+                answer.approver,
+                f"{answer.approver!r} may not decide this gate (allowed: {allowed})",
+            )
+        failures = len(
+            db.exec(
+                select(ApprovalEvent).where(
+                    ApprovalEvent.approval_id == approval_id,
+                    ApprovalEvent.kind == "refused",
+                    ApprovalEvent.actor == person.name,
+                )
+            ).all()
+        )
+        if failures >= request.policy.max_failed_attempts:
+            return _refuse(
+                db,
+                approval_id,
+                attempt_key,
+                person.name,
+                f"{person.name} is locked out of this gate after {failures} refused answers",
+            )
+        if not request.policy.allow_self_approval and is_starter(person, request.requested_by):
+            return _refuse(
+                db,
+                approval_id,
+                attempt_key,
+                person.name,
+                f"{person.name} started this run and may not approve it",
+            )
+        if answer.decision is Decision.REJECT and not answer.comment.strip():
+            return _refuse(
+                db,
+                approval_id,
+                attempt_key,
+                person.name,
+                "a rejection needs a comment saying what must change",
+            )
+        codes = db.exec(
+            select(ApprovalCode).where(
+                ApprovalCode.approval_id == approval_id, ApprovalCode.person == person.name
+            )
+        ).all()
+        match = None
+        if looks_like_code(answer.code):
+            match = next((c for c in codes if verify_code(answer.code, c.code_hash)), None)
+        if match is None:
+            return _refuse(db, approval_id, attempt_key, person.name, "wrong code for this gate")
+        if match.used_at is not None:
+            return _refuse(db, approval_id, attempt_key, person.name, "that code was already used")
+        match.used_at = utcnow()
+        db.add(match)
+        if answer.decision is Decision.REJECT:
+            return _decide(
+                db, approval_id, attempt_key, Decision.REJECT, [person.name], answer.comment.strip()
+            )
+        log_event(
             session=db,
             approval_id=approval_id,
-            decision=decision,
-            approver=approver,
-            comment=comment,
+            kind="approved",
+            actor=person.name,
+            detail=answer.comment.strip(),
+            attempt_key=attempt_key,
         )
+        approvals = db.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "approved"
+            )
+        ).all()
+        names = list(dict.fromkeys(e.actor for e in approvals if e.actor))
+        if len(names) < request.policy.required_approvals:
+            return Verdict(accepted=True, person=person.name)
+        comments = "; ".join(e.detail for e in approvals if e.detail)
+        return _decide(db, approval_id, attempt_key, Decision.APPROVE, names, comments)
 
 
-def refuse_answer(approval_id: int, claimed: str, reason: str) -> None:
-    """Record an answer that does not count; the gate keeps waiting."""
-    with session_scope(engine_for(get_settings().db_url)) as db:
-        log_event(
-            session=db, approval_id=approval_id, kind="refused", actor=claimed[:200], detail=reason
+def _decide(
+    db: Session,
+    approval_id: int,
+    attempt_key: str,
+    decision: Decision,
+    names: list[str],
+    comment: str,
+) -> Verdict:
+    close_gate(
+        session=db,
+        approval_id=approval_id,
+        decision=decision.value,
+        approver=", ".join(names),
+        comment=comment,
+        attempt_key=attempt_key,
+    )
+    return Verdict(accepted=True, person=names[-1], final=decision)
+
+
+def record_once(
+    approval_id: int,
+    attempt_key: str,
+    kind: str,
+    actor: str,
+    detail: str,
+    decision: str | None = None,
+) -> None:
+    """Record an answer's outcome unless a re-run already did (keyed by the answer's key)."""
+    with _db() as db:
+        if _memo(db, approval_id, attempt_key) is not None:
+            return
+        if decision is not None:
+            close_gate(
+                session=db,
+                approval_id=approval_id,
+                decision=decision,
+                approver=actor,
+                comment=detail,
+                attempt_key=attempt_key,
+            )
+        else:
+            log_event(
+                session=db,
+                approval_id=approval_id,
+                kind=kind,
+                actor=actor[:200],
+                detail=detail,
+                attempt_key=attempt_key,
+            )
+
+
+def close_approval(approval_id: int, decision: str, approver: str | None, comment: str) -> None:
+    """Close a still-pending gate (used for expiry)."""
+    with _db() as db:
+        gate = db.get(Approval, approval_id)
+        if gate is not None and gate.decision is None:
+            close_gate(
+                session=db,
+                approval_id=approval_id,
+                decision=decision,
+                approver=approver,
+                comment=comment,
+            )
+
+
+def expire(approval_id: int, reason: str) -> bool:
+    """Close a still-pending gate as expired; False if it was decided meanwhile."""
+    with _db() as db:
+        gate = db.get(Approval, approval_id)
+        if gate is None or gate.decision is not None:
+            return False
+        close_gate(
+            session=db, approval_id=approval_id, decision="expired", approver=None, comment=reason
         )
+        return True
 
 
-@flow(name="approval", flow_run_name=approval_run_name)
-def approval_gate(request: ApprovalRequest) -> ApprovalResult:
-    """Wait until an allowed approver approves or rejects; record every request and answer."""
+# --- the gate --------------------------------------------------------------------------------
+
+
+def request_approval(request: ApprovalRequest) -> ApprovalResult:
+    """Open the gate (once), mail codes, and wait until it is approved or rejected."""
     logger = get_run_logger()
     settings = get_settings()
-    run_id = _current_flow_run_id()
-    timeout = request.timeout_seconds or int(settings.approval_timeout_hours * 3600)
-    approval_id = record_approval(
-        flow_run_id=run_id,
-        parent_flow_run_id=request.parent_flow_run_id,
-        contract_id=request.contract_id,
+    run_id, durable = _flow_run()
+    approval_id = ensure_gate(
+        run_id,
+        key=request.key,
         gate=request.gate,
         subject=request.subject,
         evidence=request.evidence,
+        contract_id=request.contract_id,
+        requested_by=request.requested_by,
+        policy=request.policy,
     )
+    send_codes(approval_id, request, request.approvers, "approver", run_id)
+    timeout_s = int(request.policy.expire_after_hours * 3600) + 60
     refusals: list[str] = []
     attempt = 0
     while True:
         attempt += 1
+        attempt_key = f"{request.key}#{attempt}"
         form = ApprovalInput.with_initial_data(description=describe(request, refusals))
         logger.info(
-            "waiting for approval of %s (approval %s). Answer in the Prefect UI (%s), or: "
-            "upkeep approve %s --as NAME [--comment TEXT] | upkeep reject %s --as NAME "
+            "waiting for approval of %s (approval %s, %s). Answer in the Prefect UI (%s) or: "
+            "upkeep approve %s --as NAME --code CODE | upkeep reject %s --as NAME --code CODE "
             "--comment TEXT",
             request.subject,
             approval_id,
+            "suspended" if durable else "paused",
             run_url(settings.prefect_ui_url, run_id),
             run_id,
             run_id,
         )
         try:
-            answer = pause_flow_run(
-                wait_for_input=form,
-                timeout=timeout,
-                poll_interval=settings.approval_poll_seconds,
-                key=f"{request.gate}-{attempt}",
-            )
+            answer = wait_for(form, attempt_key, timeout_s)
         except FlowPauseTimeout:
-            close_approval(approval_id, "expired", None, f"no decision within {timeout} s")
-            raise ApprovalExpired(f"{request.subject}: no decision within {timeout} s") from None
+            expire(approval_id, "no decision in time")
+            raise ApprovalExpired(f"{request.subject}: no decision in time") from None
         except ValidationError as exc:
-            reason = f"the answer was not a valid approval: {exc.error_count()} error(s)"
-            refuse_answer(approval_id, "(unknown)", reason)
-            refusals.append(reason)
-            logger.warning("refused an answer: %s", reason)
+            with _db() as db:
+                verdict = _memo(db, approval_id, attempt_key) or _refuse(
+                    db,
+                    approval_id,
+                    attempt_key,
+                    "(unknown)",
+                    f"the answer was not a valid approval ({exc.error_count()} error(s))",
+                )
+        else:
+            verdict = judge(approval_id, request, answer, attempt_key)
+        if not verdict.accepted:
+            refusals.append(verdict.reason)
+            logger.warning("refused an answer: %s", verdict.reason)
             continue
-        name, reason = judge(answer, request.approvers)
-        if name is None:
-            refuse_answer(approval_id, answer.approver, reason)
-            refusals.append(reason)
-            logger.warning("refused an answer: %s", reason)
+        if verdict.final is None:
+            logger.info("%s approved; more approvals needed", verdict.person)
             continue
-        decided_at = utcnow()
-        close_approval(approval_id, answer.decision.value, name, answer.comment.strip())
-        logger.info("%s: %s by %s", request.subject, answer.decision.value, name)
-        return ApprovalResult(
-            approval_id=approval_id,
-            decision=answer.decision,
-            approver=name,
-            comment=answer.comment.strip(),
-            decided_at=decided_at,
-        )
+        with _db() as db:
+            gate = db.get(Approval, approval_id)
+            assert gate is not None and gate.decided_at is not None
+            result = ApprovalResult(
+                approval_id=approval_id,
+                decision=verdict.final,
+                approver=gate.approver or "",
+                comment=gate.comment or "",
+                decided_at=gate.decided_at,
+            )
+        logger.info("%s: %s by %s", request.subject, result.decision.value, result.approver)
+        return result

@@ -14,24 +14,16 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled, State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.approvals import (
-    ApprovalRequest,
-    Decision,
-    approval_gate,
-    close_approval,
-    record_approval,
-    refuse_answer,
-)
+from flows.approvals import ApprovalRequest, Decision, close_approval, ensure_gate
 from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
 from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from tasks.checks import CATALOGUE
 from tasks.findings import REACHABILITY
+from tasks.gates import GatePolicy, policy_for
 from tasks.records import (
     contract_thresholds,
     finish_run,
@@ -109,6 +101,8 @@ class InspectionPlan(BaseModel):
     checks: list[tuple[str, str]]
     thresholds: dict[str, Any]
     approvers: list[dict[str, str]]
+    backup_approver: dict[str, str] | None = None
+    policy: GatePolicy = GatePolicy()
     requires_approval: bool
     revision: int = 1
     notes: list[str] = []
@@ -190,6 +184,8 @@ def build_plan(params: InspectionParams) -> InspectionPlan:
             checks=[(c.name, c.title) for c in CATALOGUE],
             thresholds=contract_thresholds(contract).model_dump(),
             approvers=list(contract.approvers),
+            backup_approver=contract.backup_approver,
+            policy=policy_for(contract.approval_policy, contract.gate_policies, PLAN_GATE),
             requires_approval=(
                 contract.plan_requires_approval
                 if params.require_approval is None
@@ -242,95 +238,97 @@ def apply_revision(
     )
 
 
-def ask_for_revision(plan: InspectionPlan, rejection: str, round_no: int) -> PlanRevision:
-    """Pause this flow until the engineer revises or cancels the rejected plan."""
+def revise_plan(
+    plan: InspectionPlan, all_hosts: list[PlanHost], rejection: str, round_no: int
+) -> InspectionPlan | None:
+    """Wait until the engineer revises the rejected plan (or cancels: None)."""
+    from flows.approvals import describe_refusals, record_once, wait_for
+
     settings = get_settings()
     run_id = current_flow_run_id() or ""
-    subject = f"revise the inspection plan for {plan.contract} (rejected)"
     evidence = (
         f"## The plan was rejected\n\n> {_md(rejection)}\n\n"
         f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
         "resubmit, or cancel the inspection."
     )
-    approval_id = record_approval(
-        flow_run_id=run_id,
-        contract_id=plan.contract_id,
+    key = f"{REVISION_GATE}:{round_no}"
+    approval_id = ensure_gate(
+        run_id,
+        key=key,
         gate=REVISION_GATE,
-        subject=subject,
+        contract_id=plan.contract_id,
+        subject=f"revise the inspection plan for {plan.contract}",
         evidence=evidence,
     )
     problems: list[str] = []
     attempt = 0
     while True:
         attempt += 1
-        text = evidence
-        if problems:
-            text += "\n\n**Refused:** " + "; ".join(problems[-3:])
-        form = PlanRevision.with_initial_data(description=text)
+        attempt_key = f"{key}#{attempt}"
+        form = PlanRevision.with_initial_data(description=evidence + describe_refusals(problems))
         get_run_logger().info(
             "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
             "revise %s --as NAME [--exclude HOST] [--window W] [--note TEXT] | --cancel",
             run_id,
         )
         try:
-            answer = pause_flow_run(
-                wait_for_input=form,
-                timeout=int(settings.approval_timeout_hours * 3600),
-                poll_interval=settings.approval_poll_seconds,
-                key=f"{REVISION_GATE}-{round_no}-{attempt}",
-            )
+            answer = wait_for(form, attempt_key, int(settings.approval_timeout_hours * 3600))
         except ValidationError as exc:
             problems.append(f"not a valid revision ({exc.error_count()} error(s))")
+            record_once(approval_id, attempt_key, "refused", "(unknown)", problems[-1])
             continue
         except FlowPauseTimeout:
             close_approval(approval_id, "expired", None, "no revision in time")
             raise
-        if answer.action == "resubmit":
-            unknown = sorted(
-                set(answer.exclude_hosts + answer.include_hosts)
-                - {h.name for h in plan.hosts}
-                - set(plan.excluded)
+        if answer.action == "cancel":
+            record_once(
+                approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="cancel"
             )
-            if unknown:
-                problems.append(f"unknown host(s): {', '.join(unknown)}")
-                refuse_answer(approval_id, answer.engineer, problems[-1])
-                continue
-        close_approval(approval_id, answer.action, answer.engineer, answer.note)
-        return answer
+            return None
+        try:
+            revised = apply_revision(plan, answer, all_hosts)
+        except ValueError as exc:
+            problems.append(str(exc))
+            record_once(approval_id, attempt_key, "refused", answer.engineer, str(exc))
+            continue
+        record_once(
+            approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="resubmit"
+        )
+        return revised
 
 
-def approve_plan(plan: InspectionPlan) -> InspectionPlan | None:
+def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPlan | None:
     """Loop plan → approval → (revision → approval)* ; the approved plan, or None if cancelled."""
+    from flows.approvals import Person, request_approval
+
     logger = get_run_logger()
     all_hosts = list(plan.hosts)
     round_no = 0
     while True:
         round_no += 1
-        result = approval_gate(
+        result = request_approval(
             ApprovalRequest(
                 gate=PLAN_GATE,
+                key=f"{PLAN_GATE}:{round_no}",
                 contract=plan.contract,
                 contract_id=plan.contract_id,
                 subject=f"health inspection plan {plan.contract} {plan.window} "
                 f"(revision {plan.revision})",
                 evidence=render_plan_markdown(plan),
-                approvers=plan.approvers,
-                parent_flow_run_id=current_flow_run_id(),
+                approvers=[Person(**p) for p in plan.approvers],
+                backup_approver=Person(**plan.backup_approver) if plan.backup_approver else None,
+                requested_by=requested_by,
+                policy=plan.policy,
             )
         )
         if result.decision is Decision.APPROVE:
             logger.info("plan approved by %s", result.approver)
             return plan
         logger.info("plan rejected by %s: %s", result.approver, result.comment)
-        while True:
-            revision = ask_for_revision(plan, f"{result.approver}: {result.comment}", round_no)
-            if revision.action == "cancel":
-                return None
-            try:
-                plan = apply_revision(plan, revision, all_hosts)
-                break
-            except ValueError as exc:
-                logger.warning("revision refused: %s", exc)
+        revised = revise_plan(plan, all_hosts, f"{result.approver}: {result.comment}", round_no)
+        if revised is None:
+            return None
+        plan = revised
 
 
 # --- report and e-mail --------------------------------------------------------------------------
@@ -476,14 +474,14 @@ def _sweep_report_mail(
 @flow(
     name="quarterly-health-inspection",
     flow_run_name=inspection_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=10),  # type: ignore[arg-type]
+    persist_result=True,
 )
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
     plan = build_plan(params)
     if plan.requires_approval:
-        approved = approve_plan(plan)
+        approved = approve_plan(plan, params.requested_by)
         if approved is None:
             logger.info("inspection cancelled by the engineer")
             return Cancelled(message="inspection plan cancelled after rejection")
@@ -527,7 +525,7 @@ def recheck_run_name() -> str:
 @flow(
     name="recheck-findings",
     flow_run_name=recheck_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=10),  # type: ignore[arg-type]
+    persist_result=True,
 )
 def recheck_findings(params: RecheckParams) -> InspectionOutcome:
     """Re-run only the checks with open findings and resolve what is fixed."""

@@ -8,11 +8,11 @@ is reported here and fails the run's record, never silently.
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import RunStatus
@@ -49,13 +49,26 @@ def current_flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
-def sweep_hosts(run_id: int, contract: str, targets: list[HostTarget]) -> SweepResult:
-    """Inspect ``targets`` concurrently (the calling flow's task runner bounds it) and wait."""
+def sweep_hosts(
+    run_id: int, contract: str, targets: list[HostTarget], limit: int | None = None
+) -> SweepResult:
+    """Inspect ``targets``, at most ``limit`` at once (UPKEEP_SWEEP_CONCURRENCY), and wait.
+
+    The bound is kept here rather than in the task runner, so it holds however the flow is
+    started (a served deployment runs the flow as its module defines it).
+    """
     logger = get_run_logger()
-    futures = [
-        inspect_host.submit(host_id=t.id, host_name=t.name, run_id=run_id, check_names=t.checks)
-        for t in targets
-    ]
+    limit = limit or get_settings().sweep_concurrency
+    futures: list[Any] = []
+    for target in targets:
+        in_flight = [f.wrapped_future for f in futures if not f.wrapped_future.done()]
+        if len(in_flight) >= limit:
+            concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+        futures.append(
+            inspect_host.submit(
+                host_id=target.id, host_name=target.name, run_id=run_id, check_names=target.checks
+            )
+        )
     results: list[dict[str, Any]] = []
     crashed: list[str] = []
     for fut, target in zip(futures, targets, strict=True):
@@ -127,12 +140,14 @@ def host_sweep(params: SweepParams) -> SweepResult:
     return result
 
 
-def bounded(flow_obj: Any, concurrency: int | None = None) -> Any:
-    """``flow_obj`` with a thread pool of the configured size (UPKEEP_SWEEP_CONCURRENCY)."""
-    workers = concurrency or get_settings().sweep_concurrency
-    return flow_obj.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-
-
 def run_sweep(params: SweepParams, concurrency: int | None = None) -> SweepResult:
-    result: SweepResult = bounded(host_sweep, concurrency)(params)
+    """Run the sweep now; ``concurrency`` overrides UPKEEP_SWEEP_CONCURRENCY."""
+    if concurrency is not None:
+        import os
+
+        from upkeep.settings import reset_settings
+
+        os.environ["UPKEEP_SWEEP_CONCURRENCY"] = str(concurrency)
+        reset_settings()
+    result: SweepResult = host_sweep(params)
     return result

@@ -1,6 +1,6 @@
 """All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
 
-from models.approval import Approval, ApprovalEvent
+from models.approval import Approval, ApprovalCode, ApprovalEvent
 from models.base import UTCDateTime, utcnow
 from models.customer import Contract, ContractCreate, Customer, CustomerCreate
 from models.host import Host, HostCreate
@@ -9,6 +9,7 @@ from models.outbox import OutboxMessage, OutboxStatus
 
 __all__ = [
     "Approval",
+    "ApprovalCode",
     "ApprovalEvent",
     "Contract",
     "ContractCreate",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, ts_field
+from models.base import created_field, json_field, ts_field
 
 
 class Approval(SQLModel, table=True):
@@ -18,6 +19,12 @@ class Approval(SQLModel, table=True):
     contract_id: int | None = Field(default=None, foreign_key="contract.id", index=True)
     gate: str = Field(default="approval", max_length=64)
     """Which gate of the flow: inspection-plan, release, ..."""
+    gate_key: str | None = Field(default=None, max_length=128, index=True)
+    """Unique within the flow run (gate and round): a re-run after resume finds its gate."""
+    requested_by: str | None = Field(default=None, max_length=200)
+    """Who started the run (may not approve it unless the contract allows)."""
+    policy: dict[str, Any] = json_field()
+    """The contract's policy for this gate when it opened (approvals needed, deadlines...)."""
     subject: str = Field(max_length=500)
     evidence: str = ""
     """The Markdown the approver was shown."""
@@ -36,6 +43,22 @@ class ApprovalEvent(SQLModel, table=True):
     approval_id: int = Field(foreign_key="approval.id", index=True)
     at: datetime = created_field()
     kind: str = Field(max_length=16)
+    attempt_key: str | None = Field(default=None, max_length=160, index=True)
+    """The pause key of the answer this event judged: a re-run reuses the verdict."""
     actor: str | None = Field(default=None, max_length=200)
     """Who: the approver who answered, the engineer, or None for upkeep itself."""
     detail: str = ""
+
+
+class ApprovalCode(SQLModel, table=True):
+    """A one-time code sent to one person for one gate. Only its hash is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: int = Field(foreign_key="approval.id", index=True)
+    person: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    role: str = Field(default="approver", max_length=32)
+    """approver, or backup approver (after escalation)."""
+    code_hash: str = Field(max_length=200)
+    created_at: datetime = created_field()
+    used_at: datetime | None = ts_field()

@@ -53,5 +53,9 @@ class Contract(ContractBase, table=True):
     backup_approver: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)
     report_recipients: list[str] = json_field(list)
     cadences: dict[str, Any] = json_field()
+    approval_policy: dict[str, Any] = json_field()
+    """Defaults for every gate (tasks.gates.GatePolicy fields)."""
+    gate_policies: dict[str, Any] = json_field()
+    """Gate name -> overrides of approval_policy."""
     created_at: datetime = created_field()
     updated_at: datetime = created_field()

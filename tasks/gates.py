@@ -14,18 +14,60 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
 from models import Approval, ApprovalEvent, Contract, utcnow
+
+
+class GatePolicy(BaseModel):
+    """A contract's rules for a gate. Defaults are the plans' usual promises."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required_approvals: int = Field(1, ge=1, le=10)
+    """M of the N named approvers must approve; one rejection sends it back."""
+    allow_self_approval: bool = False
+    """Whether the person who started the run may approve it."""
+    escalate_after_hours: float | None = Field(4, gt=0)
+    """Then the backup approver gets a code too. None: never escalate."""
+    expire_after_hours: float = Field(72, gt=0)
+    """Then the gate expires and the run ends."""
+    max_failed_attempts: int = Field(3, ge=1, le=20)
+    """Refused answers (wrong code, ...) before that person is locked out of the gate."""
+
+    @model_validator(mode="after")
+    def _escalate_before_expiry(self) -> GatePolicy:
+        if self.escalate_after_hours is not None and (
+            self.escalate_after_hours >= self.expire_after_hours
+        ):
+            raise ValueError("escalate_after_hours must be less than expire_after_hours")
+        return self
+
+
+def policy_for(
+    approval_policy: dict[str, Any], gate_policies: dict[str, Any], gate: str
+) -> GatePolicy:
+    """The contract's policy for ``gate``: its defaults overlaid with the gate's own."""
+    return GatePolicy.model_validate({**approval_policy, **gate_policies.get(gate, {})})
+
 
 DECISIONS = ("approve", "reject")
 """Decisions of an approver (the others, resubmit and cancel, are the engineer's)."""
 
 
 def log_event(
-    *, session: Session, approval_id: int, kind: str, actor: str | None = None, detail: str = ""
+    *,
+    session: Session,
+    approval_id: int,
+    kind: str,
+    actor: str | None = None,
+    detail: str = "",
+    attempt_key: str | None = None,
 ) -> ApprovalEvent:
-    event = ApprovalEvent(approval_id=approval_id, kind=kind, actor=actor, detail=detail)
+    event = ApprovalEvent(
+        approval_id=approval_id, kind=kind, actor=actor, detail=detail, attempt_key=attempt_key
+    )
     session.add(event)
     session.flush()
     return event
@@ -42,7 +84,13 @@ def open_gate(*, session: Session, **values: Any) -> Approval:
 
 
 def close_gate(
-    *, session: Session, approval_id: int, decision: str, approver: str | None, comment: str
+    *,
+    session: Session,
+    approval_id: int,
+    decision: str,
+    approver: str | None,
+    comment: str,
+    attempt_key: str | None = None,
 ) -> Approval:
     """Record the decision (approve, reject, resubmit, cancel, expired) and its event."""
     row = session.get(Approval, approval_id)

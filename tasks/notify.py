@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
+import shlex
 import smtplib
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.mime.text import MIMEText
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import yagmail
 from pydantic import SecretStr
@@ -322,16 +326,39 @@ def _send_one(message: OutboxMessage, smtp: SmtpSettings) -> None:
     missing = [a for a in message.attachments if not Path(a).is_file()]
     if missing:
         raise DeliveryError(f"attachment missing: {', '.join(missing)}")
+    _deliver(
+        smtp,
+        recipients=list(message.recipients),
+        subject=message.subject,
+        bodies=_Bodies(message.text_body, message.html_body),
+        attachments=list(message.attachments),
+        message_id=_message_id(message, smtp.sender),
+    )
+
+
+def _deliver(
+    smtp: SmtpSettings,
+    *,
+    recipients: list[str],
+    subject: str,
+    bodies: _Bodies,
+    attachments: list[str] | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Send one message over a fresh connection or raise; any refused recipient is a failure."""
     client = _UpkeepClient(**_client_options(smtp))
     try:
         result = client.send(
-            to=list(message.recipients),
-            subject=message.subject,
-            contents=_Bodies(message.text_body, message.html_body),
-            attachments=list(message.attachments) or None,
-            message_id=_message_id(message, smtp.sender),
+            to=recipients,
+            subject=subject,
+            contents=bodies,
+            attachments=attachments or None,
+            message_id=message_id,
         )
     finally:
+        # yagmail keeps a message it gave up on in memory for a later retry; upkeep retries
+        # on its own terms, and an approval mail's body (its code) must not linger anywhere.
+        client.unsent.clear()
         _close_quietly(client)
     if result is False:
         raise DeliveryError("smtp: the server disconnected and the message was not sent")
@@ -424,3 +451,179 @@ def deliver_pending(*, session: Session, smtp: SmtpSettings, limit: int = 50) ->
             len(message.recipients),
         )
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Approval mails: one-time codes, sent at once and never through the outbox
+
+APPROVAL_TEXT_TEMPLATE = "email/approval_request.txt.j2"
+APPROVAL_HTML_TEMPLATE = "email/approval_request.html.j2"
+NOTICE_TEXT_TEMPLATE = "email/gate_notice.txt.j2"
+NOTICE_HTML_TEMPLATE = "email/gate_notice.html.j2"
+
+APPROVAL_ROLES = ("approver", "backup approver")
+NOTICE_KINDS = ("expired", "escalated")
+
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]*")
+# Characters that stay literal inside double quotes in a POSIX shell.
+_DOUBLE_QUOTE_SAFE = re.compile(r"[^\"$`\\!\r\n]*")
+
+
+def _one_line(text: str) -> str:
+    # Header values come from inventory and user input: no line breaks, whatever they hold.
+    return " ".join(text.split())
+
+
+def _run_id_from_url(run_url: str) -> str | None:
+    """The last path segment of a Prefect UI flow-run link (``.../runs/flow-run/<id>``)."""
+    last = urlsplit(run_url).path.rstrip("/").rpartition("/")[2]
+    return last if _RUN_ID.fullmatch(last) else None
+
+
+def _shell_arg(value: str) -> str:
+    """``value`` quoted for the ``upkeep`` command line shown in the mail."""
+    if _DOUBLE_QUOTE_SAFE.fullmatch(value):
+        return f'"{value}"'
+    return shlex.quote(value)
+
+
+def _render_pair(
+    templates_dir: str | Path, text_name: str, html_name: str, context: dict[str, Any]
+) -> tuple[str, str]:
+    directory = Path(templates_dir)
+    text = template_env(directory, html=False).get_template(text_name).render(**context)
+    html = template_env(directory, html=True).get_template(html_name).render(**context)
+    return text, html
+
+
+def render_approval_email(
+    *,
+    templates_dir: str | Path,
+    person_name: str,
+    role: str,
+    gate: str,
+    contract_code: str,
+    subject: str,
+    evidence_markdown: str,
+    run_url: str,
+    deadline_text: str,
+    code: str,
+    requested_by: str,
+    flow_run_id: str | None = None,
+) -> tuple[str, str, str]:
+    """(subject, text, html) of the mail asking ``person_name`` to decide a gate.
+
+    ``role`` is ``"approver"`` or ``"backup approver"`` (the gate was escalated because nobody
+    decided in time). Both bodies show what is asked, the evidence (Markdown as is; in the HTML
+    part as escaped preformatted text, never rendered), who started the run, the deadline, the
+    link to the flow run, the code and how to answer in the UI or with ``upkeep approve`` /
+    ``upkeep reject``. The code is in the bodies only, never in the subject. ``flow_run_id``
+    defaults to the last segment of ``run_url``. From ``email/approval_request.txt.j2`` and
+    ``.html.j2``; the HTML is autoescaped, both use ``StrictUndefined``.
+    """
+    if role not in APPROVAL_ROLES:
+        raise ValueError(f"role must be one of {', '.join(APPROVAL_ROLES)}, not {role!r}")
+    escalated = role == "backup approver"
+    run_id = flow_run_id or _run_id_from_url(run_url) or "<flow run id>"
+    context: dict[str, Any] = {
+        "person_name": person_name,
+        "role": role,
+        "escalated": escalated,
+        "gate": gate,
+        "contract_code": contract_code,
+        "subject": subject,
+        "evidence_markdown": evidence_markdown,
+        "run_url": run_url,
+        "flow_run_id": run_id,
+        "deadline_text": deadline_text,
+        "code": code,
+        "requested_by": requested_by,
+        "as_arg": _shell_arg(person_name),
+    }
+    text, html = _render_pair(
+        templates_dir, APPROVAL_TEXT_TEMPLATE, APPROVAL_HTML_TEMPLATE, context
+    )
+    prefix = "Escalated approval" if escalated else "Approval needed"
+    mail_subject = _one_line(f"[upkeep] {prefix}: {contract_code} · {subject}")
+    return mail_subject, text, html
+
+
+def render_gate_notice(
+    *,
+    templates_dir: str | Path,
+    kind: str,
+    contract_code: str,
+    subject: str,
+    run_url: str,
+    detail: str,
+    recipients_role: str,
+) -> tuple[str, str, str]:
+    """(subject, text, html) of a notice about a gate that carries no code.
+
+    ``kind`` ``"expired"``: nobody decided in time and the run was ended; ``"escalated"``: an
+    FYI to the original approvers that the gate went to the backup approvers. ``detail`` is
+    shown as given (e.g. when the gate was opened and its deadline); ``recipients_role`` says
+    why the reader gets the notice. Safe for the outbox: no secret in it. From
+    ``email/gate_notice.txt.j2`` and ``.html.j2`` (autoescaped, ``StrictUndefined``).
+    """
+    if kind not in NOTICE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(NOTICE_KINDS)}, not {kind!r}")
+    context: dict[str, Any] = {
+        "kind": kind,
+        "contract_code": contract_code,
+        "subject": subject,
+        "run_url": run_url,
+        "detail": detail,
+        "recipients_role": recipients_role,
+    }
+    text, html = _render_pair(templates_dir, NOTICE_TEXT_TEMPLATE, NOTICE_HTML_TEMPLATE, context)
+    prefix = "Approval expired" if kind == "expired" else "Approval escalated"
+    return _one_line(f"[upkeep] {prefix}: {contract_code} · {subject}"), text, html
+
+
+def send_now(
+    *, smtp: SmtpSettings, recipients: list[str], subject: str, text: str, html: str
+) -> None:
+    """Deliver one message now, bypassing the outbox; raise :class:`DeliveryError` on failure.
+
+    For mails carrying a one-time code: nothing is stored, so on failure the caller discards
+    the code's hash and issues a new code later. Same client, TLS verification and login as
+    :func:`deliver_pending`. Any failure (config, connection, TLS, login, yagmail giving up,
+    any recipient refused) raises :class:`DeliveryError` whose message never holds the
+    password or the body; the body is never logged. A recipient the server accepted may have
+    received the mail even when another one was refused.
+    """
+    if not recipients:
+        raise DeliveryError("config: a message needs at least one recipient")
+    if any(not r.strip() or _has_control_chars(r) for r in recipients):
+        raise DeliveryError("config: a recipient address is empty or has a line break in it")
+    if smtp.tls == TlsMode.NONE:
+        log.warning(
+            "sending mail over plain SMTP to %s:%s (UPKEEP_SMTP_TLS=none): only for a local relay",
+            smtp.host,
+            smtp.port,
+        )
+    try:
+        _deliver(
+            smtp,
+            recipients=list(recipients),
+            subject=_one_line(subject),
+            bodies=_Bodies(text, html),
+            message_id=_fresh_message_id(smtp.sender),
+        )
+    except Exception as exc:
+        # No chaining: the original exception and its frames are not needed and would carry
+        # the message (with its code) along wherever the error is logged.
+        raise DeliveryError(_scrub(_describe_error(exc), smtp.password)) from None
+    log.info("mail %r sent at once to %d recipient(s)", _one_line(subject), len(recipients))
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def _fresh_message_id(sender: str) -> str:
+    # yagmail's default id is a hash of from, to and subject: a second code for the same gate
+    # would repeat it, and clients that drop duplicate Message-IDs would hide the new code.
+    domain = sender.rpartition("@")[2] or "localhost"
+    return make_msgid(idstring="upkeep-approval", domain=domain)

@@ -5,6 +5,8 @@ The session's Prefect test server, real sshd hosts, a fresh upkeep database per 
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import yaml
 from sqlmodel import Session
 
 from tasks.ssh import trust_host_key
+from tests.smtp_fixtures import SmtpServer
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.settings import Settings, reset_settings
 from upkeep.sshd import KeyPair, ThrowawaySshd, free_loopback_port
@@ -25,11 +28,44 @@ APPROVERS = [
 ]
 
 
+CODE_RE = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}\b")
+
+
+def codes_sent(server: SmtpServer, email: str) -> list[str]:
+    """The one-time codes mailed to ``email`` so far, oldest first."""
+    found = []
+    for mail in list(server.handler.received):
+        if email in mail.rcpt_tos:
+            body = mail.message().get_body(preferencelist=("plain",))
+            assert body is not None
+            found += CODE_RE.findall(body.get_content())[:1]
+    return found
+
+
+def wait_for_code(server: SmtpServer, email: str, nth: int = 1, timeout: float = 60) -> str:
+    """Block until the ``nth`` code for ``email`` arrived; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        codes = codes_sent(server, email)
+        if len(codes) >= nth:
+            return codes[nth - 1]
+        time.sleep(0.1)
+    raise AssertionError(f"no code #{nth} mailed to {email} within {timeout:.0f}s")
+
+
 @pytest.fixture
 def flow_env(
-    prefect_server: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, client_key: KeyPair
+    prefect_server: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client_key: KeyPair,
+    smtp_server: SmtpServer,
 ) -> Iterator[Settings]:
-    """Settings for flows: fast approval polling, the test client key, short SSH timeouts."""
+    """Settings for flows: fast approval polling, the test client key, short SSH timeouts,
+    and a real SMTP server for approval codes and reports."""
+    monkeypatch.setenv("UPKEEP_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("UPKEEP_SMTP_PORT", str(smtp_server.port))
+    monkeypatch.setenv("UPKEEP_SMTP_TLS", "none")
     monkeypatch.setenv("UPKEEP_APPROVAL_POLL_SECONDS", "1")
     monkeypatch.setenv("UPKEEP_SSH_KEY_FILE", str(client_key.private))
     monkeypatch.setenv("UPKEEP_SSH_RETRIES", "1")

@@ -85,18 +85,24 @@ def resume_and_wait(
                     f"(flow run {flow_run_id})",
                     True,
                 )
-            refused = db.exec(
+            news = db.exec(
                 select(ApprovalEvent).where(
                     ApprovalEvent.approval_id == gate_id,
-                    ApprovalEvent.kind == "refused",
+                    col(ApprovalEvent.kind).in_(["refused", "approved"]),
                     col(ApprovalEvent.at) >= sent_at,
                 )
             ).first()
-            if refused is not None:
-                return f"refused: {refused.detail}; the gate is waiting again", False
+            if news is not None and news.kind == "refused":
+                return f"refused: {news.detail}; the gate is waiting again", False
+            if news is not None:
+                return (
+                    f"approval by {news.actor} recorded; the gate waits for more approvals",
+                    True,
+                )
         time.sleep(0.5)
     return (
         f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "
-        "yet: check `upkeep approvals list`",
+        "yet (a suspended run restarts first): check `upkeep approvals show "
+        f"{gate_id}`",
         False,
     )

@@ -340,7 +340,6 @@ def run_inspection_cmd(
 ) -> None:
     """Run the quarterly health inspection now; it waits at the plan approval if needed."""
     from flows.inspection import InspectionParams, quarterly_health_inspection
-    from flows.sweep import bounded
 
     settings = settings_or_exit()
     engine_or_exit(settings)
@@ -353,7 +352,7 @@ def run_inspection_cmd(
         require_approval=approval,
         requested_by=requested_by or _whoami(),
     )
-    state = bounded(quarterly_health_inspection)(params, return_state=True)
+    state = quarterly_health_inspection(params, return_state=True)
     _report_final_state(state)
 
 
@@ -365,14 +364,13 @@ def run_recheck_cmd(
 ) -> None:
     """Re-run only the checks with open findings and resolve what has been fixed."""
     from flows.inspection import RecheckParams, recheck_findings
-    from flows.sweep import bounded
 
     settings = settings_or_exit()
     engine_or_exit(settings)
     params = RecheckParams(
         contract=contract, email_report=email, requested_by=requested_by or _whoami()
     )
-    state = bounded(recheck_findings)(params, return_state=True)
+    state = recheck_findings(params, return_state=True)
     _report_final_state(state)
 
 
@@ -519,20 +517,26 @@ def _resume(run: str, gate_kind: str, run_input: dict[str, Any]) -> None:
 def approve(
     run: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix) of the gate")],
     as_: Annotated[str, typer.Option("--as", help="Your name as the contract lists it")],
+    code: Annotated[str, typer.Option(help="The one-time code from your approval e-mail")],
     comment: Annotated[str, typer.Option(help="Why")] = "",
 ) -> None:
     """Approve a waiting gate (the same resume call the Prefect UI makes)."""
-    _resume(run, "approval", {"decision": "approve", "approver": as_, "comment": comment})
+    _resume(
+        run, "approval", {"decision": "approve", "approver": as_, "code": code, "comment": comment}
+    )
 
 
 @app.command("reject")
 def reject(
     run: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix) of the gate")],
     as_: Annotated[str, typer.Option("--as", help="Your name as the contract lists it")],
+    code: Annotated[str, typer.Option(help="The one-time code from your approval e-mail")],
     comment: Annotated[str, typer.Option(help="What must change (required)")],
 ) -> None:
     """Reject a waiting gate; the flow goes back to the previous step with your comment."""
-    _resume(run, "approval", {"decision": "reject", "approver": as_, "comment": comment})
+    _resume(
+        run, "approval", {"decision": "reject", "approver": as_, "code": code, "comment": comment}
+    )
 
 
 @app.command("revise")
@@ -629,6 +633,15 @@ def demo() -> None:
 
 
 def main() -> Any:
+    import os
+
+    from upkeep.settings import prefect_result_settings
+
+    try:
+        for name, value in prefect_result_settings(get_settings()).items():
+            os.environ.setdefault(name, value)
+    except SettingsError:
+        pass  # each command reports it, naming the variable
     try:
         return app()
     except SettingsError as exc:

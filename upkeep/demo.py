@@ -132,7 +132,6 @@ def run_demo(console: Console) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.inspection import InspectionParams, quarterly_health_inspection
-    from flows.sweep import bounded
     from tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
     from upkeep.cli import engine_or_exit, print_run_summary
     from upkeep.db import session_scope
@@ -194,7 +193,7 @@ def run_demo(console: Console) -> int:
 
         def run() -> None:
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
-                box["state"] = bounded(quarterly_health_inspection)(params, return_state=True)
+                box["state"] = quarterly_health_inspection(params, return_state=True)
 
         bg = threading.Thread(target=run, name="inspection", daemon=True)
         bg.start()

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from models import Contract, Customer, Host, utcnow
 from tasks.checks.base import Thresholds
+from tasks.gates import GatePolicy
 
 CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
@@ -71,6 +72,8 @@ class ContractSpec(_Strict):
     plan_requires_approval: bool = True
     thresholds: Thresholds = Thresholds()
     cadences: dict[str, Any] = {}
+    approval_policy: GatePolicy = GatePolicy()
+    gate_policies: dict[str, GatePolicy] = {}
     hosts: list[HostSpec] = []
 
     @field_validator("timezone")
@@ -281,6 +284,10 @@ def _contract_values(spec: ContractSpec, customer_id: int) -> dict[str, Any]:
         "backup_approver": spec.backup_approver.model_dump() if spec.backup_approver else None,
         "report_recipients": list(spec.report_recipients),
         "cadences": spec.cadences,
+        "approval_policy": spec.approval_policy.model_dump(exclude_unset=True),
+        "gate_policies": {
+            gate: p.model_dump(exclude_unset=True) for gate, p in spec.gate_policies.items()
+        },
         "active": True,
     }
 

@@ -65,11 +65,17 @@ class Settings(BaseSettings):
     """Default: ``<data_dir>/reports``."""
     known_hosts: Path | None = None
     """Default: ``<data_dir>/known_hosts``. upkeep never writes the user's ~/.ssh."""
+    result_dir: Path | None = None
+    """Where flows persist task results (what lets a suspended run resume without redoing
+    work). Default: ``<data_dir>/results``. Several machines need shared storage: set
+    Prefect's PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK to a saved filesystem block instead."""
     templates_dir: Path = PROJECT_ROOT / "templates"
     sweep_concurrency: int = Field(10, ge=1, le=500)
     prefect_ui_url: str = "http://127.0.0.1:4200"
     approval_poll_seconds: int = Field(5, ge=1, le=300)
     """How often a paused flow asks the Prefect API whether it was resumed."""
+    watchdog_minutes: int = Field(5, ge=1, le=1440)
+    """How often the served approval watchdog checks for gates to escalate or expire."""
     approval_timeout_hours: float = Field(72, gt=0)
     """How long a gate waits for a decision before the run fails."""
     ssh: SshSettings = Field(default_factory=SshSettings)
@@ -89,6 +95,8 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         if self.report_dir is None:
             self.report_dir = self.data_dir / "reports"
+        if self.result_dir is None:
+            self.result_dir = self.data_dir / "results"
         if self.known_hosts is None:
             self.known_hosts = self.data_dir / "known_hosts"
         if self.database_url is None:
@@ -150,3 +158,13 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget the cached settings (tests and the demo change the environment)."""
     get_settings.cache_clear()
+
+
+def prefect_result_settings(settings: Settings) -> dict[str, str]:
+    """Prefect settings (as environment variables) that put flow results where upkeep wants."""
+    import os
+
+    if os.environ.get("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"):
+        return {}
+    assert settings.result_dir is not None
+    return {"PREFECT_LOCAL_STORAGE_PATH": str(settings.result_dir)}

@@ -25,7 +25,6 @@ from flows.inspection import (
     quarterly_health_inspection,
     recheck_findings,
 )
-from flows.sweep import bounded
 from models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
 from tests.flow_fixtures import host_entry
 
@@ -70,7 +69,7 @@ class Background:
 
 def run_inspection(**params: Any) -> Background:
     p = InspectionParams(contract="ACME", requested_by="tester", **params)
-    return Background(lambda: bounded(quarterly_health_inspection)(p, return_state=True))
+    return Background(lambda: quarterly_health_inspection(p, return_state=True))
 
 
 def pending(engine: sa.Engine, gate: str, after: int = 0) -> Approval:
@@ -293,7 +292,7 @@ def test_recheck_resolves_a_fixed_finding(engine, load_inventory, sshd):
     assert first.unreachable == ["web1"]
     load_inventory([host_entry("web1", sshd)], trust=[sshd], plan_requires_approval=False)
     state = Background(
-        lambda: bounded(recheck_findings)(RecheckParams(contract="ACME"), return_state=True)
+        lambda: recheck_findings(RecheckParams(contract="ACME"), return_state=True)
     ).state()
     assert state.is_completed(), state.message
     recheck = state.result()

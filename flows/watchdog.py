@@ -1,0 +1,197 @@
+"""The approval watchdog: escalates and expires gates that wait too long.
+
+A suspended run executes no code while it waits, so this small flow runs on an interval
+deployment (``upkeep serve``) and acts on every pending gate that is due. Each action is
+recorded as an event first and is taken once: running the watchdog again sends no second
+escalation and ends no run twice. Mail that fails is retried by the next run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from flows.approvals import ApprovalRequest, Person, run_url, send_codes
+from models import Approval, ApprovalEvent, Contract, utcnow
+from tasks.gates import GatePolicy, close_gate, log_event
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import get_settings
+
+
+class WatchdogReport(BaseModel):
+    escalated: list[int] = []
+    expired: list[int] = []
+    runs_ended: list[int] = []
+    notified: list[int] = []
+
+
+def due(requested_at: datetime, hours: float | None, now: datetime) -> bool:
+    return hours is not None and now - requested_at >= timedelta(hours=hours)
+
+
+def _has_event(db: Session, approval_id: int, kind: str) -> bool:
+    return (
+        db.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == kind
+            )
+        ).first()
+        is not None
+    )
+
+
+def _request(gate: Approval, contract: Contract) -> ApprovalRequest:
+    backup = contract.backup_approver
+    return ApprovalRequest(
+        gate=gate.gate,
+        key=gate.gate_key or gate.gate,
+        contract=contract.code,
+        contract_id=contract.id,
+        subject=gate.subject,
+        evidence=gate.evidence,
+        approvers=[Person(**p) for p in contract.approvers],
+        backup_approver=Person(**backup) if backup else None,
+        requested_by=gate.requested_by,
+        policy=GatePolicy.model_validate(gate.policy or {}),
+    )
+
+
+def _notice_recipients(request: ApprovalRequest, escalated: bool) -> list[str]:
+    people = list(request.approvers)
+    if escalated and request.backup_approver is not None:
+        people.append(request.backup_approver)
+    recipients = [p.email for p in people]
+    starter = (request.requested_by or "").strip()
+    if "@" in starter and starter not in recipients:
+        recipients.append(starter)
+    return recipients
+
+
+def end_run(flow_run_id: str, reason: str) -> None:
+    """Put the waiting run in a terminal state that says why (the API's own cancel)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=reason), force=True)
+
+
+def _expire(db_url: str, gate_id: int, request: ApprovalRequest) -> None:
+    from tasks.notify import queue_message, render_gate_notice
+
+    settings = get_settings()
+    with session_scope(engine_for(db_url)) as db:
+        gate = db.get(Approval, gate_id)
+        assert gate is not None
+        opened = gate.requested_at.strftime("%Y-%m-%d %H:%M UTC")
+        reason = (
+            f"approval gate expired: no decision {request.policy.expire_after_hours:g} h "
+            f"after it opened ({opened})"
+        )
+        close_gate(
+            session=db, approval_id=gate_id, decision="expired", approver=None, comment=reason
+        )
+        escalated = _has_event(db, gate_id, "escalated")
+        subject, text, html = render_gate_notice(
+            templates_dir=settings.templates_dir,
+            kind="expired",
+            contract_code=request.contract,
+            subject=request.subject,
+            run_url=run_url(settings.prefect_ui_url, gate.flow_run_id),
+            detail=reason,
+            recipients_role="approvers and the engineer who started the run",
+        )
+        queue_message(
+            session=db,
+            contract_id=request.contract_id,
+            kind="gate_expired",
+            subject=subject,
+            recipients=_notice_recipients(request, escalated),
+            text_body=text,
+            html_body=html,
+        )
+
+
+@flow(name="approval-watchdog", flow_run_name="approval watchdog")
+def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
+    """Escalate and expire every pending gate that is due; end expired runs; send notices."""
+    from tasks.notify import deliver_pending
+
+    logger = get_run_logger()
+    settings = get_settings()
+    now = now or utcnow()
+    report = WatchdogReport()
+    engine = engine_for(settings.db_url)
+    with session_scope(engine) as db:
+        pending: list[tuple[int, ApprovalRequest, datetime, str]] = []
+        for gate, contract in db.exec(
+            select(Approval, Contract)
+            .join(Contract, col(Contract.id) == col(Approval.contract_id))
+            .where(col(Approval.decision).is_(None), col(Approval.gate_key).is_not(None))
+        ):
+            if gate.gate.endswith("-revision"):
+                continue
+            assert gate.id is not None
+            pending.append((gate.id, _request(gate, contract), gate.requested_at, gate.flow_run_id))
+        expired_unended = [
+            (g.id, g.flow_run_id, g.comment or "approval gate expired")
+            for g in db.exec(select(Approval).where(Approval.decision == "expired"))
+            if g.id is not None and not _has_event(db, g.id, "run_ended")
+        ]
+    for gate_id, request, requested_at, run_id in pending:
+        policy = request.policy
+        if due(requested_at, policy.expire_after_hours, now):
+            _expire(settings.db_url, gate_id, request)
+            report.expired.append(gate_id)
+            logger.warning("gate %s expired: %s", gate_id, request.subject)
+            expired_unended.append((gate_id, run_id, "approval gate expired"))
+            continue
+        with session_scope(engine) as db:
+            escalate = (
+                due(requested_at, policy.escalate_after_hours, now)
+                and request.backup_approver is not None
+                and not _has_event(db, gate_id, "escalated")
+            )
+            if escalate:
+                assert request.backup_approver is not None
+                log_event(
+                    session=db,
+                    approval_id=gate_id,
+                    kind="escalated",
+                    actor=request.backup_approver.name,
+                    detail=f"no decision after {policy.escalate_after_hours:g} h",
+                )
+            escalated = escalate or _has_event(db, gate_id, "escalated")
+        if escalate:
+            report.escalated.append(gate_id)
+            logger.warning("gate %s escalated to %s", gate_id, request.backup_approver)
+        people = list(request.approvers)
+        if escalated and request.backup_approver is not None:
+            people.append(request.backup_approver)
+        # Sends a code to whoever has none yet: the backup approver after escalation, and
+        # anyone whose earlier mail failed.
+        roles = {
+            p.name: "backup approver" if p == request.backup_approver else "approver"
+            for p in people
+        }
+        for person in people:
+            if send_codes(gate_id, request, [person], roles[person.name], run_id):
+                report.notified.append(gate_id)
+    for gate_id, run_id, reason in expired_unended:
+        try:
+            end_run(run_id, reason)
+        except Exception as exc:  # noqa: BLE001 - recorded, retried by the next watchdog run
+            logger.error("could not end flow run %s: %s", run_id, exc)
+            continue
+        with session_scope(engine) as db:
+            log_event(session=db, approval_id=gate_id, kind="run_ended", detail=reason)
+        report.runs_ended.append(gate_id)
+    with session_scope(engine) as db:
+        delivery = deliver_pending(session=db, smtp=settings.smtp)
+    if delivery.failed:
+        logger.warning("notices kept in the outbox: %s", delivery.failed)
+    return report
