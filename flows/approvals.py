@@ -70,7 +70,11 @@ class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gate: str = Field(description="Which gate: inspection-plan, release, ...")
-    key: str = Field(description="Unique within the run (gate and round)")
+    key: str = Field(
+        pattern=r"^[a-z0-9-]+$",
+        description="Unique within the run (gate and round); Prefect's input keys allow only "
+        "letters, digits and dashes",
+    )
     contract: str
     contract_id: int | None = None
     subject: str
@@ -532,7 +536,7 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
     attempt = 0
     while True:
         attempt += 1
-        attempt_key = f"{request.key}#{attempt}"
+        attempt_key = f"{request.key}-a{attempt}"
         form = ApprovalInput.with_initial_data(description=describe(request, refusals))
         logger.info(
             "waiting for approval of %s (approval %s, %s). Answer in the Prefect UI (%s) or: "

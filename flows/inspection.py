@@ -251,7 +251,7 @@ def revise_plan(
         f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
         "resubmit, or cancel the inspection."
     )
-    key = f"{REVISION_GATE}:{round_no}"
+    key = f"{REVISION_GATE}-r{round_no}"
     approval_id = ensure_gate(
         run_id,
         key=key,
@@ -264,7 +264,7 @@ def revise_plan(
     attempt = 0
     while True:
         attempt += 1
-        attempt_key = f"{key}#{attempt}"
+        attempt_key = f"{key}-a{attempt}"
         form = PlanRevision.with_initial_data(description=evidence + describe_refusals(problems))
         get_run_logger().info(
             "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
@@ -309,7 +309,7 @@ def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPl
         result = request_approval(
             ApprovalRequest(
                 gate=PLAN_GATE,
-                key=f"{PLAN_GATE}:{round_no}",
+                key=f"{PLAN_GATE}-r{round_no}",
                 contract=plan.contract,
                 contract_id=plan.contract_id,
                 subject=f"health inspection plan {plan.contract} {plan.window} "

@@ -68,12 +68,18 @@ def resume_and_wait(
         gate = find_pending(db, run, gate_kind)
         gate_id, flow_run_id = gate.id, gate.flow_run_id
     sent_at = utcnow()
-    try:
-        resume_flow_run(UUID(flow_run_id), run_input=run_input)
-    except FlowPauseTimeout:
-        raise ApprovalCliError(f"flow run {flow_run_id} can no longer be resumed") from None
-    except RuntimeError as exc:
-        raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
+    for attempt in range(20):
+        try:
+            resume_flow_run(UUID(flow_run_id), run_input=run_input)
+            break
+        except FlowPauseTimeout:
+            raise ApprovalCliError(f"flow run {flow_run_id} can no longer be resumed") from None
+        except RuntimeError as exc:
+            # A gate is on record a moment before its form is: wait for the form.
+            if "schema not found" in str(exc) and attempt < 19:
+                time.sleep(0.5)
+                continue
+            raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
     deadline = time.monotonic() + wait + settings.approval_poll_seconds * 2
     while time.monotonic() < deadline:
         with session_scope(engine) as db:

@@ -149,6 +149,8 @@ def test_approve_unknown_run_is_refused(prefect_server: str, data_dir: Path) -> 
         "deadbeef",
         "--as",
         "Alice",
+        "--code",
+        "ABCDE-FGHJK",
         data_dir=data_dir,
         env={"PREFECT_API_URL": prefect_server},
     )
@@ -161,15 +163,27 @@ def test_cli_approval_and_rejection_through_the_resume_api(
     load_inventory,
     sshd: ThrowawaySshd,
     data_dir: Path,
+    smtp_server,
 ) -> None:
+    from tests.flow_fixtures import wait_for_code
     from tests.flows.test_inspection import pending, run_inspection
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     env = {"PREFECT_API_URL": prefect_server, "UPKEEP_APPROVAL_POLL_SECONDS": "1"}
     bg = run_inspection()
     gate = pending(engine, "inspection-plan")
-    wrong = upkeep("approve", gate.flow_run_id[:8], "--as", "Mallory", data_dir=data_dir, env=env)
-    assert wrong.returncode == 1 and "not an approver" in wrong.stderr
+    code = wait_for_code(smtp_server, "alice@acme.example")
+    wrong = upkeep(
+        "approve",
+        gate.flow_run_id[:8],
+        "--as",
+        "Alice Owner",
+        "--code",
+        "ABCDE-FGHJK",
+        data_dir=data_dir,
+        env=env,
+    )
+    assert wrong.returncode == 1 and "wrong code" in wrong.stderr
     listed = upkeep("approvals", "list", "--pending", data_dir=data_dir)
     assert gate.flow_run_id in listed.stdout
     ok = upkeep(
@@ -177,6 +191,8 @@ def test_cli_approval_and_rejection_through_the_resume_api(
         gate.flow_run_id,
         "--as",
         "Alice Owner",
+        "--code",
+        code,
         "--comment",
         "fine",
         data_dir=data_dir,
@@ -187,7 +203,7 @@ def test_cli_approval_and_rejection_through_the_resume_api(
     assert bg.state().is_completed()
     shown = upkeep("approvals", "show", str(gate.id), data_dir=data_dir)
     assert shown.returncode == 0
-    for line in ("opened", "refused", "Mallory", "decided", "Alice Owner"):
+    for line in ("opened", "notified", "refused", "wrong code", "decided", "Alice Owner"):
         assert line in shown.stdout
     report = upkeep("approvals", "report", "--contract", "ACME", data_dir=data_dir)
     assert report.returncode == 0 and "Alice Owner" in report.stdout

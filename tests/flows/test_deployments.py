@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from deployments import build_deployments
 from tests.flow_fixtures import host_entry
@@ -32,19 +33,78 @@ def test_every_flow_imports_and_every_deployment_builds(engine: sa.Engine) -> No
         deps = build_deployments(s)
     names = sorted(f"{d.flow_name}/{d.name}" for d in deps)
     assert names == [
+        "approval-watchdog/upkeep",
         "quarterly-health-inspection/acme-ops",
         "quarterly-health-inspection/globex",
         "recheck-findings/acme-ops",
         "recheck-findings/globex",
     ]
+    watchdog = next(d for d in deps if d.flow_name == "approval-watchdog")
+    assert watchdog.schedules and watchdog.schedules[0].schedule.interval.total_seconds() == 300
     for d in deps:
+        if d is watchdog:
+            continue
         params = d.parameters["params"]
         assert params["email_report"] is True  # deployments switch e-mail on
         assert params["contract"] in {"ACME-OPS", "GLOBEX"}
         assert "params" in d._parameter_openapi_schema.properties
 
 
-def test_served_inspection_runs_from_the_api_and_is_approved(
+class Served:
+    """``upkeep serve`` in a subprocess with this test's settings; restartable."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "upkeep.cli", "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def serve_env(prefect_api: str, data_dir: Path, client_key, smtp_server) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UPKEEP_", "PREFECT_"))}
+    env.update(
+        {
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "UPKEEP_DATA_DIR": str(data_dir),
+            "UPKEEP_SSH_KEY_FILE": str(client_key.private),
+            "UPKEEP_APPROVAL_POLL_SECONDS": "1",
+            "UPKEEP_SMTP_HOST": smtp_server.host,
+            "UPKEEP_SMTP_PORT": str(smtp_server.port),
+            "UPKEEP_SMTP_TLS": "none",
+        }
+    )
+    return env
+
+
+def run_state(run_id: UUID) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.read_flow_run(run_id).state
+
+
+def test_served_inspection_suspends_survives_its_process_and_completes(
     prefect_server: str,
     engine: sa.Engine,
     load_inventory,
@@ -56,26 +116,14 @@ def test_served_inspection_runs_from_the_api_and_is_approved(
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
+    from tests.flow_fixtures import wait_for_code
     from tests.flows.test_inspection import answer, pending, wait_until
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPKEEP_")}
-    env.update(
-        {
-            "PREFECT_API_URL": prefect_server,
-            "UPKEEP_DATA_DIR": str(data_dir),
-            "UPKEEP_SSH_KEY_FILE": str(client_key.private),
-            "UPKEEP_APPROVAL_POLL_SECONDS": "1",
-            "UPKEEP_SMTP_HOST": smtp_server.host,
-            "UPKEEP_SMTP_PORT": str(smtp_server.port),
-            "UPKEEP_SMTP_TLS": "none",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        }
+    served = Served(
+        serve_env(prefect_server, data_dir, client_key, smtp_server), data_dir / "serve.log"
     )
-    log = (data_dir / "serve.log").open("w")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "upkeep.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    served.start()
     try:
 
         def deployed() -> bool:
@@ -86,19 +134,32 @@ def test_served_inspection_runs_from_the_api_and_is_approved(
         wait_until("the deployments to be served", deployed, timeout=60)
         run = run_deployment("quarterly-health-inspection/acme", timeout=0)
         gate = pending(engine, "inspection-plan", after=0)
-        answer(gate, decision="approve", approver="Paul Lead", comment="from the UI")
+        code = wait_for_code(smtp_server, "paul@provider.example")
+        wait_until(
+            "the run to suspend",
+            lambda: (st := run_state(run.id)) is not None and st.name == "Suspended",
+        )
+        served.kill()  # nothing waits in a process while the run is suspended
+        answer(gate, decision="approve", approver="Paul Lead", code=code, comment="from the UI")
+        served.start()
 
-        def finished() -> bool:
-            with get_client(sync_client=True) as c:
-                state = c.read_flow_run(UUID(str(run.id))).state
-            return bool(state and state.is_final())
+        wait_until("the served run to finish", lambda: run_state(run.id).is_final(), timeout=120)
+        state = run_state(run.id)
+        assert state.is_completed(), (data_dir / "serve.log").read_text()
+        with Session(engine) as s:
+            from models import ApprovalCode, ApprovalEvent
 
-        wait_until("the served run to finish", finished, timeout=120)
-        with get_client(sync_client=True) as c:
-            state = c.read_flow_run(UUID(str(run.id))).state
-        assert state is not None and state.is_completed(), (data_dir / "serve.log").read_text()
-        smtp_server.handler.wait_for(1, timeout=30)  # deployments e-mail the report
+            kinds = [
+                e.kind
+                for e in s.exec(
+                    select(ApprovalEvent)
+                    .where(ApprovalEvent.approval_id == gate.id)
+                    .order_by(col(ApprovalEvent.id))
+                )
+            ]
+            assert kinds == ["opened", "notified", "notified", "approved", "decided"]
+            assert len(s.exec(select(ApprovalCode)).all()) == 2  # no second round of codes
+        mails = smtp_server.handler.wait_for(3, timeout=30)  # 2 codes, then the report
+        assert len(mails) == 3
     finally:
-        serve.terminate()
-        serve.wait(timeout=30)
-        log.close()
+        served.stop()

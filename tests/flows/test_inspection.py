@@ -26,7 +26,7 @@ from flows.inspection import (
     recheck_findings,
 )
 from models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
-from tests.flow_fixtures import host_entry
+from tests.flow_fixtures import host_entry, wait_for_code
 
 pytestmark = pytest.mark.flows
 
@@ -95,8 +95,19 @@ def paused(flow_run_id: str) -> bool:
 
 
 def answer(gate: Approval, **run_input: Any) -> None:
+    """Resume the gate's run with ``run_input`` once its form is up (as a person would)."""
     wait_until("the gate to pause", lambda: paused(gate.flow_run_id))
-    resume_flow_run(UUID(gate.flow_run_id), run_input=run_input)
+
+    def resumed() -> bool:
+        try:
+            resume_flow_run(UUID(gate.flow_run_id), run_input=run_input)
+        except RuntimeError as exc:  # the pause is on record a moment before its form
+            if "schema not found" in str(exc):
+                return False
+            raise
+        return True
+
+    wait_until("the resume form", resumed)
 
 
 def refusals(engine: sa.Engine) -> list[ApprovalEvent]:
@@ -104,24 +115,22 @@ def refusals(engine: sa.Engine) -> list[ApprovalEvent]:
         return list(s.exec(select(ApprovalEvent).where(ApprovalEvent.kind == "refused")))
 
 
+ALICE, PAUL = "alice@acme.example", "paul@provider.example"
+
+
 def test_full_inspection_with_approval_report_and_email(
-    engine, load_inventory, sshd_servers, smtp_server, monkeypatch
+    engine, load_inventory, sshd_servers, smtp_server
 ):
     good, other = sshd_servers[0], sshd_servers[1]
     load_inventory(
         [host_entry("web1", good), host_entry("db1", other), host_entry("gone", None)],
         trust=[good, other],
     )
-    monkeypatch.setenv("UPKEEP_SMTP_HOST", smtp_server.host)
-    monkeypatch.setenv("UPKEEP_SMTP_PORT", str(smtp_server.port))
-    monkeypatch.setenv("UPKEEP_SMTP_TLS", "none")
-    from upkeep.settings import reset_settings
-
-    reset_settings()
     bg = run_inspection(email_report=True)
     gate = pending(engine, "inspection-plan")
     assert "web1" in gate.evidence and "db1" in gate.evidence
-    answer(gate, decision="approve", approver="Alice Owner", comment="go ahead")
+    code = wait_for_code(smtp_server, ALICE)
+    answer(gate, decision="approve", approver="Alice Owner", code=code, comment="go ahead")
     state = bg.state()
     assert state.is_completed(), state.message
     outcome = state.result()
@@ -142,14 +151,20 @@ def test_full_inspection_with_approval_report_and_email(
                 .order_by(col(ApprovalEvent.id))
             )
         ]
-        assert log == [("opened", None), ("decided", "Alice Owner")]
+        assert log == [
+            ("opened", None),
+            ("notified", "Alice Owner"),
+            ("notified", "Paul Lead"),
+            ("approved", "Alice Owner"),
+            ("decided", "Alice Owner"),
+        ]
         run = s.exec(select(InspectionRun)).one()
         assert run.report_path == str(report) and run.status == "completed"
         gone = s.exec(select(Host).where(Host.name == "gone")).one()
         finding = s.exec(select(Finding).where(Finding.host_id == gone.id)).one()
         assert (finding.check, finding.severity) == ("reachability", "critical")
-    (mail,) = smtp_server.handler.wait_for(1)
-    assert mail.rcpt_tos == ["it@acme.example"]
+    reports = [m for m in smtp_server.handler.wait_for(3) if "it@acme.example" in m.rcpt_tos]
+    assert len(reports) == 1  # two approval codes, then the report
     assert outcome.email["sent"] and not outcome.email["failed"]
 
     from prefect.artifacts import Artifact
@@ -159,7 +174,7 @@ def test_full_inspection_with_approval_report_and_email(
     assert Artifact.get("inspection-acme-findings") is not None
 
 
-def test_rejection_revision_and_approval_loop(engine, load_inventory, sshd_servers):
+def test_rejection_revision_and_approval_loop(engine, load_inventory, sshd_servers, smtp_server):
     web, db = sshd_servers[0], sshd_servers[1]
     load_inventory([host_entry("web1", web), host_entry("db1", db)], trust=[web, db])
     bg = run_inspection()
@@ -168,6 +183,7 @@ def test_rejection_revision_and_approval_loop(engine, load_inventory, sshd_serve
         first,
         decision="reject",
         approver="alice@acme.example",
+        code=wait_for_code(smtp_server, ALICE),
         comment="db1 is frozen this quarter",
     )
     revision = pending(engine, "inspection-plan-revision")
@@ -182,7 +198,12 @@ def test_rejection_revision_and_approval_loop(engine, load_inventory, sshd_serve
     )
     second = pending(engine, "inspection-plan", after=first.id)
     assert "Excluded from this inspection" in second.evidence and "db1" in second.evidence
-    answer(second, decision="approve", approver="Paul Lead")
+    answer(
+        second,
+        decision="approve",
+        approver="Paul Lead",
+        code=wait_for_code(smtp_server, PAUL, nth=2),
+    )
     state = bg.state()
     assert state.is_completed(), state.message
     with Session(engine) as s:
@@ -197,13 +218,14 @@ def test_rejection_revision_and_approval_loop(engine, load_inventory, sshd_serve
         assert rev is not None and (rev.decision, rev.approver) == ("resubmit", "Eve Engineer")
 
 
-def test_cancel_after_rejection_ends_the_run_cancelled(engine, load_inventory, sshd):
+def test_cancel_after_rejection_ends_the_run_cancelled(engine, load_inventory, sshd, smtp_server):
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     bg = run_inspection()
     answer(
         pending(engine, "inspection-plan"),
         decision="reject",
         approver="Paul Lead",
+        code=wait_for_code(smtp_server, PAUL),
         comment="not this quarter",
     )
     answer(pending(engine, "inspection-plan-revision"), action="cancel", engineer="Eve")
@@ -213,27 +235,28 @@ def test_cancel_after_rejection_ends_the_run_cancelled(engine, load_inventory, s
         assert s.exec(select(InspectionRun)).all() == []  # nothing was inspected
 
 
-def test_unknown_approver_and_empty_resume_are_refused(engine, load_inventory, sshd):
+def test_unknown_approver_and_empty_resume_are_refused(engine, load_inventory, sshd, smtp_server):
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     bg = run_inspection()
     gate = pending(engine, "inspection-plan")
-    answer(gate, decision="approve", approver="Mallory")
+    code = wait_for_code(smtp_server, ALICE)
+    answer(gate, decision="approve", approver="Mallory", code=code)
     wait_until("the refusal", lambda: refusals(engine))
     (refused,) = refusals(engine)
     assert refused.approval_id == gate.id
-    assert refused.actor == "Mallory" and "not an approver" in refused.detail
+    assert refused.actor == "Mallory" and "may not decide" in refused.detail
     # An empty resume is refused by the API against the form's schema: no decision, no run.
     wait_until("the gate to pause again", lambda: paused(gate.flow_run_id))
     with pytest.raises(RuntimeError, match="(?i)validation|required|run input"):
         resume_flow_run(UUID(gate.flow_run_id), run_input={})
     assert paused(gate.flow_run_id)
-    # A rejection without a reason is refused by the flow.
-    answer(gate, decision="reject", approver="Alice Owner", comment="  ")
+    # A rejection without a reason is refused by the flow, and does not use up the code.
+    answer(gate, decision="reject", approver="Alice Owner", code=code, comment="  ")
     wait_until("the second refusal", lambda: len(refusals(engine)) == 2)
     with Session(engine) as s:
         still = s.get(Approval, gate.id)
         assert still is not None and still.decision is None
-    answer(gate, decision="approve", approver="Alice Owner")
+    answer(gate, decision="approve", approver="Alice Owner", code=code)
     assert bg.state().is_completed()
 
 
