@@ -500,8 +500,23 @@ def close_approval(approval_id: int, decision: str, approver: str | None, commen
             )
 
 
-def expire(approval_id: int, reason: str) -> bool:
-    """Close a still-pending gate as expired; False if it was decided meanwhile."""
+def notice_recipients(request: ApprovalRequest, escalated: bool) -> list[str]:
+    """Who hears that a gate ended without a decision: approvers, backup, the starter."""
+    people = list(request.approvers)
+    if escalated and request.backup_approver is not None:
+        people.append(request.backup_approver)
+    recipients = [p.email for p in people]
+    starter = (request.requested_by or "").strip()
+    if "@" in starter and starter not in recipients:
+        recipients.append(starter)
+    return recipients
+
+
+def expire_gate(approval_id: int, request: ApprovalRequest, reason: str) -> bool:
+    """Close a still-pending gate as expired and tell everyone; False if it was decided."""
+    from tasks.notify import deliver_pending, queue_message, render_gate_notice
+
+    settings = get_settings()
     with _db() as db:
         gate = db.get(Approval, approval_id)
         if gate is None or gate.decision is not None:
@@ -509,7 +524,39 @@ def expire(approval_id: int, reason: str) -> bool:
         close_gate(
             session=db, approval_id=approval_id, decision="expired", approver=None, comment=reason
         )
-        return True
+        escalated = db.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "escalated"
+            )
+        ).first()
+        subject, text, html = render_gate_notice(
+            templates_dir=settings.templates_dir,
+            kind="expired",
+            contract_code=request.contract,
+            subject=request.subject,
+            run_url=run_url(settings.prefect_ui_url, gate.flow_run_id),
+            detail=reason,
+            recipients_role="approvers and the engineer who started the run",
+        )
+        queue_message(
+            session=db,
+            contract_id=request.contract_id,
+            kind="gate_expired",
+            subject=subject,
+            recipients=notice_recipients(request, escalated is not None),
+            text_body=text,
+            html_body=html,
+        )
+    with _db() as db:
+        deliver_pending(session=db, smtp=settings.smtp)
+    return True
+
+
+def expiry_reason(policy: GatePolicy, opened: datetime) -> str:
+    return (
+        f"approval gate expired: no decision {policy.expire_after_hours:g} h after it "
+        f"opened ({opened:%Y-%m-%d %H:%M} UTC)"
+    )
 
 
 # --- the gate --------------------------------------------------------------------------------
@@ -531,7 +578,7 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
         policy=request.policy,
     )
     send_codes(approval_id, request, request.approvers, "approver", run_id)
-    timeout_s = int(request.policy.expire_after_hours * 3600) + 60
+    timeout_s = max(1, int(request.policy.expire_after_hours * 3600))
     refusals: list[str] = []
     attempt = 0
     while True:
@@ -552,8 +599,12 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
         try:
             answer = wait_for(form, attempt_key, timeout_s)
         except FlowPauseTimeout:
-            expire(approval_id, "no decision in time")
-            raise ApprovalExpired(f"{request.subject}: no decision in time") from None
+            with _db() as db:
+                gate = db.get(Approval, approval_id)
+                assert gate is not None
+                reason = expiry_reason(request.policy, gate.requested_at)
+            expire_gate(approval_id, request, reason)
+            raise ApprovalExpired(f"{request.subject}: {reason}") from None
         except ValidationError as exc:
             with _db() as db:
                 verdict = _memo(db, approval_id, attempt_key) or _refuse(

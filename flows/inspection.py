@@ -104,6 +104,8 @@ class InspectionPlan(BaseModel):
     backup_approver: dict[str, str] | None = None
     policy: GatePolicy = GatePolicy()
     requires_approval: bool
+    preflight: dict[str, str] = {}
+    """Host name -> "ok" or why upkeep could not log in, checked before approval."""
     revision: int = 1
     notes: list[str] = []
 
@@ -126,12 +128,12 @@ def render_plan_markdown(plan: InspectionPlan) -> str:
         f"- **Method:** read-only commands over SSH, host keys verified; {len(plan.checks)} checks",
         f"- **Hosts in scope:** {len(plan.hosts)}",
         "",
-        "| host | address | role | tags |",
-        "|---|---|---|---|",
+        "| host | address | role | tags | pre-check |",
+        "|---|---|---|---|---|",
     ]
     lines += [
         f"| {_md(h.name)} | {_md(h.address)}:{h.port} | {_md(h.role or '')} | "
-        f"{_md(', '.join(h.tags))} |"
+        f"{_md(', '.join(h.tags))} | {_md(plan.preflight.get(h.name, 'not checked'))} |"
         for h in plan.hosts
     ]
     if plan.excluded:
@@ -192,6 +194,14 @@ def build_plan(params: InspectionParams) -> InspectionPlan:
                 else params.require_approval
             ),
         )
+
+
+def with_preflight(plan: InspectionPlan) -> InspectionPlan:
+    """The plan with each host's pre-check, so the approver sees who can be reached."""
+    from tasks.inspect import preflight_host
+
+    futures = {h.name: preflight_host.submit(host_id=h.id, host_name=h.name) for h in plan.hosts}
+    return plan.model_copy(update={"preflight": {n: f.result() for n, f in futures.items()}})
 
 
 # --- revision after a rejection ----------------------------------------------------------------
@@ -481,6 +491,7 @@ def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome |
     logger = get_run_logger()
     plan = build_plan(params)
     if plan.requires_approval:
+        plan = with_preflight(plan)
         approved = approve_plan(plan, params.requested_by)
         if approved is None:
             logger.info("inspection cancelled by the engineer")

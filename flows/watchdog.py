@@ -15,9 +15,15 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from flows.approvals import ApprovalRequest, Person, run_url, send_codes
+from flows.approvals import (
+    ApprovalRequest,
+    Person,
+    expire_gate,
+    expiry_reason,
+    send_codes,
+)
 from models import Approval, ApprovalEvent, Contract, utcnow
-from tasks.gates import GatePolicy, close_gate, log_event
+from tasks.gates import GatePolicy, log_event
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -60,60 +66,16 @@ def _request(gate: Approval, contract: Contract) -> ApprovalRequest:
     )
 
 
-def _notice_recipients(request: ApprovalRequest, escalated: bool) -> list[str]:
-    people = list(request.approvers)
-    if escalated and request.backup_approver is not None:
-        people.append(request.backup_approver)
-    recipients = [p.email for p in people]
-    starter = (request.requested_by or "").strip()
-    if "@" in starter and starter not in recipients:
-        recipients.append(starter)
-    return recipients
-
-
 def end_run(flow_run_id: str, reason: str) -> None:
     """Put the waiting run in a terminal state that says why (the API's own cancel)."""
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
     with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+        if state is not None and state.is_final():
+            return  # it ended by itself (an interactive run's own deadline)
         client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=reason), force=True)
-
-
-def _expire(db_url: str, gate_id: int, request: ApprovalRequest) -> None:
-    from tasks.notify import queue_message, render_gate_notice
-
-    settings = get_settings()
-    with session_scope(engine_for(db_url)) as db:
-        gate = db.get(Approval, gate_id)
-        assert gate is not None
-        opened = gate.requested_at.strftime("%Y-%m-%d %H:%M UTC")
-        reason = (
-            f"approval gate expired: no decision {request.policy.expire_after_hours:g} h "
-            f"after it opened ({opened})"
-        )
-        close_gate(
-            session=db, approval_id=gate_id, decision="expired", approver=None, comment=reason
-        )
-        escalated = _has_event(db, gate_id, "escalated")
-        subject, text, html = render_gate_notice(
-            templates_dir=settings.templates_dir,
-            kind="expired",
-            contract_code=request.contract,
-            subject=request.subject,
-            run_url=run_url(settings.prefect_ui_url, gate.flow_run_id),
-            detail=reason,
-            recipients_role="approvers and the engineer who started the run",
-        )
-        queue_message(
-            session=db,
-            contract_id=request.contract_id,
-            kind="gate_expired",
-            subject=subject,
-            recipients=_notice_recipients(request, escalated),
-            text_body=text,
-            html_body=html,
-        )
 
 
 @flow(name="approval-watchdog", flow_run_name="approval watchdog")
@@ -145,10 +107,11 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
     for gate_id, request, requested_at, run_id in pending:
         policy = request.policy
         if due(requested_at, policy.expire_after_hours, now):
-            _expire(settings.db_url, gate_id, request)
-            report.expired.append(gate_id)
-            logger.warning("gate %s expired: %s", gate_id, request.subject)
-            expired_unended.append((gate_id, run_id, "approval gate expired"))
+            reason = expiry_reason(policy, requested_at)
+            if expire_gate(gate_id, request, reason):
+                report.expired.append(gate_id)
+                logger.warning("gate %s expired: %s", gate_id, request.subject)
+                expired_unended.append((gate_id, run_id, reason))
             continue
         with session_scope(engine) as db:
             escalate = (

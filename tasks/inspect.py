@@ -208,3 +208,24 @@ def inspect_host(
         "error_kind": result.error_kind,
         "findings": counts,
     }
+
+
+def preflight_now(host_id: int, settings: Settings | None = None) -> str:
+    """Log in to the host and out again, running nothing: "ok", or why it failed."""
+    settings = settings or get_settings()
+    with session_scope(engine_for(settings.db_url)) as db:
+        host = db.get(Host, host_id)
+        if host is None:
+            raise LookupError(f"no host with id {host_id}")
+        target = target_for(host, settings)
+    try:
+        with SshSession(target, settings.ssh, settings.known_hosts_file):
+            return "ok"
+    except SshError as exc:
+        return f"{exc.kind}: {exc}"
+
+
+@task(name="preflight-host", task_run_name="pre-check {host_name}")
+def preflight_host(host_id: int, host_name: str) -> str:
+    """Prefect task around :func:`preflight_now`, run before the plan goes for approval."""
+    return preflight_now(host_id)

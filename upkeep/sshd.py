@@ -119,7 +119,7 @@ StrictModes no
 UsePAM no
 UseDNS no
 PrintMotd no
-LogLevel ERROR
+LogLevel {log_level}
 MaxStartups 200:30:400
 MaxSessions 50
 """
@@ -141,8 +141,12 @@ class ThrowawaySshd:
         sshd: Path = DEFAULT_SSHD,
         address: str = LOOPBACK,
         start_timeout: float = 10.0,
+        log_level: str = "ERROR",
     ) -> None:
+        """``log_level`` INFO makes sshd log every login (``Accepted publickey``) to
+        :attr:`log_file`, which lets a test count the sessions a host really saw."""
         self.address = address
+        self._log_level = log_level
         self.port = 0
         self.user = getpass.getuser()
         self._sshd = sshd
@@ -232,6 +236,7 @@ class ThrowawaySshd:
                 host_key=self.host_key_pair.private,
                 pid_file=self.workdir / "sshd.pid",
                 authorized_keys=self.authorized_keys,
+                log_level=self._log_level,
             )
         )
         with self.log_file.open("ab") as log:
@@ -265,6 +270,12 @@ class ThrowawaySshd:
     def _cleanup_dir(self) -> None:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def logins(self) -> int:
+        """How many logins sshd accepted so far (needs ``log_level="INFO"``)."""
+        if not self.log_file.exists():
+            return 0
+        return self.log_file.read_text(errors="replace").count("Accepted publickey")
 
     def stop(self) -> None:
         """Terminate sshd (by its pid), wait for it, and remove a temp dir it created."""

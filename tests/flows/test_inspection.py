@@ -68,7 +68,8 @@ class Background:
 
 
 def run_inspection(**params: Any) -> Background:
-    p = InspectionParams(contract="ACME", requested_by="tester", **params)
+    params.setdefault("requested_by", "tester")
+    p = InspectionParams(contract="ACME", **params)
     return Background(lambda: quarterly_health_inspection(p, return_state=True))
 
 
