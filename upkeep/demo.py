@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from upkeep.mailsink import MailSink
 from upkeep.settings import Settings, get_settings
 
 DEMO_CONTRACT = "DEMO"
@@ -85,10 +86,32 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
     return server.api_url
 
 
+def _code_in(mail: MailSink, email: str, timeout: float) -> tuple[Path, str]:
+    """The approval mail sent to ``email`` and the one-time code in it."""
+    import email as email_lib
+    import re
+    from email import policy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in list(mail.saved):
+            msg = email_lib.message_from_bytes(path.read_bytes(), policy=policy.default)
+            if email in str(msg["To"]):
+                body = msg.get_body(preferencelist=("plain",))
+                found = re.search(
+                    r"\b[0-9A-Z]{5}-[0-9A-Z]{5}\b", body.get_content() if body else ""
+                )
+                if found:
+                    return path, found.group(0)
+        time.sleep(0.2)
+    raise DemoError(f"no approval code was mailed to {email}")
+
+
 def _approve_from_the_command_line(
-    console: Console, engine: Any, api_url: str, bg: Any, timeout: float = 120.0
+    console: Console, engine: Any, api_url: str, bg: Any, mail: MailSink, timeout: float = 120.0
 ) -> None:
-    """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner."""
+    """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner,
+    with the one-time code from the owner's e-mail."""
     from sqlmodel import Session, col, select
 
     from models import Approval
@@ -106,6 +129,8 @@ def _approve_from_the_command_line(
         raise DemoError("the inspection never asked for plan approval")
     console.print("\n[bold]The flow is paused for plan approval.[/] What the approver sees:")
     console.print(gate.evidence, markup=False)
+    path, code = _code_in(mail, "dana@customer.example", timeout)
+    console.print(f"\nDana's approval e-mail with her one-time code: {path}")
     cmd = [
         sys.executable,
         "-m",
@@ -114,11 +139,14 @@ def _approve_from_the_command_line(
         gate.flow_run_id,
         "--as",
         "Dana Owner",
+        "--code",
+        code,
         "--comment",
         "approved in the demo",
     ]
     console.print(
-        f"\n$ upkeep approve {gate.flow_run_id} --as 'Dana Owner' --comment 'approved in the demo'"
+        f"$ upkeep approve {gate.flow_run_id} --as 'Dana Owner' --code {code} "
+        "--comment 'approved in the demo'"
     )
     env = dict(os.environ, PREFECT_API_URL=api_url)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -136,7 +164,6 @@ def run_demo(console: Console) -> int:
     from upkeep.cli import engine_or_exit, print_run_summary
     from upkeep.db import session_scope
     from upkeep.inventory import apply_inventory, parse_inventory
-    from upkeep.mailsink import MailSink
     from upkeep.settings import reset_settings
     from upkeep.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
 
@@ -197,7 +224,7 @@ def run_demo(console: Console) -> int:
 
         bg = threading.Thread(target=run, name="inspection", daemon=True)
         bg.start()
-        _approve_from_the_command_line(console, engine, api_url, bg)
+        _approve_from_the_command_line(console, engine, api_url, bg, mail)
         bg.join()
         state = box.get("state")
         if state is None or not state.is_completed():

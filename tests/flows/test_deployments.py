@@ -163,3 +163,53 @@ def test_served_inspection_suspends_survives_its_process_and_completes(
         assert len(mails) == 3
     finally:
         served.stop()
+
+
+def test_gate_survives_a_server_restart_and_pre_gate_work_runs_once(
+    tmp_path: Path, engine: sa.Engine, load_inventory, data_dir: Path, client_key, smtp_server
+) -> None:
+    """A suspended run outlives a restart of the Prefect server; on resume the flow re-runs
+    from the top, and the pre-check logins made before the gate are not made again."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.flow_fixtures import wait_for_code
+    from tests.flows.test_inspection import answer, pending, wait_until
+    from upkeep.prefect_server import LocalPrefectServer
+    from upkeep.sshd import ThrowawaySshd
+
+    home = tmp_path / "prefect"
+    sshd = ThrowawaySshd(client_key=client_key, log_level="INFO").start()
+    server = LocalPrefectServer(home).start()
+    served = Served(
+        serve_env(server.api_url, data_dir, client_key, smtp_server), data_dir / "serve.log"
+    )
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            load_inventory([host_entry("web1", sshd)], trust=[sshd])
+            served.start()
+
+            def deployed() -> bool:
+                with get_client(sync_client=True) as c:
+                    return "acme" in {d.name for d in c.read_deployments()}
+
+            wait_until("the deployments to be served", deployed, timeout=90)
+            run = run_deployment("quarterly-health-inspection/acme", timeout=0)
+            gate = pending(engine, "inspection-plan")
+            code = wait_for_code(smtp_server, "paul@provider.example")
+            wait_until(
+                "the run to suspend",
+                lambda: (st := run_state(run.id)) is not None and st.name == "Suspended",
+            )
+            assert sshd.logins() == 1  # the pre-check, before the gate
+            server.stop()
+            server = LocalPrefectServer(home, port=server.port).start()
+            answer(gate, decision="approve", approver="Paul Lead", code=code)
+            wait_until("the run to finish", lambda: run_state(run.id).is_final(), timeout=180)
+            assert run_state(run.id).is_completed(), (data_dir / "serve.log").read_text()
+        assert sshd.logins() == 2  # the pre-check once, then the sweep
+    finally:
+        served.stop()
+        server.stop()
+        sshd.stop()
