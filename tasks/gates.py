@@ -181,6 +181,33 @@ class GateReport:
     pending: dict[str, int]
 
 
+def _answers(session: Session, rows: list[tuple[Approval, Contract]]) -> list[Decided]:
+    """Each approver's own answer time: their approval (one of M) or their rejection.
+
+    Gates recorded without per-approver events fall back to the gate's decision.
+    """
+    by_id = {a.id: (a, c) for a, c in rows if a.decision in DECISIONS and a.decided_at}
+    out: list[Decided] = []
+    seen: set[int] = set()
+    if by_id:
+        for e in session.exec(
+            select(ApprovalEvent).where(
+                col(ApprovalEvent.approval_id).in_(list(by_id)),
+                col(ApprovalEvent.kind).in_(["approved", "decided"]),
+            )
+        ):
+            a, c = by_id[e.approval_id]
+            if e.kind == "decided" and a.decision != "reject":
+                continue
+            if e.actor:
+                out.append(Decided(c.code, e.actor, a.requested_at, e.at))
+                seen.add(e.approval_id)
+    for gid, (a, c) in by_id.items():
+        if gid not in seen and a.approver and a.decided_at:
+            out.append(Decided(c.code, a.approver, a.requested_at, a.decided_at))
+    return out
+
+
 def gate_report(
     *, session: Session, contract_code: str | None = None, since: datetime | None = None
 ) -> GateReport:
@@ -191,11 +218,7 @@ def gate_report(
     if since is not None:
         query = query.where(col(Approval.requested_at) >= since)
     rows = [(a, c) for a, c in session.exec(query) if not a.gate.endswith("-revision")]
-    decided = [
-        Decided(c.code, a.approver, a.requested_at, a.decided_at)
-        for a, c in rows
-        if a.decision in DECISIONS and a.approver and a.decided_at
-    ]
+    decided = _answers(session, rows)
     gates: dict[str, int] = {}
     expiries: dict[str, int] = {}
     pending: dict[str, int] = {}

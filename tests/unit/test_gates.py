@@ -123,3 +123,28 @@ def test_event_log_and_report_from_records(engine: sa.Engine) -> None:
     assert report.escalations == {"ACME": 1}
     assert report.expiries == {"GLOBEX": 1}
     assert report.pending == {"GLOBEX": 1}
+
+
+def test_each_approver_of_an_m_of_n_gate_gets_their_own_time(engine: sa.Engine) -> None:
+    with Session(engine) as s:
+        acme = _contract(s, "ACME")
+        gate = open_gate(
+            session=s,
+            flow_run_id="r1",
+            contract_id=acme,
+            gate="release",
+            subject="release 2.1",
+            requested_at=T0,
+        )
+        assert gate.id is not None
+        first = log_event(session=s, approval_id=gate.id, kind="approved", actor="Alice")
+        first.at = T0 + timedelta(minutes=10)
+        second = log_event(session=s, approval_id=gate.id, kind="approved", actor="Paul")
+        second.at = T0 + timedelta(hours=2)
+        close_gate(
+            session=s, approval_id=gate.id, decision="approve", approver="Alice, Paul", comment=""
+        )
+        s.commit()
+        report = gate_report(session=s)
+    times = {t.approver: t.median for t in report.times}
+    assert times == {"Alice": timedelta(minutes=10), "Paul": timedelta(hours=2)}
