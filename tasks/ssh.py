@@ -651,6 +651,9 @@ class SshSession:
         self.close()
 
 
+_POLL_MS = 50
+
+
 def _read_available(chan: paramiko.Channel, out: bytearray, err: bytearray) -> None:
     while chan.recv_ready():
         out += chan.recv(_CHUNK)
@@ -677,7 +680,9 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[bytes, bytes] | Non
             return bytes(out), bytes(err)
         if remaining <= 0:
             return None
-        poller.poll(max(1, int(remaining * 1000)))
+        # paramiko's "either stream readable" pipe can miss a wakeup when both streams are
+        # busy (seen as a 45 s stall with 4 MiB on each): never sleep long on it alone.
+        poller.poll(max(1, min(_POLL_MS, int(remaining * 1000))))
 
 
 def _terminate_remote(chan: paramiko.Channel) -> None:

@@ -1,0 +1,267 @@
+"""The service report: a contract's work over the last month, quarter or year.
+
+Period → build the report from the records → save the HTML page → Markdown artifact →
+e-mail (opt-in, via the outbox, so a mail server that is down loses nothing and fails
+nothing). The next period's plan comes from the contract's cadences through the cadence
+engine (``deployments.cadence``); without the engine the report says why it has no plan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.sweep import current_flow_run_id
+from tasks.records import get_contract
+from tasks.reports import contract_zone
+from tasks.service_report import (
+    PeriodKind,
+    PlannedInput,
+    ServiceReport,
+    build_service_report,
+    local_midnight,
+    next_period,
+    next_period_plan,
+    period_bounds,
+    period_label,
+    render_service_report_email,
+    render_service_report_html,
+    render_service_report_markdown,
+    save_service_report,
+)
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import get_settings
+
+
+class ServiceReportParams(BaseModel):
+    """Which contract and period to report on. Sending mail is opt-in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code, as in the inventory")
+    period: Literal["month", "quarter", "year"] = Field(
+        "month", description="Report on the last complete month, quarter or year"
+    )
+    reference_date: date | None = Field(
+        None,
+        description="Report on the period before this date (default: today in the contract's "
+        "timezone)",
+    )
+    email_report: bool = Field(False, description="E-mail the report to the contract's recipients")
+    requested_by: str | None = Field(None, description="Who started the run")
+
+
+class ServiceReportOutcome(BaseModel):
+    report_path: str
+    label: str
+    period_start: date
+    period_end: date
+    """Exclusive."""
+    runs: int
+    failed_runs: int
+    findings_opened: int
+    findings_resolved: int
+    open_at_end: int
+    gates: int
+    planned: int
+    email: dict[str, Any] | None = None
+
+
+def today_in(timezone: str) -> date:
+    """Today's date in ``timezone`` (UTC when the name is unknown)."""
+    return datetime.now(UTC).astimezone(contract_zone(timezone)).date()
+
+
+def _contract_timezone(code: str) -> str:
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        return get_contract(session=db, code=code).timezone
+
+
+def service_report_run_name() -> str:
+    """``service report · ACME · 2026-11``."""
+    from prefect.runtime import flow_run
+
+    raw = flow_run.parameters.get("params") or {}
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    contract = str(raw.get("contract", "?"))
+    try:
+        params = ServiceReportParams.model_validate(raw)
+        reference = params.reference_date or today_in(_contract_timezone(params.contract))
+        label = period_label(params.period, period_bounds(params.period, reference)[0])
+    except Exception:
+        # A name must never fail the run; the flow itself reports what is wrong.
+        label = "?"
+    return f"service report · {contract} · {label}"
+
+
+# --- the next period's plan -------------------------------------------------------------------
+
+
+@task(name="plan-next-period")
+def plan_next_period(
+    contract: str, kind: PeriodKind, end: date
+) -> tuple[list[PlannedInput], str | None]:
+    """The runs the contract's cadences plan for the period that starts on ``end``, and a
+    note saying what could not be planned (or None)."""
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        row = get_contract(session=db, code=contract)
+        cadences, timezone = dict(row.cadences), row.timezone
+    zone = contract_zone(timezone)
+    start, stop = next_period(kind, end)
+    # Contracts record no blackout days yet: the plan is the cadences as written.
+    planned, note = next_period_plan(
+        cadences=cadences,
+        timezone=timezone,
+        start=local_midnight(start, zone),
+        end=local_midnight(stop, zone),
+    )
+    if note:
+        get_run_logger().warning("plan for the next period incomplete: %s", note)
+    return planned, note
+
+
+# --- report, artifact, e-mail ------------------------------------------------------------------
+
+
+@task(name="build-service-report")
+def build_report(
+    contract: str,
+    kind: PeriodKind,
+    start: date,
+    end: date,
+    planned: list[PlannedInput],
+    plan_note: str | None,
+    flow_run_id: str | None = None,
+) -> ServiceReport:
+    """Read the period's records into a :class:`ServiceReport`."""
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        return build_service_report(
+            session=db,
+            contract_code=contract,
+            kind=kind,
+            start=start,
+            end=end,
+            planned=planned,
+            plan_note=plan_note,
+            flow_run_id=flow_run_id,
+        )
+
+
+@task(name="write-service-report")
+def write_report(report: ServiceReport) -> str:
+    """Render the HTML page and save it under the report directory; returns the file path."""
+    settings = get_settings()
+    html = render_service_report_html(
+        report, settings.templates_dir, prefect_ui_url=settings.prefect_ui_url
+    )
+    path = save_service_report(
+        html, report_dir=settings.reports, contract_code=report.contract.code, label=report.label
+    )
+    return str(path)
+
+
+def artifact_key(contract: str) -> str:
+    """``service-report-acme``: artifact keys allow lowercase letters, digits and dashes."""
+    return "service-report-" + "".join(c if c.isalnum() else "-" for c in contract.lower())
+
+
+@task(name="publish-service-report")
+def publish_artifact(report: ServiceReport, report_path: str) -> None:
+    """The report's Markdown summary as the contract's service-report artifact."""
+    from pathlib import Path
+
+    create_markdown_artifact(
+        markdown=render_service_report_markdown(report, Path(report_path)),
+        key=artifact_key(report.contract.code),
+        description=f"Service report {report.contract.code} {report.label}",
+    )
+
+
+@task(name="email-service-report")
+def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
+    """Queue the report for the contract's recipients, then deliver everything pending.
+
+    A delivery failure stays in the outbox for the next run and is logged, never raised.
+    """
+    from tasks.notify import deliver_pending, queue_message
+
+    logger = get_run_logger()
+    settings = get_settings()
+    engine = engine_for(settings.db_url)
+    with session_scope(engine) as db:
+        contract = get_contract(session=db, code=report.contract.code)
+        if not contract.report_recipients:
+            logger.warning("contract %s has no report recipients", contract.code)
+            return {"sent": [], "failed": {}, "queued": False}
+        subject, text, html = render_service_report_email(
+            report, report_path, settings.templates_dir
+        )
+        queue_message(
+            session=db,
+            contract_id=contract.id,
+            kind="service_report",
+            subject=subject,
+            recipients=list(contract.report_recipients),
+            text_body=text,
+            html_body=html,
+            attachments=[report_path],
+        )
+    with session_scope(engine) as db:
+        delivery = deliver_pending(session=db, smtp=settings.smtp)
+    if delivery.failed:
+        logger.warning(
+            "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
+        )
+    return {"sent": delivery.sent, "failed": delivery.failed, "queued": True}
+
+
+# --- the flow ---------------------------------------------------------------------------------
+
+
+@flow(name="service-report", flow_run_name=service_report_run_name, persist_result=True)
+def service_report(params: ServiceReportParams) -> ServiceReportOutcome:
+    """Report on the contract's last complete period: work done and not done, faults, backups,
+    approvals and the plan for the next period; e-mail it when asked."""
+    logger = get_run_logger()
+    engine = engine_for(get_settings().db_url)
+    with session_scope(engine) as db:
+        timezone = get_contract(session=db, code=params.contract).timezone
+    start, end = period_bounds(params.period, params.reference_date or today_in(timezone))
+    logger.info(
+        "service report %s %s [%s, %s), requested by %s",
+        params.contract,
+        period_label(params.period, start),
+        start,
+        end,
+        params.requested_by or "nobody named",
+    )
+    planned, note = plan_next_period(params.contract, params.period, end)
+    report = build_report(
+        params.contract, params.period, start, end, planned, note, current_flow_run_id()
+    )
+    path = write_report(report)
+    publish_artifact(report, path)
+    mail = email_report(report, path) if params.email_report else None
+    logger.info("service report: %s", path)
+    return ServiceReportOutcome(
+        report_path=path,
+        label=report.label,
+        period_start=start,
+        period_end=end,
+        runs=report.runs_total,
+        failed_runs=report.runs_failed,
+        findings_opened=len(report.opened),
+        findings_resolved=len(report.resolved),
+        open_at_end=len(report.open_at_end),
+        gates=report.approvals.gates,
+        planned=len(report.planned),
+        email=mail,
+    )

@@ -1,0 +1,487 @@
+"""Service reports: periods, gathering a contract's records of a period, rendering, saving."""
+
+from __future__ import annotations
+
+import re
+import stat
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+
+import tasks.service_report
+from models import (
+    Approval,
+    ApprovalEvent,
+    Contract,
+    Customer,
+    Finding,
+    FindingStatus,
+    Host,
+    InspectionRun,
+    RunStatus,
+)
+from tasks.records import RecordNotFound
+from tasks.service_report import (
+    NO_BACKUPS,
+    NO_CADENCE_ENGINE,
+    ServiceReport,
+    build_service_report,
+    local_midnight,
+    next_period,
+    next_period_plan,
+    period_bounds,
+    period_label,
+    render_service_report_email,
+    render_service_report_html,
+    render_service_report_markdown,
+    save_service_report,
+    service_report_path,
+)
+from upkeep.settings import PROJECT_ROOT
+
+TEMPLATES = PROJECT_ROOT / "templates"
+XSS = "<script>alert(1)</script>"
+NOVEMBER = (date(2026, 11, 1), date(2026, 12, 1))
+# November 2026 in Europe/Berlin (CET, UTC+1) is [2026-10-31 23:00, 2026-11-30 23:00) UTC.
+END_UTC = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+
+
+def utc(month: int, day: int, hour: int = 8, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC)
+
+
+# --- periods --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        (date(2026, 1, 15), (date(2025, 12, 1), date(2026, 1, 1))),
+        (date(2026, 1, 1), (date(2025, 12, 1), date(2026, 1, 1))),
+        (date(2026, 12, 1), (date(2026, 11, 1), date(2026, 12, 1))),
+        (date(2026, 3, 31), (date(2026, 2, 1), date(2026, 3, 1))),
+    ],
+)
+def test_period_bounds_month_is_the_previous_month(reference: date, expected: tuple) -> None:
+    assert period_bounds("month", reference) == expected
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        (date(2026, 1, 10), (date(2025, 10, 1), date(2026, 1, 1))),
+        (date(2026, 4, 1), (date(2026, 1, 1), date(2026, 4, 1))),
+        (date(2026, 6, 30), (date(2026, 1, 1), date(2026, 4, 1))),
+        (date(2026, 12, 31), (date(2026, 7, 1), date(2026, 10, 1))),
+    ],
+)
+def test_period_bounds_quarter_is_the_previous_quarter(reference: date, expected: tuple) -> None:
+    assert period_bounds("quarter", reference) == expected
+
+
+def test_period_bounds_year_is_the_previous_year() -> None:
+    assert period_bounds("year", date(2026, 1, 1)) == (date(2025, 1, 1), date(2026, 1, 1))
+    assert period_bounds("year", date(2026, 12, 31)) == (date(2025, 1, 1), date(2026, 1, 1))
+
+
+def test_period_bounds_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown period 'week'"):
+        period_bounds("week", date(2026, 1, 1))  # type: ignore[arg-type]
+
+
+def test_period_labels_and_next_period() -> None:
+    assert period_label("month", date(2026, 11, 1)) == "2026-11"
+    assert period_label("quarter", date(2026, 10, 1)) == "2026-Q4"
+    assert period_label("quarter", date(2026, 1, 1)) == "2026-Q1"
+    assert period_label("year", date(2026, 1, 1)) == "2026"
+    assert next_period("month", date(2026, 12, 1)) == (date(2026, 12, 1), date(2027, 1, 1))
+    assert next_period("quarter", date(2026, 10, 1)) == (date(2026, 10, 1), date(2027, 1, 1))
+    assert next_period("year", date(2026, 1, 1)) == (date(2026, 1, 1), date(2027, 1, 1))
+
+
+# --- the next period's plan ---------------------------------------------------------------
+
+BERLIN = "Europe/Berlin"
+
+
+def q4_2026() -> dict:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(BERLIN)
+    return {
+        "timezone": BERLIN,
+        "start": local_midnight(date(2026, 10, 1), zone),
+        "end": local_midnight(date(2027, 1, 1), zone),
+    }
+
+
+def test_no_cadences_plan_nothing_and_say_nothing() -> None:
+    assert next_period_plan(cadences={}, **q4_2026()) == ([], None)
+
+
+def test_without_the_cadence_engine_the_plan_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks.service_report, "_cadence_engine", lambda: None)
+    planned, note = next_period_plan(cadences={"inspection": "quarterly, 02:00"}, **q4_2026())
+    assert planned == [] and note == NO_CADENCE_ENGINE
+
+
+def test_plan_from_cadences_with_the_cadence_engine() -> None:
+    pytest.importorskip("deployments.cadence")
+    planned, note = next_period_plan(
+        cadences={
+            "inspection": "quarterly, first Tuesday, 02:00",
+            "backup-restore": "monthly, day 24, 03:30",
+            "patch-advisory": "monthly, day 31, 03:30",
+        },
+        blackouts=[{"from": "2026-12-24", "to": "2026-12-26", "reason": "Christmas"}],
+        **q4_2026(),
+    )
+    assert note is not None and note.startswith("Not planned: patch-advisory:")
+    assert [(at.isoformat(), process) for at, process, _ in planned] == [
+        ("2026-10-24T03:30:00+02:00", "backup-restore"),
+        ("2026-11-24T03:30:00+01:00", "backup-restore"),
+        ("2026-12-27T03:30:00+01:00", "backup-restore"),
+        ("2026-10-06T02:00:00+02:00", "inspection"),
+    ]
+    assert planned[2][2] == "monthly, day 24, 03:30 (moved from 2026-12-24, blackout: Christmas)"
+    assert planned[3][2] == "quarterly, first Tuesday, 02:00"
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    edge_run: int
+    failed_run: int
+
+
+def _run(s: Session, contract_id: int, kind: str, status: RunStatus, at: datetime) -> int:
+    run = InspectionRun(
+        contract_id=contract_id,
+        kind=kind,
+        status=status,
+        started_at=at,
+        finished_at=at + timedelta(minutes=20),
+        requested_by="tester",
+    )
+    s.add(run)
+    s.flush()
+    assert run.id is not None
+    return run.id
+
+
+def _finding(
+    s: Session,
+    contract_id: int,
+    host: Host,
+    run_id: int,
+    check: str,
+    severity: str,
+    first_seen: datetime,
+    resolved: datetime | None = None,
+    message: str = "something is wrong",
+    recommendation: str = "",
+) -> None:
+    assert host.id is not None
+    s.add(
+        Finding(
+            contract_id=contract_id,
+            host_id=host.id,
+            run_id=run_id,
+            last_seen_run_id=run_id,
+            check=check,
+            severity=severity,
+            message=message,
+            recommendation=recommendation,
+            status=FindingStatus.RESOLVED if resolved else FindingStatus.OPEN,
+            first_seen_at=first_seen,
+            last_seen_at=first_seen,
+            resolved_at=resolved,
+        )
+    )
+
+
+def _gate(
+    s: Session,
+    contract_id: int,
+    requested: datetime,
+    decision: str | None,
+    waited: timedelta | None = None,
+    gate: str = "inspection-plan",
+    escalated: bool = False,
+) -> None:
+    decided = requested + waited if waited is not None else None
+    approver = "Alice Owner" if decision in ("approve", "reject") else None
+    row = Approval(
+        flow_run_id=f"fr-{requested.isoformat()}",
+        contract_id=contract_id,
+        gate=gate,
+        subject=f"{gate} of {requested:%Y-%m-%d}",
+        requested_at=requested,
+        decided_at=decided,
+        decision=decision,
+        approver=approver,
+    )
+    s.add(row)
+    s.flush()
+    assert row.id is not None
+    s.add(ApprovalEvent(approval_id=row.id, kind="opened", at=requested))
+    if escalated:
+        s.add(
+            ApprovalEvent(approval_id=row.id, kind="escalated", at=requested + timedelta(hours=4))
+        )
+    if decided is not None and approver:
+        s.add(ApprovalEvent(approval_id=row.id, kind="approved", actor=approver, at=decided))
+        s.add(ApprovalEvent(approval_id=row.id, kind="decided", actor=approver, at=decided))
+    elif decision == "expired" and decided is not None:
+        s.add(ApprovalEvent(approval_id=row.id, kind="expired", at=decided))
+
+
+def seed(engine: sa.Engine) -> Seeded:
+    """ACME (Europe/Berlin) with records inside November 2026 and around it."""
+    with Session(engine) as s:
+        customer = Customer(code="acme", name="ACME & Söhne <GmbH>")
+        s.add(customer)
+        s.flush()
+        assert customer.id is not None
+        contract = Contract(
+            customer_id=customer.id,
+            code="ACME",
+            name="ACME managed operations",
+            timezone="Europe/Berlin",
+            report_recipients=["it@acme.example"],
+        )
+        s.add(contract)
+        s.flush()
+        cid = contract.id
+        assert cid is not None
+        web, db = (
+            Host(contract_id=cid, name="web1", address="10.0.0.1"),
+            Host(contract_id=cid, name="db1", address="10.0.0.2"),
+        )
+        s.add_all([web, db])
+        s.flush()
+
+        # 23:30 UTC on 31 October is 00:30 on 1 November in Berlin: November's.
+        edge = _run(s, cid, "inspection", RunStatus.COMPLETED, utc(10, 31, 23, 30))
+        failed = _run(s, cid, "recheck", RunStatus.FAILED, utc(11, 15, 10))
+        _run(s, cid, "inspection", RunStatus.COMPLETED, utc(11, 20))
+        old = _run(s, cid, "inspection", RunStatus.COMPLETED, utc(10, 31, 22, 30))  # October
+        _run(s, cid, "demo", RunStatus.COMPLETED, END_UTC)  # 1 December, 00:00 in Berlin
+
+        _finding(s, cid, web, old, "disk", "major", utc(10, 10), recommendation="grow /var")
+        _finding(
+            s,
+            cid,
+            web,
+            failed,
+            "syslog",
+            "critical",
+            utc(11, 15),
+            message=f"kernel says {XSS} | oops\nnext line",
+            recommendation="replace the disk",
+        )
+        _finding(s, cid, db, edge, "memory", "minor", utc(11, 2), resolved=utc(11, 20))
+        _finding(s, cid, db, old, "ntp", "info", utc(9, 1), resolved=utc(11, 5))
+        _finding(s, cid, db, edge, "cert", "major", utc(11, 10), resolved=utc(12, 3))
+        _finding(s, cid, web, old, "swap", "minor", utc(12, 2))
+        _finding(s, cid, web, old, "old", "minor", utc(8, 1), resolved=utc(10, 1))
+
+        _gate(s, cid, utc(11, 3), "approve", timedelta(hours=2), escalated=True)
+        _gate(s, cid, utc(11, 10), "expired", timedelta(hours=72), escalated=True)
+        _gate(s, cid, utc(12, 2), "approve", timedelta(minutes=10), escalated=True)  # after
+        _gate(s, cid, utc(10, 20), "approve", timedelta(hours=9))  # before
+        _gate(s, cid, utc(11, 12), "resubmit", timedelta(hours=1), gate="inspection-plan-revision")
+        s.commit()
+        return Seeded(edge_run=edge, failed_run=failed)
+
+
+def build(engine: sa.Engine, **kwargs) -> ServiceReport:  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        return build_service_report(
+            session=s,
+            contract_code="ACME",
+            kind="month",
+            start=NOVEMBER[0],
+            end=NOVEMBER[1],
+            generated_at=utc(12, 1, 6),
+            **kwargs,
+        )
+
+
+def test_build_counts_runs_of_the_period_in_the_contracts_timezone(engine: sa.Engine) -> None:
+    seeded = seed(engine)
+    report = build(engine)
+    assert report.label == "2026-11" and report.period_text == "2026-11-01 – 2026-11-30"
+    assert [r.id for r in report.runs][0] == seeded.edge_run
+    assert report.runs[0].started_at.isoformat() == "2026-11-01T00:30:00+01:00"
+    assert report.runs_total == 3 and report.runs_failed == 1
+    assert [(t.kind, t.completed, t.failed, t.total) for t in report.run_tallies] == [
+        ("inspection", 2, 0, 2),
+        ("recheck", 0, 1, 1),
+    ]
+    assert [r.id for r in report.runs_not_done] == [seeded.failed_run]
+
+
+def test_build_counts_findings_opened_resolved_and_open_at_the_end(engine: sa.Engine) -> None:
+    seed(engine)
+    report = build(engine)
+    assert [(f.host, f.check) for f in report.opened] == [
+        ("web1", "syslog"),
+        ("db1", "cert"),
+        ("db1", "memory"),
+    ]
+    assert [(f.host, f.check) for f in report.resolved] == [("db1", "memory"), ("db1", "ntp")]
+    # Worst first, then oldest; the cert was resolved after the period, so it was open then.
+    assert [(f.check, f.age_days) for f in report.open_at_end] == [
+        ("syslog", 15),
+        ("disk", 51),
+        ("cert", 20),
+    ]
+    assert report.open_at_end[1].age == END_UTC - utc(10, 10)
+    assert [(t.severity, t.opened, t.resolved, t.open_at_end) for t in report.by_severity] == [
+        ("critical", 1, 0, 1),
+        ("major", 1, 0, 2),
+        ("minor", 1, 1, 0),
+        ("info", 0, 1, 0),
+    ]
+    assert [(t.host, t.opened, t.resolved, t.open_at_end) for t in report.by_host] == [
+        ("db1", 2, 2, 1),
+        ("web1", 1, 0, 2),
+    ]
+    assert [(f.check, f.recommendation) for f in report.advice] == [
+        ("syslog", "replace the disk"),
+        ("disk", "grow /var"),
+    ]
+    assert report.backups == ()
+
+
+def test_build_limits_approvals_to_the_period(engine: sa.Engine) -> None:
+    seed(engine)
+    a = build(engine).approvals
+    assert (a.gates, a.escalations, a.expiries, a.pending) == (2, 2, 1, 0)
+    (alice,) = a.times
+    assert (alice.approver, alice.decisions) == ("Alice Owner", 1)
+    assert alice.median == alice.p90 == alice.longest == timedelta(hours=2)
+    assert [(g.decision, g.escalated) for g in a.rows] == [("approve", True), ("expired", True)]
+    assert a.rows[0].requested_at.isoformat() == "2026-11-03T09:00:00+01:00"
+
+
+def test_build_takes_the_plan_as_given_in_local_time(engine: sa.Engine) -> None:
+    seed(engine)
+    report = build(
+        engine,
+        planned=[
+            (utc(12, 8, 1), "inspection", "quarterly health inspection"),
+            (utc(12, 2, 1), "backup-restore", "monthly restore test"),
+        ],
+    )
+    assert (report.next_start, report.next_end) == (date(2026, 12, 1), date(2027, 1, 1))
+    assert [(p.process, p.at.isoformat()) for p in report.planned] == [
+        ("backup-restore", "2026-12-02T02:00:00+01:00"),
+        ("inspection", "2026-12-08T02:00:00+01:00"),
+    ]
+
+
+def test_build_refuses_an_unknown_contract_and_an_empty_period(engine: sa.Engine) -> None:
+    seed(engine)
+    with Session(engine) as s:
+        with pytest.raises(RecordNotFound):
+            build_service_report(
+                session=s, contract_code="NOPE", kind="month", start=NOVEMBER[0], end=NOVEMBER[1]
+            )
+        with pytest.raises(ValueError, match="empty period"):
+            build_service_report(
+                session=s, contract_code="ACME", kind="month", start=NOVEMBER[1], end=NOVEMBER[0]
+            )
+
+
+def test_an_empty_contract_still_has_every_section(engine: sa.Engine) -> None:
+    with Session(engine) as s:
+        customer = Customer(code="quiet", name="Quiet Ltd")
+        s.add(customer)
+        s.flush()
+        assert customer.id is not None
+        s.add(Contract(customer_id=customer.id, code="ACME", name="quiet", timezone="UTC"))
+        s.commit()
+    report = build(engine)
+    html = render_service_report_html(report, TEMPLATES)
+    for section in ("runs", "findings", "advice", "backups", "approvals", "plan"):
+        assert f'<section id="{section}">' in html
+    assert "No runs were recorded in this period." in html
+    assert f"{NO_BACKUPS.capitalize()} in this period." in html
+    assert "Nothing is scheduled for the next period." in html
+    assert "Nothing is scheduled." in render_service_report_markdown(report)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def test_html_is_self_contained_and_escapes_host_output(engine: sa.Engine) -> None:
+    seed(engine)
+    report = build(engine, planned=[(utc(12, 8, 1), "inspection", "quarterly <b>inspection</b>")])
+    html = render_service_report_html(report, TEMPLATES, prefect_ui_url="http://ui:4200")
+    assert XSS not in html
+    assert "kernel says &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "ACME &amp; Söhne &lt;GmbH&gt;" in html
+    assert "quarterly &lt;b&gt;inspection&lt;/b&gt;" in html
+    assert NO_BACKUPS.capitalize() in html
+    assert "2026-11-01 00:30 CET" in html  # the edge run, in Berlin time
+    assert not re.search(r"""(src|href)=["']https?://""", html)  # no external assets
+    assert "<style>" in html
+
+
+def test_markdown_escapes_pipes_and_newlines(engine: sa.Engine) -> None:
+    seed(engine)
+    md = render_service_report_markdown(build(engine), Path("/srv/reports/r.html"))
+    row = next(line for line in md.splitlines() if "kernel says" in line)
+    assert "\\| oops next line" in row
+    assert "\\<script\\>" in row
+    assert row.count("|") - row.count("\\|") == 7  # six cells: nothing broke out of the table
+    assert "[Open the full report](file:///srv/reports/r.html)" in md
+    assert "| Alice Owner | 1 | 2h 00m | 2h 00m | 2h 00m |" in md
+
+
+def test_email_has_one_line_subject_and_names_the_attachment(engine: sa.Engine) -> None:
+    seed(engine)
+    report = build(engine)
+    subject, text, html = render_service_report_email(
+        report, Path("/r/service-report-ACME-2026-11.html"), TEMPLATES
+    )
+    assert "\n" not in subject
+    assert subject.startswith("[upkeep] Monthly service report 2026-11 ACME")
+    assert "3 run(s), 3 finding(s) opened, 2 resolved, 3 open" in subject
+    assert "attached (service-report-ACME-2026-11.html)" in text
+    assert "Backups verified:  no backup verification recorded" in text
+    assert "run " in text and "recheck" in text and "failed" in text  # what was not done
+    assert "replace the disk" in text and "replace the disk" in html
+    assert XSS not in html
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+
+def test_save_writes_atomically_under_contract_and_year(tmp_path: Path) -> None:
+    path = save_service_report(
+        "<html>1</html>", report_dir=tmp_path, contract_code="ACME", label="2026-Q4"
+    )
+    assert path == tmp_path / "ACME" / "2026" / "service-report-ACME-2026-Q4.html"
+    assert path == service_report_path(report_dir=tmp_path, contract_code="ACME", label="2026-Q4")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    again = save_service_report(
+        "<html>2</html>", report_dir=tmp_path, contract_code="ACME", label="2026-Q4"
+    )
+    assert again == path and path.read_text() == "<html>2</html>"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_save_refuses_a_contract_code_that_is_not_a_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        save_service_report("x", report_dir=tmp_path, contract_code="..", label="2026")
+    path = save_service_report("x", report_dir=tmp_path, contract_code="../evil", label="2026")
+    assert path.resolve().is_relative_to(tmp_path.resolve())
