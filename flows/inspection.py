@@ -19,6 +19,7 @@ from prefect.states import Cancelled, State
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.approvals import ApprovalRequest, Decision, close_approval, ensure_gate
+from flows.blackout import blackout_guard
 from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
 from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from tasks.checks import CATALOGUE
@@ -482,13 +483,15 @@ def _sweep_report_mail(
 
 
 @flow(
-    name="quarterly-health-inspection",
+    name="inspection",
     flow_run_name=inspection_run_name,
     persist_result=True,
 )
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
+    if (ended := blackout_guard(params.contract)) is not None:
+        return ended
     plan = build_plan(params)
     if plan.requires_approval:
         plan = with_preflight(plan)
@@ -534,12 +537,14 @@ def recheck_run_name() -> str:
 
 
 @flow(
-    name="recheck-findings",
+    name="recheck",
     flow_run_name=recheck_run_name,
     persist_result=True,
 )
-def recheck_findings(params: RecheckParams) -> InspectionOutcome:
+def recheck_findings(params: RecheckParams) -> InspectionOutcome | State[Any]:
     """Re-run only the checks with open findings and resolve what is fixed."""
+    if (ended := blackout_guard(params.contract)) is not None:
+        return ended
     from sqlmodel import col, select
 
     from models import Host

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.sweep import current_flow_run_id
@@ -227,9 +228,13 @@ def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
 
 
 @flow(name="service-report", flow_run_name=service_report_run_name, persist_result=True)
-def service_report(params: ServiceReportParams) -> ServiceReportOutcome:
+def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[Any]:
     """Report on the contract's last complete period: work done and not done, faults, backups,
     approvals and the plan for the next period; e-mail it when asked."""
+    from flows.blackout import blackout_guard
+
+    if (ended := blackout_guard(params.contract)) is not None:
+        return ended
     logger = get_run_logger()
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:

@@ -59,13 +59,16 @@ def sweep_hosts(
     """
     logger = get_run_logger()
     limit = limit or get_settings().sweep_concurrency
+    # The tag lets a Prefect concurrency limit (`upkeep deploy --contract-limit`) cap one
+    # contract's host tasks across every worker, so one big sweep cannot starve the others.
+    per_contract = inspect_host.with_options(tags={f"contract:{contract}"})
     futures: list[Any] = []
     for target in targets:
         in_flight = [f.wrapped_future for f in futures if not f.wrapped_future.done()]
         if len(in_flight) >= limit:
             concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
         futures.append(
-            inspect_host.submit(
+            per_contract.submit(
                 host_id=target.id, host_name=target.name, run_id=run_id, check_names=target.checks
             )
         )

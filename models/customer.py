@@ -53,6 +53,9 @@ class Contract(ContractBase, table=True):
     backup_approver: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)
     report_recipients: list[str] = json_field(list)
     cadences: dict[str, Any] = json_field()
+    """Process -> cadence as written in the inventory (deployments.cadence parses it)."""
+    blackouts: list[Any] = json_field(list)
+    blackout_policy: str = Field(default="next_allowed_day", max_length=32)
     approval_policy: dict[str, Any] = json_field()
     """Defaults for every gate (tasks.gates.GatePolicy fields)."""
     gate_policies: dict[str, Any] = json_field()

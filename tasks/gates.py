@@ -209,14 +209,20 @@ def _answers(session: Session, rows: list[tuple[Approval, Contract]]) -> list[De
 
 
 def gate_report(
-    *, session: Session, contract_code: str | None = None, since: datetime | None = None
+    *,
+    session: Session,
+    contract_code: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> GateReport:
-    """Figures over the approver gates opened since ``since`` (all when None)."""
+    """Figures over the approver gates opened in [since, until) (open-ended when None)."""
     query = select(Approval, Contract).join(Contract, col(Contract.id) == col(Approval.contract_id))
     if contract_code:
         query = query.where(Contract.code == contract_code)
     if since is not None:
         query = query.where(col(Approval.requested_at) >= since)
+    if until is not None:
+        query = query.where(col(Approval.requested_at) < until)
     rows = [(a, c) for a, c in session.exec(query) if not a.gate.endswith("-revision")]
     decided = _answers(session, rows)
     gates: dict[str, int] = {}

@@ -21,16 +21,13 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, get_args
 
-from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlmodel import Session, col, or_, select
 
 from models import (
@@ -545,33 +542,10 @@ def next_period_plan(
     return planned, note
 
 
-@contextmanager
-def _approvals_before(session: Session, end: datetime) -> Iterator[None]:
-    """Within the block, every ORM query of ``session`` sees only gates requested before ``end``.
-
-    ``gate_report`` only takes a lower bound (``since``); a report for a past period must not
-    count gates opened after it, and the per-approver answer times cannot be subtracted
-    afterwards. Drop this once ``gate_report`` takes an upper bound.
-    """
-
-    def limit(state: ORMExecuteState) -> None:
-        if state.is_select:
-            state.statement = state.statement.options(
-                with_loader_criteria(Approval, col(Approval.requested_at) < end)
-            )
-
-    event.listen(session, "do_orm_execute", limit)
-    try:
-        yield
-    finally:
-        event.remove(session, "do_orm_execute", limit)
-
-
 def _approvals(
     session: Session, contract: Contract, start: datetime, end: datetime, zone: tzinfo
 ) -> ApprovalSummary:
-    with _approvals_before(session, end):
-        figures = gate_report(session=session, contract_code=contract.code, since=start)
+    figures = gate_report(session=session, contract_code=contract.code, since=start, until=end)
     code = contract.code
     gates = session.exec(
         select(Approval)

@@ -604,18 +604,84 @@ def outbox_send() -> None:
 
 @app.command("serve")
 def serve_cmd() -> None:
-    """Serve every active contract's flows as deployments, for the Prefect UI and schedules."""
-    from deployments import build_deployments, serve_all
+    """Serve every active contract's flows on their cadences, and the approval watchdog."""
+    from deployments import active_contracts, build_deployments, pause_gone, serve_all, unsupported
 
     settings = settings_or_exit()
     require_prefect_api()
     with db_session(settings) as session:
+        contracts = active_contracts(session)
+        if not contracts:
+            fail("no active contract: load an inventory first")
         deps = build_deployments(session)
-    if not deps:
-        fail("no active contract: load an inventory first")
+        for c in contracts:
+            for process in unsupported(c):
+                err.print(f"{c.code}: no flow for {process} yet; its cadence is not scheduled")
+    for paused in pause_gone({c.code for c in contracts}):
+        out.print(f"paused {paused}: its contract is no longer active")
     for d in deps:
-        out.print(f"serving {d.flow_name}/{d.name}")
+        out.print(
+            f"serving {d.flow_name}/{d.name}"
+            + (f" on {len(d.schedules)} schedule(s)" if d.schedules else "")
+        )
     serve_all(deps)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    pool: Annotated[str, typer.Option(help="Prefect work pool (type process) the workers poll")],
+    create_pool: Annotated[bool, typer.Option(help="Create the pool when missing")] = True,
+    contract_limit: Annotated[
+        int | None, typer.Option(help="At most this many host tasks of one contract at once")
+    ] = None,
+) -> None:
+    """Register every active contract's deployments with a work pool, for `prefect worker start`.
+
+    Idempotent: run it after every inventory change; deployments of contracts that are gone are
+    paused, never deleted.
+    """
+    from deployments import deploy_to_pool, ensure_process_pool
+
+    settings = settings_or_exit()
+    require_prefect_api()
+    if create_pool and ensure_process_pool(pool):
+        out.print(f"created work pool {pool} (type process)")
+    with db_session(settings) as session:
+        report = deploy_to_pool(session, pool, contract_limit)
+    for name in report.deployed:
+        out.print(f"deployed {name} → pool {pool}")
+    for name in report.paused:
+        out.print(f"paused {name}: its contract is no longer active")
+    for code, processes in report.unsupported.items():
+        err.print(f"{code}: no flow yet for {', '.join(processes)}; not scheduled")
+    for code, limit in report.limits.items():
+        out.print(f"concurrency limit contract:{code} = {limit}")
+
+
+@app.command("plan")
+def plan_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    year: Annotated[int, typer.Option(help="Calendar year")],
+) -> None:
+    """Write the contract's annual service plan (HTML page and .ics calendar)."""
+    from flows.annual_plan import annual_plan, plan_summary, write_plan_files
+    from tasks.records import RecordNotFound
+
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        try:
+            plan = annual_plan(session=session, contract_code=contract, year=year)
+        except RecordNotFound as exc:
+            fail(str(exc))
+    html, ics = write_plan_files(plan, settings)
+    for title, count in sorted(plan_summary(plan).items()):
+        out.print(f"{title}: {count}")
+    moved = [i for i in plan.items if i.moved]
+    skipped = [i for i in plan.items if i.skipped]
+    if moved or skipped:
+        out.print(f"blackouts: {len(moved)} moved, {len(skipped)} skipped")
+    out.print(f"plan: {html}")
+    out.print(f"calendar: {ics}")
 
 
 # --- demo -------------------------------------------------------------------------------------

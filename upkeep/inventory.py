@@ -11,7 +11,7 @@ import re
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
@@ -22,6 +22,14 @@ from tasks.checks.base import Thresholds
 from tasks.gates import GatePolicy
 
 CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+Process = Literal[
+    "inspection",
+    "recheck",
+    "backup_verification",
+    "patch_advisory",
+    "service_report",
+    "annual_plan",
+]
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
 
 
@@ -71,10 +79,43 @@ class ContractSpec(_Strict):
     report_recipients: list[EmailStr] = []
     plan_requires_approval: bool = True
     thresholds: Thresholds = Thresholds()
-    cadences: dict[str, Any] = {}
+    cadences: dict[Process, Any] = {}
+    """Process -> cadence as people say it ("quarterly, first Tuesday, 02:00"), or
+    {cron: ...} / {rrule: ...}; in the contract's timezone."""
+    blackouts: list[Any] = []
+    """Days with no scheduled work: "2026-12-24" or {from, to, reason}."""
+    blackout_policy: Literal["next_allowed_day", "skip"] = "next_allowed_day"
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
     hosts: list[HostSpec] = []
+
+    @field_validator("cadences")
+    @classmethod
+    def _cadences(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from deployments.cadence import CadenceError, parse_cadence
+
+        problems = []
+        for process, written in value.items():
+            try:
+                parse_cadence(written)
+            except CadenceError as exc:
+                problems.append(f"{process}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("blackouts")
+    @classmethod
+    def _blackouts(cls, value: list[Any]) -> list[Any]:
+        from deployments.cadence import CadenceError, parse_blackouts
+
+        try:
+            parse_blackouts(value)
+        except CadenceError as exc:
+            raise ValueError(str(exc)) from None
+        return [
+            str(v) if not isinstance(v, dict) else {k: str(x) for k, x in v.items()} for v in value
+        ]
 
     @field_validator("timezone")
     @classmethod
@@ -131,11 +172,40 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | 
     return None
 
 
+def _bad_value(text: str, source: str, exc: ValueError) -> str:
+    """Name the scalar PyYAML could not turn into a value (e.g. the date 2027-02-30)."""
+    import datetime as dt
+
+    def walk(node: yaml.Node) -> yaml.Node | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":timestamp"):
+            try:
+                dt.date.fromisoformat(node.value[:10])
+            except ValueError:
+                return node
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [v for _, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        for child in children:
+            found = walk(child)
+            if found is not None:
+                return found
+        return None
+
+    bad = walk(yaml.compose(text, Loader=yaml.SafeLoader))
+    if bad is None:
+        return f"{source}: not a valid value: {exc}"
+    return f"{source}:{bad.start_mark.line + 1}: {bad.value!r} is not a valid date ({exc})"
+
+
 def parse_inventory(text: str, source: str = "<inventory>") -> InventorySpec:
     """Validate inventory YAML. Raises :class:`InventoryError` listing every problem found."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except ValueError as exc:  # a date YAML reads as a timestamp but no calendar has
+        raise InventoryError(source, [_bad_value(text, source, exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -283,7 +353,9 @@ def _contract_values(spec: ContractSpec, customer_id: int) -> dict[str, Any]:
         "approvers": [p.model_dump() for p in spec.approvers],
         "backup_approver": spec.backup_approver.model_dump() if spec.backup_approver else None,
         "report_recipients": list(spec.report_recipients),
-        "cadences": spec.cadences,
+        "cadences": dict(spec.cadences),
+        "blackouts": spec.blackouts,
+        "blackout_policy": spec.blackout_policy,
         "approval_policy": spec.approval_policy.model_dump(exclude_unset=True),
         "gate_policies": {
             gate: p.model_dump(exclude_unset=True) for gate, p in spec.gate_policies.items()

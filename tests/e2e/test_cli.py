@@ -209,3 +209,19 @@ def test_cli_approval_and_rejection_through_the_resume_api(
     assert report.returncode == 0 and "Alice Owner" in report.stdout
     bad = upkeep("approvals", "report", "--since", "yesterday", data_dir=data_dir)
     assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+def test_plan_command_writes_the_page_and_the_calendar(data_dir: Path) -> None:
+    upkeep("inventory", "load", str(GOOD), data_dir=data_dir)
+    result = upkeep("plan", "--contract", "ACME-OPS", "--year", "2027", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "Health inspection: 4" in result.stdout and "moved" in result.stdout
+    paths = {
+        line.split(": ", 1)[0]: Path(line.split(": ", 1)[1])
+        for line in result.stdout.splitlines()
+        if line.startswith(("plan:", "calendar:"))
+    }
+    assert paths["plan"].read_text().lstrip().startswith("<!DOCTYPE html>")
+    assert "BEGIN:VCALENDAR" in paths["calendar"].read_text()
+    bad = upkeep("plan", "--contract", "NOPE", "--year", "2027", data_dir=data_dir)
+    assert bad.returncode == 1 and "no contract 'NOPE'" in bad.stderr

@@ -23,31 +23,122 @@ GOOD = Path(__file__).parent.parent / "fixtures" / "inventory" / "good.yaml"
 
 
 def test_every_flow_imports_and_every_deployment_builds(engine: sa.Engine) -> None:
+    import flows.annual_plan
     import flows.approvals
     import flows.inspection
-    import flows.sweep  # noqa: F401
+    import flows.service_report
+    import flows.sweep
+    import flows.watchdog  # noqa: F401
 
     with Session(engine) as s:
         apply_inventory(s, load_inventory_file(GOOD))
         s.commit()
         deps = build_deployments(s)
-    names = sorted(f"{d.flow_name}/{d.name}" for d in deps)
-    assert names == [
+    by_name = {f"{d.flow_name}/{d.name}": d for d in deps}
+    assert sorted(by_name) == [
+        "annual-plan/acme-ops",
+        "annual-plan/globex",
         "approval-watchdog/upkeep",
-        "quarterly-health-inspection/acme-ops",
-        "quarterly-health-inspection/globex",
-        "recheck-findings/acme-ops",
-        "recheck-findings/globex",
+        "inspection/acme-ops",
+        "inspection/globex",
+        "recheck/acme-ops",
+        "recheck/globex",
+        "service-report/acme-ops",
     ]
-    watchdog = next(d for d in deps if d.flow_name == "approval-watchdog")
-    assert watchdog.schedules and watchdog.schedules[0].schedule.interval.total_seconds() == 300
-    for d in deps:
+    watchdog = by_name["approval-watchdog/upkeep"]
+    assert watchdog.schedules[0].schedule.interval.total_seconds() == 300
+    for name, d in by_name.items():
         if d is watchdog:
             continue
         params = d.parameters["params"]
-        assert params["email_report"] is True  # deployments switch e-mail on
         assert params["contract"] in {"ACME-OPS", "GLOBEX"}
+        assert params.get("email_report", True) is True  # deployments switch e-mail on
         assert "params" in d._parameter_openapi_schema.properties
+        assert f"contract:{params['contract']}" in d.tags
+    assert by_name["service-report/acme-ops"].parameters["params"]["period"] == "month"
+    assert not by_name["inspection/globex"].schedules  # no cadence: started by hand
+    (schedule,) = by_name["inspection/acme-ops"].schedules
+    assert schedule.schedule.timezone == "Europe/Berlin"
+
+
+def test_next_run_times_match_the_written_cadence(engine: sa.Engine) -> None:
+    """What the deployment will schedule (Prefect's own computation) is the written cadence,
+    and the plan applies the blackout and keeps the wall-clock time across DST."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from prefect.server.schemas.schedules import RRuleSchedule
+
+    from flows.annual_plan import annual_plan
+
+    with Session(engine) as s:
+        apply_inventory(s, load_inventory_file(GOOD))
+        s.commit()
+        deps = {f"{d.flow_name}/{d.name}": d for d in build_deployments(s)}
+        plan = annual_plan(session=s, contract_code="ACME-OPS", year=2027)
+    berlin = ZoneInfo("Europe/Berlin")
+    rule = deps["inspection/acme-ops"].schedules[0].schedule
+    server = RRuleSchedule(rrule=rule.rrule, timezone=rule.timezone)
+    import asyncio
+
+    start = datetime(2027, 1, 1, tzinfo=berlin)
+    got = asyncio.run(server.get_dates(n=4, start=start))
+    assert [d.astimezone(berlin).strftime("%Y-%m-%d %H:%M %Z") for d in got] == [
+        "2027-01-05 02:00 CET",  # first Tuesdays of each quarter
+        "2027-04-06 02:00 CEST",  # after the change to summer time: still 02:00
+        "2027-07-06 02:00 CEST",
+        "2027-10-05 02:00 CEST",
+    ]
+    inspections = [i for i in plan.items if i.process == "inspection"]
+    first = inspections[0]
+    assert first.moved and first.at.strftime("%Y-%m-%d %H:%M") == "2027-01-06 02:00"
+    assert "2027-01-05" in first.original.strftime("%Y-%m-%d")
+    reports = [i for i in plan.items if i.process == "service_report"]
+    assert len(reports) == 12
+    december = [i for i in reports if i.original.month == 12][0]
+    assert december.original.strftime("%Y-%m-%d") == "2027-12-06"  # not in the freeze
+    with Session(engine) as s:
+        next_year = annual_plan(session=s, contract_code="ACME-OPS", year=2028)
+    january = [i for i in next_year.items if i.process == "service_report"][0]
+    # The first Monday, 2028-01-03, is inside the year-end freeze: moved past it.
+    assert january.original.strftime("%Y-%m-%d") == "2028-01-03"
+    assert january.moved and january.at.strftime("%Y-%m-%d %H:%M") == "2028-01-07 08:00"
+    assert "freeze" in (january.reason or "")
+
+
+def test_deploy_registers_with_a_pool_and_pauses_gone_contracts(
+    prefect_server: str, engine: sa.Engine, flow_env
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments import deploy_to_pool, ensure_process_pool
+
+    with Session(engine) as s:
+        apply_inventory(s, load_inventory_file(GOOD))
+        s.commit()
+    assert ensure_process_pool("upkeep-test") in (True, False)
+    assert ensure_process_pool("upkeep-test") is False
+    with Session(engine) as s:
+        first = deploy_to_pool(s, "upkeep-test", contract_limit=5)
+        again = deploy_to_pool(s, "upkeep-test", contract_limit=5)
+    assert sorted(first.deployed) == sorted(again.deployed) and len(first.deployed) == 8
+    assert first.unsupported == {"ACME-OPS": ["backup_verification"]}
+    with get_client(sync_client=True) as c:
+        mine = [d for d in c.read_deployments() if "upkeep" in d.tags]
+        assert len([d for d in mine if d.work_pool_name == "upkeep-test"]) == 8
+        limit = c.read_concurrency_limit_by_tag("contract:ACME-OPS")
+        assert limit.concurrency_limit == 5
+    only_acme = GOOD.read_text().split("  - code: globex")[0]
+    from upkeep.inventory import parse_inventory
+
+    with Session(engine) as s:
+        apply_inventory(s, parse_inventory(only_acme))
+        s.commit()
+        third = deploy_to_pool(s, "upkeep-test", contract_limit=None)
+    assert sorted(third.paused) == ["globex (GLOBEX)"] * 3
+    with get_client(sync_client=True) as c:
+        globex = [d for d in c.read_deployments() if "contract:GLOBEX" in d.tags]
+        assert globex and all(d.paused for d in globex)
 
 
 class Served:
@@ -132,7 +223,7 @@ def test_served_inspection_suspends_survives_its_process_and_completes(
             return "acme" in names
 
         wait_until("the deployments to be served", deployed, timeout=60)
-        run = run_deployment("quarterly-health-inspection/acme", timeout=0)
+        run = run_deployment("inspection/acme", timeout=0)
         gate = pending(engine, "inspection-plan", after=0)
         code = wait_for_code(smtp_server, "paul@provider.example")
         wait_until(
@@ -195,7 +286,7 @@ def test_gate_survives_a_server_restart_and_pre_gate_work_runs_once(
                     return "acme" in {d.name for d in c.read_deployments()}
 
             wait_until("the deployments to be served", deployed, timeout=90)
-            run = run_deployment("quarterly-health-inspection/acme", timeout=0)
+            run = run_deployment("inspection/acme", timeout=0)
             gate = pending(engine, "inspection-plan")
             code = wait_for_code(smtp_server, "paul@provider.example")
             wait_until(

@@ -152,3 +152,39 @@ def test_changed_threshold_updates_contract(engine: sa.Engine) -> None:
     with Session(engine) as s:
         c = s.exec(select(Contract).where(Contract.code == "ACME-OPS")).one()
         assert c.thresholds["disk_used_pct_major"] == 70
+
+
+def test_bad_cadence_is_refused_with_its_place() -> None:
+    text = GOOD.replace('recheck: "monthly, day 15, 03:30"', 'recheck: "fortnightly, 03:30"')
+    (msg,) = problems(text)
+    line = text.splitlines().index('          recheck: "fortnightly, 03:30"') + 1
+    assert msg.startswith("inv.yaml:")
+    assert "customers[0].contracts[0].cadences" in msg and "fortnightly" in msg
+    assert int(msg.split(":")[1]) <= line
+
+
+def test_unknown_process_is_refused() -> None:
+    msgs = problems(GOOD.replace('recheck: "monthly', 'rechek: "monthly'))
+    assert any("cadences.rechek" in m for m in msgs)
+
+
+def test_impossible_blackout_date_is_refused_with_its_line() -> None:
+    text = GOOD.replace("- 2027-01-05", "- 2027-02-30")
+    (msg,) = problems(text)
+    line = text.splitlines().index("          - 2027-02-30") + 1
+    assert msg.startswith(f"inv.yaml:{line}: '2027-02-30' is not a valid date")
+
+
+def test_blackout_period_backwards_is_refused() -> None:
+    backwards = "from: 2028-01-06, to: 2027-12-20"
+    msgs = problems(GOOD.replace("from: 2027-12-20, to: 2028-01-06", backwards))
+    assert any("blackouts" in m for m in msgs)
+
+
+def test_cadences_and_blackouts_are_stored_as_written(engine: sa.Engine) -> None:
+    _load(engine, GOOD)
+    with Session(engine) as s:
+        c = s.exec(select(Contract).where(Contract.code == "ACME-OPS")).one()
+        assert c.cadences["inspection"] == "quarterly, first Tuesday, 02:00"
+        assert c.cadences["backup_verification"] == {"cron": "0 1 * * 6"}
+        assert c.blackouts[0] == "2027-01-05" and c.blackout_policy == "next_allowed_day"

@@ -1,0 +1,211 @@
+"""The annual service plan: every planned inspection, test, advisory and report of a year.
+
+Computed from the same cadences and blackouts the deployments are built from, rendered as a
+printable HTML page and an iCalendar file the customer can import, and (as a flow on its own
+yearly schedule) mailed to the contract's recipients at the start of the year.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from deployments import TITLES
+from deployments.cadence import describe, parse_blackouts, parse_cadence, planned_runs
+from deployments.calendar import (
+    AnnualPlan,
+    annual_plan_events,
+    ics_calendar,
+    plan_items,
+    render_annual_plan_html,
+)
+from tasks.records import get_contract, get_customer
+from upkeep.db import engine_for, session_scope
+from upkeep.settings import Settings, get_settings
+
+
+def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPlan:
+    """The contract's plan for ``year`` from its cadences, blackouts and blackout policy."""
+    contract = get_contract(session=session, code=contract_code, active_only=False)
+    customer = get_customer(session=session, contract=contract)
+    tz = ZoneInfo(contract.timezone)
+    start = datetime(year, 1, 1, tzinfo=tz)
+    end = datetime(year + 1, 1, 1, tzinfo=tz)
+    blackouts = parse_blackouts(contract.blackouts)
+    policy: Any = contract.blackout_policy
+    items = []
+    for process, written in sorted((contract.cadences or {}).items()):
+        cadence = parse_cadence(written)
+        runs = planned_runs(cadence, contract.timezone, blackouts, policy, start, end)
+        items += plan_items(
+            runs,
+            process=process,
+            title=TITLES.get(process, process),
+            cadence_text=describe(cadence),
+        )
+    items.sort(key=lambda i: i.at)
+    return AnnualPlan(
+        customer_name=customer.name,
+        contract_code=contract.code,
+        contract_name=contract.name,
+        year=year,
+        timezone=contract.timezone,
+        items=items,
+        blackouts=blackouts,
+    )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+
+
+def write_plan_files(plan: AnnualPlan, settings: Settings) -> tuple[Path, Path]:
+    """Save the plan as HTML and .ics under the report directory; returns both paths."""
+    folder = settings.reports / plan.contract_code / str(plan.year)
+    stem = f"annual-plan-{plan.contract_code}-{plan.year}"
+    html_path, ics_path = folder / f"{stem}.html", folder / f"{stem}.ics"
+    _atomic_write(html_path, render_annual_plan_html(plan, settings.templates_dir))
+    _atomic_write(
+        ics_path,
+        ics_calendar(
+            annual_plan_events(plan), calendar_name=f"{plan.contract_code} service plan {plan.year}"
+        ),
+    )
+    return html_path, ics_path
+
+
+def plan_summary(plan: AnnualPlan) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in plan.items:
+        if not item.skipped:
+            counts[item.title] = counts.get(item.title, 0) + 1
+    return counts
+
+
+class AnnualPlanParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code, as in the inventory")
+    year: int | None = Field(None, description="Default: this year in the contract's timezone")
+    email_report: bool = Field(True, description="Mail the plan to the contract's recipients")
+    requested_by: str | None = None
+
+
+class AnnualPlanOutcome(BaseModel):
+    html: str
+    ics: str
+    year: int
+    planned: dict[str, int]
+    email: dict[str, Any] | None = None
+
+
+def annual_plan_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    return f"annual plan · {params.get('contract', '?')} · {params.get('year') or 'this year'}"
+
+
+@task(name="write-annual-plan")
+def write_annual_plan(contract: str, year: int) -> tuple[str, str, dict[str, int]]:
+    settings = get_settings()
+    with session_scope(engine_for(settings.db_url)) as db:
+        plan = annual_plan(session=db, contract_code=contract, year=year)
+    html, ics = write_plan_files(plan, settings)
+    return str(html), str(ics), plan_summary(plan)
+
+
+@task(name="email-annual-plan")
+def email_annual_plan(
+    contract: str, year: int, html: str, ics: str, planned: dict[str, int]
+) -> dict[str, Any]:
+    from tasks.notify import deliver_pending, queue_message
+    from tasks.reports import template_env
+
+    settings = get_settings()
+    with session_scope(engine_for(settings.db_url)) as db:
+        c = get_contract(session=db, code=contract)
+        customer = get_customer(session=db, contract=c)
+        context = {
+            "customer": customer.name,
+            "contract": c.code,
+            "contract_name": c.name,
+            "year": year,
+            "planned": planned,
+            "timezone": c.timezone,
+        }
+        text = (
+            template_env(settings.templates_dir, html=False)
+            .get_template("email/annual_plan.txt.j2")
+            .render(**context)
+        )
+        body = (
+            template_env(settings.templates_dir, html=True)
+            .get_template("email/annual_plan.html.j2")
+            .render(**context)
+        )
+        if c.report_recipients:
+            queue_message(
+                session=db,
+                contract_id=c.id,
+                kind="annual_plan",
+                subject=f"Service plan {year} · {customer.name} · {c.code}",
+                recipients=list(c.report_recipients),
+                text_body=text,
+                html_body=body,
+                attachments=[html, ics],
+            )
+    with session_scope(engine_for(settings.db_url)) as db:
+        delivery = deliver_pending(session=db, smtp=settings.smtp)
+    if delivery.failed:
+        get_run_logger().warning("mail kept in the outbox: %s", delivery.failed)
+    return {"sent": delivery.sent, "failed": delivery.failed}
+
+
+@flow(name="annual-plan", flow_run_name=annual_plan_run_name, persist_result=True)
+def send_annual_plan(params: AnnualPlanParams) -> AnnualPlanOutcome | State[Any]:
+    """Write the year's plan (HTML and .ics) and mail it to the contract's recipients."""
+    from flows.blackout import blackout_guard
+
+    if (ended := blackout_guard(params.contract)) is not None:
+        return ended
+    settings = get_settings()
+    with session_scope(engine_for(settings.db_url)) as db:
+        tz = get_contract(session=db, code=params.contract).timezone
+    year = params.year or datetime.now(ZoneInfo(tz)).year
+    html, ics, planned = write_annual_plan(params.contract, year)
+    lines = [
+        f"## Service plan {year} · {params.contract}",
+        "",
+        f"[HTML]({Path(html).as_uri()}) · [iCalendar]({Path(ics).as_uri()})",
+        "",
+    ]
+    lines += [f"- {title}: {n}" for title, n in sorted(planned.items())]
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=f"annual-plan-{params.contract.lower()}".replace("_", "-").replace(".", "-"),
+        description=f"Service plan {year}",
+    )
+    mail = (
+        email_annual_plan(params.contract, year, html, ics, planned)
+        if params.email_report
+        else None
+    )
+    return AnnualPlanOutcome(html=html, ics=ics, year=year, planned=planned, email=mail)
