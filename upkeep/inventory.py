@@ -193,7 +193,8 @@ def _bad_value(text: str, source: str, exc: ValueError) -> str:
                 return found
         return None
 
-    bad = walk(yaml.compose(text, Loader=yaml.SafeLoader))
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    bad = walk(root) if root is not None else None
     if bad is None:
         return f"{source}: not a valid value: {exc}"
     return f"{source}:{bad.start_mark.line + 1}: {bad.value!r} is not a valid date ({exc})"
