@@ -543,7 +543,8 @@ def md_escape(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", one_line)
 
 
-def _link_target(report_url: str | Path) -> str:
+def link_target(report_url: str | Path) -> str:
+    """A Markdown link target for a file path or URL that cannot break the link."""
     if isinstance(report_url, Path):
         return report_url.resolve().as_uri()
     # Angle brackets let a target contain spaces; it must not contain brackets or newlines.
@@ -578,7 +579,7 @@ def render_inspection_markdown(report: InspectionReport, report_url: str | Path)
         f"- Since the previous inspection: {len(ch.new)} new, {len(ch.persisting)} persisting, "
         f"{len(ch.resolved)} resolved",
         "",
-        f"[Open the full report]({_link_target(report_url)})",
+        f"[Open the full report]({link_target(report_url)})",
         "",
         "| Host | Address | Score | Critical | Major | Minor | Info |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -637,7 +638,8 @@ def findings_table(report: InspectionReport) -> list[dict[str, str]]:
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _safe_name(value: str) -> str:
+def safe_name(value: str) -> str:
+    """``value`` made safe as one file-name component (no separators, no leading dots)."""
     name = _UNSAFE_NAME.sub("_", value).strip("._")
     if not name:
         raise ValueError(f"{value!r} cannot be used in a file name")
@@ -646,7 +648,7 @@ def _safe_name(value: str) -> str:
 
 def report_path(*, report_dir: Path, contract_code: str, run_id: int, started_at: datetime) -> Path:
     """Where :func:`save_report` puts a report: ``<dir>/<contract>/<YYYY>/inspection-...html``."""
-    code = _safe_name(contract_code)
+    code = safe_name(contract_code)
     return (
         Path(report_dir)
         / code

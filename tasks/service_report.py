@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +50,9 @@ from tasks.reports import (
     contract_zone,
     flow_run_url,
     format_dt,
+    link_target,
     md_escape,
+    safe_name,
     template_env,
 )
 
@@ -689,12 +690,6 @@ def render_service_report_html(
     )
 
 
-def _link_target(report_url: str | Path) -> str:
-    if isinstance(report_url, Path):
-        return report_url.resolve().as_uri()
-    return "<" + re.sub(r"[<>\s]", lambda m: f"%{ord(m.group()):02X}", report_url) + ">"
-
-
 def render_service_report_markdown(
     report: ServiceReport, report_url: str | Path | None = None
 ) -> str:
@@ -718,7 +713,7 @@ def render_service_report_markdown(
         f"- Planned next period ({report.next_period_text}): {len(report.planned)} run(s)",
     ]
     if report_url is not None:
-        lines += ["", f"[Open the full report]({_link_target(report_url)})"]
+        lines += ["", f"[Open the full report]({link_target(report_url)})"]
     if report.runs:
         lines += ["", "## Runs", "", "| Started | Kind | Status | Finished |", "|---|---|---|---|"]
         lines += [
@@ -810,19 +805,10 @@ def render_service_report_email(
 # ---------------------------------------------------------------------------------------------
 # Saving
 
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _safe_name(value: str) -> str:
-    name = _UNSAFE_NAME.sub("_", value).strip("._")
-    if not name:
-        raise ValueError(f"{value!r} cannot be used in a file name")
-    return name
-
 
 def service_report_path(*, report_dir: Path, contract_code: str, label: str) -> Path:
     """``<report_dir>/<contract>/<year>/service-report-<contract>-<label>.html``."""
-    code, safe_label = _safe_name(contract_code), _safe_name(label)
+    code, safe_label = safe_name(contract_code), safe_name(label)
     return Path(report_dir) / code / label[:4] / f"service-report-{code}-{safe_label}.html"
 
 
