@@ -7,8 +7,6 @@ yearly schedule) mailed to the contract's recipients at the start of the year.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from deployments.calendar import (
     render_annual_plan_html,
 )
 from tasks.records import get_contract, get_customer
+from tasks.reports import write_atomic
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings, get_settings
 
@@ -65,22 +64,13 @@ def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPla
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o640)
-    os.replace(tmp, path)
-
-
 def write_plan_files(plan: AnnualPlan, settings: Settings) -> tuple[Path, Path]:
     """Save the plan as HTML and .ics under the report directory; returns both paths."""
     folder = settings.reports / plan.contract_code / str(plan.year)
     stem = f"annual-plan-{plan.contract_code}-{plan.year}"
     html_path, ics_path = folder / f"{stem}.html", folder / f"{stem}.ics"
-    _atomic_write(html_path, render_annual_plan_html(plan, settings.templates_dir))
-    _atomic_write(
+    write_atomic(html_path, render_annual_plan_html(plan, settings.templates_dir))
+    write_atomic(
         ics_path,
         ics_calendar(
             annual_plan_events(plan), calendar_name=f"{plan.contract_code} service plan {plan.year}"
@@ -136,13 +126,14 @@ def write_annual_plan(contract: str, year: int) -> tuple[str, str, dict[str, int
 def email_annual_plan(
     contract: str, year: int, html: str, ics: str, planned: dict[str, int]
 ) -> dict[str, Any]:
-    from tasks.notify import deliver_pending, queue_message
+    from tasks.notify import deliver_pending, queue_and_deliver
     from tasks.reports import template_env
 
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
         c = get_contract(session=db, code=contract)
         customer = get_customer(session=db, contract=c)
+        recipients, contract_id = list(c.report_recipients), c.id
         context = {
             "customer": customer.name,
             "contract": c.code,
@@ -151,29 +142,31 @@ def email_annual_plan(
             "planned": planned,
             "timezone": c.timezone,
         }
-        text = (
-            template_env(settings.templates_dir, html=False)
-            .get_template("email/annual_plan.txt.j2")
-            .render(**context)
+    text = (
+        template_env(settings.templates_dir, html=False)
+        .get_template("email/annual_plan.txt.j2")
+        .render(**context)
+    )
+    body = (
+        template_env(settings.templates_dir, html=True)
+        .get_template("email/annual_plan.html.j2")
+        .render(**context)
+    )
+    if recipients:
+        delivery = queue_and_deliver(
+            db_url=settings.db_url,
+            smtp=settings.smtp,
+            contract_id=contract_id,
+            kind="annual_plan",
+            subject=f"Service plan {year} · {context['customer']} · {context['contract']}",
+            recipients=recipients,
+            text_body=text,
+            html_body=body,
+            attachments=[html, ics],
         )
-        body = (
-            template_env(settings.templates_dir, html=True)
-            .get_template("email/annual_plan.html.j2")
-            .render(**context)
-        )
-        if c.report_recipients:
-            queue_message(
-                session=db,
-                contract_id=c.id,
-                kind="annual_plan",
-                subject=f"Service plan {year} · {customer.name} · {c.code}",
-                recipients=list(c.report_recipients),
-                text_body=text,
-                html_body=body,
-                attachments=[html, ics],
-            )
-    with session_scope(engine_for(settings.db_url)) as db:
-        delivery = deliver_pending(session=db, smtp=settings.smtp)
+    else:
+        with session_scope(engine_for(settings.db_url)) as db:
+            delivery = deliver_pending(session=db, smtp=settings.smtp)
     if delivery.failed:
         get_run_logger().warning("mail kept in the outbox: %s", delivery.failed)
     return {"sent": delivery.sent, "failed": delivery.failed}

@@ -393,7 +393,7 @@ def write_report(run_id: int) -> str:
 @task(name="email-report")
 def email_report(run_id: int, report_path: str) -> dict[str, Any]:
     """Queue the report for the contract's recipients, then deliver everything pending."""
-    from tasks.notify import deliver_pending, queue_message, render_report_email
+    from tasks.notify import deliver_pending, queue_and_deliver, render_report_email
     from tasks.reports import build_inspection_report
 
     settings = get_settings()
@@ -403,29 +403,32 @@ def email_report(run_id: int, report_path: str) -> dict[str, Any]:
         assert run is not None
         contract = db.get(Contract, run.contract_id)
         assert contract is not None
-        if not contract.report_recipients:
-            get_run_logger().warning("contract %s has no report recipients", contract.code)
-        else:
+        recipients, contract_id = list(contract.report_recipients), contract.id
+        if recipients:
             report = build_inspection_report(session=db, run_id=run_id)
             subject, text, html = render_report_email(report, report_path, settings.templates_dir)
-            queue_message(
-                session=db,
-                contract_id=contract.id,
-                kind="inspection_report",
-                subject=subject,
-                recipients=list(contract.report_recipients),
-                text_body=text,
-                html_body=html,
-                attachments=[report_path],
-            )
-    with session_scope(engine) as db:
-        delivery = deliver_pending(session=db, smtp=settings.smtp)
-    summary = {"sent": delivery.sent, "failed": delivery.failed}
+        else:
+            get_run_logger().warning("contract %s has no report recipients", contract.code)
+    if recipients:
+        delivery = queue_and_deliver(
+            db_url=settings.db_url,
+            smtp=settings.smtp,
+            contract_id=contract_id,
+            kind="inspection_report",
+            subject=subject,
+            recipients=recipients,
+            text_body=text,
+            html_body=html,
+            attachments=[report_path],
+        )
+    else:
+        with session_scope(engine) as db:
+            delivery = deliver_pending(session=db, smtp=settings.smtp)
     if delivery.failed:
         get_run_logger().warning(
             "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
         )
-    return summary
+    return {"sent": delivery.sent, "failed": delivery.failed}
 
 
 # --- the flows -----------------------------------------------------------------------------------

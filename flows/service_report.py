@@ -192,31 +192,28 @@ def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
 
     A delivery failure stays in the outbox for the next run and is logged, never raised.
     """
-    from tasks.notify import deliver_pending, queue_message
+    from tasks.notify import queue_and_deliver
 
     logger = get_run_logger()
     settings = get_settings()
-    engine = engine_for(settings.db_url)
-    with session_scope(engine) as db:
+    with session_scope(engine_for(settings.db_url)) as db:
         contract = get_contract(session=db, code=report.contract.code)
-        if not contract.report_recipients:
-            logger.warning("contract %s has no report recipients", contract.code)
-            return {"sent": [], "failed": {}, "queued": False}
-        subject, text, html = render_service_report_email(
-            report, report_path, settings.templates_dir
-        )
-        queue_message(
-            session=db,
-            contract_id=contract.id,
-            kind="service_report",
-            subject=subject,
-            recipients=list(contract.report_recipients),
-            text_body=text,
-            html_body=html,
-            attachments=[report_path],
-        )
-    with session_scope(engine) as db:
-        delivery = deliver_pending(session=db, smtp=settings.smtp)
+        recipients, contract_id = list(contract.report_recipients), contract.id
+    if not recipients:
+        logger.warning("contract %s has no report recipients", report.contract.code)
+        return {"sent": [], "failed": {}, "queued": False}
+    subject, text, html = render_service_report_email(report, report_path, settings.templates_dir)
+    delivery = queue_and_deliver(
+        db_url=settings.db_url,
+        smtp=settings.smtp,
+        contract_id=contract_id,
+        kind="service_report",
+        subject=subject,
+        recipients=recipients,
+        text_body=text,
+        html_body=html,
+        attachments=[report_path],
+    )
     if delivery.failed:
         logger.warning(
             "mail not delivered, kept in the outbox for the next run: %s", delivery.failed

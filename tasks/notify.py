@@ -627,3 +627,35 @@ def _fresh_message_id(sender: str) -> str:
     # would repeat it, and clients that drop duplicate Message-IDs would hide the new code.
     domain = sender.rpartition("@")[2] or "localhost"
     return make_msgid(idstring="upkeep-approval", domain=domain)
+
+
+def queue_and_deliver(
+    *,
+    db_url: str,
+    smtp: SmtpSettings,
+    contract_id: int | None,
+    kind: str,
+    subject: str,
+    recipients: list[str],
+    text_body: str,
+    html_body: str,
+    attachments: list[str] | tuple[str, ...] = (),
+) -> DeliveryReport:
+    """Queue one message, then deliver everything pending: this one and any left by earlier
+    runs. A message that cannot go out stays in the outbox with its error."""
+    from upkeep.db import engine_for, session_scope
+
+    engine = engine_for(db_url)
+    with session_scope(engine) as db:
+        queue_message(
+            session=db,
+            contract_id=contract_id,
+            kind=kind,
+            subject=subject,
+            recipients=recipients,
+            text_body=text_body,
+            html_body=html_body,
+            attachments=attachments,
+        )
+    with session_scope(engine) as db:
+        return deliver_pending(session=db, smtp=smtp)

@@ -646,6 +646,26 @@ def safe_name(value: str) -> str:
     return name
 
 
+def write_atomic(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through a temporary file renamed over it (mode 0640).
+
+    A reader never sees half a file, and a rerun replaces the previous one whole.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # Reports describe a customer's infrastructure: owner and group only.
+        os.chmod(tmp_name, 0o640)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
 def report_path(*, report_dir: Path, contract_code: str, run_id: int, started_at: datetime) -> Path:
     """Where :func:`save_report` puts a report: ``<dir>/<contract>/<YYYY>/inspection-...html``."""
     code = safe_name(contract_code)
@@ -668,18 +688,6 @@ def save_report(
     target = report_path(
         report_dir=report_dir, contract_code=contract_code, run_id=run_id, started_at=started_at
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # Reports describe a customer's infrastructure: owner and group only.
-        os.chmod(tmp_name, 0o640)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(target, html)
     log.info("report written to %s", target)
     return target

@@ -18,8 +18,6 @@ on 31 October belongs to November in Berlin.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -54,6 +52,7 @@ from tasks.reports import (
     md_escape,
     safe_name,
     template_env,
+    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -819,18 +818,6 @@ def save_service_report(html: str, *, report_dir: Path, contract_code: str, labe
     reader never sees half a report and a rerun for the same period replaces it whole.
     """
     target = service_report_path(report_dir=report_dir, contract_code=contract_code, label=label)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # Reports describe a customer's infrastructure: owner and group only.
-        os.chmod(tmp_name, 0o640)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(target, html)
     log.info("service report written to %s", target)
     return target
