@@ -522,7 +522,8 @@ def recheck_targets(open_findings: list[Finding], host_names: dict[int, str]) ->
     """Per host, the checks with open findings; an unreachable host gets the whole catalogue."""
     by_host: dict[int, set[str]] = {}
     for f in open_findings:
-        by_host.setdefault(f.host_id, set()).add(f.check)
+        if f.host_id is not None:  # backup findings are re-checked by the backup flow
+            by_host.setdefault(f.host_id, set()).add(f.check)
     targets = []
     for host_id, checks in sorted(by_host.items(), key=lambda kv: host_names[kv[0]]):
         wanted = None if REACHABILITY in checks else sorted(checks)

@@ -1,6 +1,7 @@
 """All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
 
 from models.approval import Approval, ApprovalCode, ApprovalEvent
+from models.backup import BackupVersion
 from models.base import UTCDateTime, utcnow
 from models.customer import Contract, ContractCreate, Customer, CustomerCreate
 from models.host import Host, HostCreate
@@ -9,6 +10,7 @@ from models.outbox import OutboxMessage, OutboxStatus
 
 __all__ = [
     "Approval",
+    "BackupVersion",
     "ApprovalCode",
     "ApprovalEvent",
     "Contract",

@@ -56,6 +56,8 @@ class Contract(ContractBase, table=True):
     """Process -> cadence as written in the inventory (deployments.cadence parses it)."""
     blackouts: list[Any] = json_field(list)
     blackout_policy: str = Field(default="next_allowed_day", max_length=32)
+    backup_sources: list[dict[str, Any]] = json_field(list)
+    """What backups to verify and how (upkeep.inventory.BackupSourceSpec); secrets by name."""
     approval_policy: dict[str, Any] = json_field()
     """Defaults for every gate (tasks.gates.GatePolicy fields)."""
     gate_policies: dict[str, Any] = json_field()

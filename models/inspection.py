@@ -67,7 +67,8 @@ class Finding(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     contract_id: int = Field(foreign_key="contract.id", index=True)
-    host_id: int = Field(foreign_key="host.id", index=True)
+    host_id: int | None = Field(default=None, foreign_key="host.id", index=True)
+    """None for findings about something that is not a host (a backup of a system)."""
     run_id: int = Field(foreign_key="inspectionrun.id", index=True)
     """The run that first found it."""
     check: str = Field(max_length=64)

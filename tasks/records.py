@@ -194,16 +194,20 @@ def store_host_inspection(*, session: Session, run_id: int, result: HostInspecti
 
 def list_findings(
     *, session: Session, contract: Contract, open_only: bool = False
-) -> list[tuple[Finding, Host]]:
+) -> list[tuple[Finding, Host | None]]:
+    """The contract's findings with their host (None for a finding about a backup)."""
     query = (
         select(Finding, Host)
-        .join(Host, col(Host.id) == col(Finding.host_id))
+        .join(Host, col(Host.id) == col(Finding.host_id), isouter=True)
         .where(Finding.contract_id == contract.id)
     )
     if open_only:
         query = query.where(Finding.status == FindingStatus.OPEN)
     rows = session.exec(query).all()
-    return sorted(rows, key=lambda fh: (fh[1].name, _sev_rank(fh[0].severity), fh[0].check))
+    return sorted(
+        rows,
+        key=lambda fh: (fh[1].name if fh[1] else "", _sev_rank(fh[0].severity), fh[0].check),
+    )
 
 
 def _sev_rank(severity: str) -> int:

@@ -240,7 +240,7 @@ def findings_list(
     for f, h in rows:
         table.add_row(
             str(f.id),
-            h.name,
+            h.name if h else "(backup)",
             f.check,
             f.subject,
             _sev(f.severity),

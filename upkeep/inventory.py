@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlmodel import Session, select
 
 from models import Contract, Customer, Host, utcnow
@@ -70,6 +78,52 @@ class HostSpec(_Strict):
         return value
 
 
+class BackupSourceSpec(_Strict):
+    """One system's backups: where they are, where a restore may be tried, what "right" means.
+
+    Secrets are named, never given: database URLs come from environment variables, the restic
+    password from a Prefect Secret block or an environment variable.
+    """
+
+    system: str = Field(min_length=1, max_length=200, pattern=CODE_RE)
+    kind: Literal["files", "postgresql", "restic"]
+    location: str = Field(min_length=1, description="Directory of the backups, or the repo")
+    source: str | None = Field(None, description="What a new full backup copies (files, restic)")
+    source_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    scratch: str | None = Field(None, description="Parent directory for restores (files, restic)")
+    scratch_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_secret: str | None = None
+    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    importance: Literal["low", "medium", "high", "critical"] = "medium"
+    security_level: Literal["public", "internal", "confidential", "secret"] = "internal"
+    validity_hours: float = Field(26, gt=0)
+    keep_versions: int = Field(5, ge=1, le=100)
+    expected_files: list[str] = []
+    tables: dict[str, int] = {}
+    sql_checks: list[str] = []
+    read_data_subset: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> BackupSourceSpec:
+        missing = []
+        if self.kind in ("files", "restic") and not self.scratch:
+            missing.append("scratch")
+        if self.kind == "postgresql" and not self.scratch_database_env:
+            missing.append("scratch_database_env")
+        if self.kind == "restic" and not (self.password_secret or self.password_env):
+            missing.append("password_secret or password_env")
+        if missing:
+            raise ValueError(f"a {self.kind} backup source needs {', '.join(missing)}")
+        for path in (self.scratch, self.location):
+            if (
+                self.source
+                and path
+                and (path == self.source or path.startswith(self.source.rstrip("/") + "/"))
+            ):
+                raise ValueError("backups and restores must not live inside the source")
+        return self
+
+
 class ContractSpec(_Strict):
     code: str = Field(min_length=1, max_length=64, pattern=CODE_RE)
     name: str = Field(min_length=1, max_length=200)
@@ -85,6 +139,7 @@ class ContractSpec(_Strict):
     blackouts: list[Any] = []
     """Days with no scheduled work: "2026-12-24" or {from, to, reason}."""
     blackout_policy: Literal["next_allowed_day", "skip"] = "next_allowed_day"
+    backup_sources: list[BackupSourceSpec] = []
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
     hosts: list[HostSpec] = []
@@ -357,6 +412,7 @@ def _contract_values(spec: ContractSpec, customer_id: int) -> dict[str, Any]:
         "cadences": dict(spec.cadences),
         "blackouts": spec.blackouts,
         "blackout_policy": spec.blackout_policy,
+        "backup_sources": [b.model_dump(exclude_none=True) for b in spec.backup_sources],
         "approval_policy": spec.approval_policy.model_dump(exclude_unset=True),
         "gate_policies": {
             gate: p.model_dump(exclude_unset=True) for gate, p in spec.gate_policies.items()
