@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from models import Contract
 
 ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
-NO_FLOW_YET = ("backup_verification", "patch_advisory")
+NO_FLOW_YET = ("patch_advisory",)
 """Processes contracts may already schedule; their flows come with later work."""
 
 
@@ -48,6 +48,8 @@ FLOWS = {
     "recheck": "flows.inspection:recheck_findings",
     "service_report": "flows.service_report:service_report",
     "annual_plan": "flows.annual_plan:send_annual_plan",
+    "backup_verification": "flows.backup_verification:backup_verification",
+    "drill": "flows.backup_verification:backup_verification",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -55,6 +57,7 @@ TITLES = {
     "service_report": "Service report",
     "annual_plan": "Annual service plan",
     "backup_verification": "Backup-restore verification",
+    "drill": "Disaster-recovery drill",
     "patch_advisory": "Patch advisory",
 }
 
@@ -78,20 +81,32 @@ def specs_for(contract: Contract) -> list[DeploymentSpec]:
     cadences = dict(contract.cadences or {})
     cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
     out = []
-    for process in ("inspection", "recheck", "service_report", "annual_plan"):
+    has_backups = bool(contract.backup_sources)
+    for process in (
+        "inspection",
+        "recheck",
+        "service_report",
+        "annual_plan",
+        "backup_verification",
+        "drill",
+    ):
         cadence = cadences.get(process)
-        if cadence is None and process in ("service_report",):
+        if cadence is None and process == "service_report":
+            continue
+        if process in ("backup_verification", "drill") and not has_backups:
             continue
         params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
         if process != "annual_plan":
             params["email_report"] = True
         if process == "service_report":
             params["period"] = report_period(cadence)
+        if process == "drill":
+            params["drill"] = True
         out.append(
             DeploymentSpec(
                 process=process,
                 flow=FLOWS[process],
-                name=deployment_name(contract.code),
+                name=deployment_name(contract.code) + ("-drill" if process == "drill" else ""),
                 contract=contract.code,
                 timezone=contract.timezone,
                 parameters={"params": params},

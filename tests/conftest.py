@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.smtp_fixtures",
     "tests.flow_fixtures",
     "tests.pg_fixtures",
+    "tests.backup_fixtures",
 ]
 
 

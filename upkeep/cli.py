@@ -374,6 +374,57 @@ def run_recheck_cmd(
     _report_final_state(state)
 
 
+@run_app.command("backups")
+def run_backups_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    source: Annotated[str | None, typer.Option(help="Only this backup source")] = None,
+    email: Annotated[bool, typer.Option(help="Mail the report even when all is well")] = False,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Prove the contract's backups restore now; exit 3 when one failed."""
+    _run_backups(contract, source, False, email, requested_by)
+
+
+@run_app.command("drill")
+def run_drill_cmd(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    source: Annotated[str, typer.Option(help="The backup source to recover")],
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Disaster-recovery drill: restore the latest backup in full, run every check, time it."""
+    _run_backups(contract, source, True, True, requested_by)
+
+
+def _run_backups(
+    contract: str, source: str | None, drill: bool, email: bool, requested_by: str | None
+) -> None:
+    from flows.backup_verification import BackupParams, backup_verification
+
+    settings = settings_or_exit()
+    engine_or_exit(settings)
+    params = BackupParams(
+        contract=contract,
+        source=source,
+        drill=drill,
+        email_report=email,
+        requested_by=requested_by or _whoami(),
+    )
+    state = backup_verification(params, return_state=True)
+    if not state.is_completed():
+        fail(f"the flow run ended {state.type.value}: {state.message}")
+    outcome: Any = state.result()
+    for s in outcome.sources:
+        line = f"{s['system']} ({s['kind']}): {s['outcome']}"
+        if s["outcome"] != "good":
+            line += f" — {s['fault']} fault ({s['reason']}): {s['message']}"
+        elif s.get("duration_s"):
+            line += f" — restored and checked in {s['duration_s']:.1f} s"
+        out.print(line, markup=False)
+    out.print(f"report: {outcome.report_path}")
+    if outcome.failed:
+        raise typer.Exit(3)
+
+
 def _whoami() -> str:
     import getpass
 

@@ -1,0 +1,128 @@
+"""Records of backup verification: versions, the archive, retention, findings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
+
+BACKUP_CHECK = "backup"
+SEVERITY_BY_IMPORTANCE = {
+    "critical": "critical",
+    "high": "critical",
+    "medium": "major",
+    "low": "minor",
+}
+
+
+def record_version(*, session: Session, **values: Any) -> BackupVersion:
+    version = BackupVersion(**values)
+    session.add(version)
+    session.flush()
+    return version
+
+
+def versions(*, session: Session, contract_id: int, system: str) -> list[BackupVersion]:
+    """Every version of ``system`` that is not pruned, newest first (drills excluded)."""
+    return list(
+        session.exec(
+            select(BackupVersion)
+            .where(
+                BackupVersion.contract_id == contract_id,
+                BackupVersion.system == system,
+                col(BackupVersion.pruned_at).is_(None),
+                BackupVersion.drill == False,  # noqa: E712
+            )
+            .order_by(col(BackupVersion.verified_at).desc(), col(BackupVersion.id).desc())
+        )
+    )
+
+
+def latest_good(*, session: Session, contract_id: int, system: str) -> BackupVersion | None:
+    for v in versions(session=session, contract_id=contract_id, system=system):
+        if v.outcome == "good":
+            return v
+    return None
+
+
+def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
+    """Delete the archived copies of ``doomed`` and mark them pruned; returns what went."""
+    gone = []
+    for v in doomed:
+        if v.archive_path:
+            path = Path(v.archive_path)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        v.pruned_at = utcnow()
+        session.add(v)
+        gone.append(v.archive_path or v.backup)
+    return gone
+
+
+def backup_finding(
+    *,
+    session: Session,
+    run: InspectionRun,
+    system: str,
+    importance: str,
+    message: str,
+    evidence: str,
+    recommendation: str,
+) -> Finding:
+    """Open (or refresh) the finding that ``system``'s backups fail verification."""
+    now = utcnow()
+    open_one = session.exec(
+        select(Finding).where(
+            Finding.contract_id == run.contract_id,
+            Finding.check == BACKUP_CHECK,
+            Finding.subject == system,
+            Finding.status == FindingStatus.OPEN,
+        )
+    ).first()
+    assert run.id is not None
+    if open_one is None:
+        open_one = Finding(
+            contract_id=run.contract_id,
+            host_id=None,
+            run_id=run.id,
+            check=BACKUP_CHECK,
+            subject=system,
+            severity=SEVERITY_BY_IMPORTANCE.get(importance, "major"),
+            message=message,
+            evidence=evidence,
+            recommendation=recommendation,
+            first_seen_at=now,
+            last_seen_at=now,
+            last_seen_run_id=run.id,
+        )
+    else:
+        open_one.message, open_one.evidence = message, evidence
+        open_one.last_seen_at, open_one.last_seen_run_id = now, run.id
+    session.add(open_one)
+    session.flush()
+    return open_one
+
+
+def resolve_backup_finding(*, session: Session, run: InspectionRun, system: str) -> bool:
+    """A good verification resolves the system's open backup finding, if any."""
+    open_one = session.exec(
+        select(Finding).where(
+            Finding.contract_id == run.contract_id,
+            Finding.check == BACKUP_CHECK,
+            Finding.subject == system,
+            Finding.status == FindingStatus.OPEN,
+        )
+    ).first()
+    if open_one is None:
+        return False
+    open_one.status = FindingStatus.RESOLVED
+    open_one.resolved_at = utcnow()
+    open_one.resolved_by_run_id = run.id
+    session.add(open_one)
+    return True

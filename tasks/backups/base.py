@@ -1,0 +1,339 @@
+"""What every backup kind shares: the verdict, the error taxonomy, scratch space, tool runs.
+
+A verification either returns a :class:`VerificationResult` (the backup restored and every
+check passed) or raises :class:`VerificationError` whose ``fault`` says who has to act:
+``"backup"`` (the backup itself is bad: truncated, corrupt, incomplete) or ``"system"`` (we
+could not judge it: no space, tool missing, server unreachable). ``reason`` is a short
+machine-readable word from :data:`Reason`; ``evidence`` is the tail of the tool's stderr and the
+names involved, never a secret.
+
+Commands are built by small functions returning argv lists so that the later remote (SSH)
+runner can reuse them; :func:`run_tool` is the only place that runs them locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+log = logging.getLogger(__name__)
+
+BackupKind = Literal["files", "postgresql", "restic"]
+Fault = Literal["backup", "system"]
+Reason = Literal[
+    "truncated",
+    "corrupt",
+    "checksum_mismatch",
+    "missing_file",
+    "size_mismatch",
+    "empty",
+    "missing_manifest",
+    "restore_failed",
+    "check_failed",
+    "source_unreadable",
+    "backup_command_failed",
+    "no_space",
+    "no_backup",
+]
+
+SCRATCH_PREFIX = "upkeep-scratch-"
+"""Every scratch directory's name starts with this; :func:`cleanup_stale` removes only those."""
+
+EVIDENCE_LIMIT = 2000
+NO_SPACE_MARKERS = ("no space left on device", "could not extend file", "disk full")
+
+
+class CheckResult(NamedTuple):
+    """One line of a verification: what was checked, whether it passed, and the detail."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class VerificationError(Exception):
+    """The backup could not be shown to restore. ``fault`` says whose problem it is."""
+
+    def __init__(
+        self,
+        fault: Fault,
+        reason: Reason,
+        message: str = "",
+        *,
+        evidence: str = "",
+        checks: Sequence[CheckResult] = (),
+    ) -> None:
+        self.fault: Fault = fault
+        self.reason: Reason = reason
+        self.message = message or reason.replace("_", " ")
+        self.evidence = tail(evidence)
+        self.checks: list[CheckResult] = list(checks)
+        super().__init__(f"{fault}/{reason}: {self.message}")
+
+
+class UnsafeTarget(ValueError):
+    """A restore target that could overwrite the source: refused before anything runs."""
+
+
+@dataclass
+class VerificationResult:
+    """A backup that restored and passed every check.
+
+    ``checks`` may hold lines with ``ok=False``: observations that do not fail the restore
+    (e.g. files in the archive the manifest does not list); :attr:`warnings` lists them.
+    """
+
+    kind: BackupKind
+    backup: str
+    """The archive or dump path, or the restic snapshot id."""
+    taken_at: datetime
+    size_bytes: int
+    checksum: str
+    """SHA-256 of the backup file; for restic the snapshot id (restic checks its own hashes)."""
+    checks: list[CheckResult] = field(default_factory=list)
+    restored_to: str = ""
+    """Where the restore went (removed again by now): a scratch path or database name."""
+    duration_s: float = 0.0
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.ok]
+
+
+def tail(text: str, limit: int = EVIDENCE_LIMIT) -> str:
+    """The last ``limit`` characters of ``text``, stripped; tools print the cause last."""
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """``YYYYmmddTHHMMSSZ`` of an aware datetime, in UTC."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: backups are stamped in UTC")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_no_space(text_or_exc: str | BaseException) -> bool:
+    """True when a tool's message or an OSError says the disk is full."""
+    if isinstance(text_or_exc, OSError) and text_or_exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(text_or_exc).lower()
+    return any(m in text for m in NO_SPACE_MARKERS)
+
+
+def free_space_ok(path: Path, needed_bytes: int, *, margin: float = 1.1) -> int:
+    """Return the free bytes at ``path`` if ``needed_bytes`` (plus a 10 % margin) fit there.
+
+    Raises VerificationError(system/no_space) otherwise, so that a restore that cannot fit
+    fails before it writes anything.
+    """
+    free = shutil.disk_usage(path).free
+    if needed_bytes * margin > free:
+        raise VerificationError(
+            "system",
+            "no_space",
+            f"restore needs {needed_bytes} bytes (+{round((margin - 1) * 100)} %), {free} free",
+            evidence=f"{path}: {free} bytes free, {needed_bytes} needed",
+        )
+    return free
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def refuse_inside(target: Path, source: Path | None) -> None:
+    """Raise UnsafeTarget if ``target`` is ``source``, inside it, or contains it."""
+    if source is None:
+        return
+    t, s = target.resolve(), source.resolve()
+    if _is_within(t, s) or _is_within(s, t):
+        raise UnsafeTarget(f"never restore over the source: {target} overlaps {source}")
+
+
+def _force_remove(func: Callable[..., Any], path: str, _exc: Any) -> None:
+    # restored trees may hold read-only directories (restic keeps modes): make them writable.
+    parent = os.path.dirname(path)
+    for p in (parent, path):
+        with contextlib.suppress(OSError):
+            os.chmod(p, stat.S_IRWXU)
+    with contextlib.suppress(FileNotFoundError):
+        func(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything in it, also read-only directories; missing is fine."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, onerror=_force_remove)
+
+
+class Scratch:
+    """A fresh directory ``<parent>/upkeep-scratch-<random>``, removed on any exit.
+
+    Removal runs on exceptions and KeyboardInterrupt too; runs killed harder than that leave
+    directories that :func:`cleanup_stale` removes later. ``source`` (when given) must not
+    overlap the parent: a restore never goes over the data it is a backup of.
+    """
+
+    def __init__(
+        self, parent: Path, *, source: Path | None = None, prefix: str = SCRATCH_PREFIX
+    ) -> None:
+        if not prefix.startswith(SCRATCH_PREFIX):
+            raise ValueError(f"scratch prefix must start with {SCRATCH_PREFIX!r}")
+        refuse_inside(parent, source)
+        self.parent = parent
+        self.prefix = prefix
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.parent.mkdir(parents=True, exist_ok=True)
+        path = self.parent / f"{self.prefix}{secrets.token_hex(6)}"
+        path.mkdir(mode=0o700)
+        self.path = path
+        return path
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.path is not None:
+            try:
+                remove_tree(self.path)
+            except OSError:
+                log.warning("could not remove scratch directory %s", self.path, exc_info=True)
+            self.path = None
+
+
+def cleanup_stale(
+    parent: Path,
+    prefix: str = SCRATCH_PREFIX,
+    older_than: timedelta = timedelta(hours=6),
+    *,
+    now: float | None = None,
+) -> list[Path]:
+    """Remove scratch directories of killed runs: named ``prefix*`` and untouched for longer
+    than ``older_than`` (a running verification's directory is younger). Returns what went."""
+    if not prefix.startswith(SCRATCH_PREFIX):
+        raise ValueError(f"refusing to clean names not starting with {SCRATCH_PREFIX!r}")
+    if not parent.is_dir():
+        return []
+    limit = (time.time() if now is None else now) - older_than.total_seconds()
+    removed = []
+    for entry in parent.iterdir():
+        if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        if entry.stat().st_mtime < limit:
+            remove_tree(entry)
+            log.info("removed stale scratch directory %s", entry)
+            removed.append(entry)
+    return removed
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def clean_env(extra: Mapping[str, str], drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
+    """The caller's environment without variables starting with ``drop_prefixes``, plus
+    ``extra``: a tool sees only the credentials meant for this run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop_prefixes))}
+    env.update(extra)
+    env.setdefault("LC_ALL", "C.UTF-8")
+    return env
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+) -> ToolRun:
+    """Run one command (argv list, no shell) and capture its output; never raises for a
+    non-zero exit. A missing executable or a timeout is a system fault."""
+    argv = list(argv)
+    try:
+        done = subprocess.run(
+            argv,
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise VerificationError(
+            "system", "backup_command_failed", f"{argv[0]} is not installed", evidence=str(exc)
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise VerificationError(
+            "system",
+            "backup_command_failed",
+            f"{Path(argv[0]).name} timed out after {timeout} s",
+            evidence=str(exc.stderr or "")[-EVIDENCE_LIMIT:],
+        ) from exc
+    return ToolRun(argv, done.returncode, done.stdout, done.stderr)
+
+
+def safe_relative(name: str) -> str | None:
+    """``name`` as a clean relative POSIX path, or None if it is absolute or climbs out."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/") or not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def expected_checks(root: Path, expected: Sequence[str]) -> list[CheckResult]:
+    """One check per contract-expected path (relative to ``root``): present after restore."""
+    out = []
+    for name in expected:
+        rel = safe_relative(name)
+        if rel is None:
+            out.append(CheckResult(f"expected {name}", False, "not a relative path"))
+            continue
+        path = root / rel
+        ok = path.exists() or path.is_symlink()
+        out.append(CheckResult(f"expected {rel}", ok, "present" if ok else "missing"))
+    return out

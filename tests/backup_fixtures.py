@@ -1,0 +1,114 @@
+"""Backups to verify (a pytest plugin): a source tree, a tar.gz with manifest, a restic
+repository with one snapshot, a small PostgreSQL database; and helpers that damage them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+RESTIC_PASSWORD = "correct horse battery staple"
+
+
+def flip_byte(path: Path, offset: int | None = None) -> int:
+    """Flip the lowest bit of one byte (default: the middle one); return its offset."""
+    data = bytearray(path.read_bytes())
+    pos = len(data) // 2 if offset is None else offset
+    data[pos] ^= 0x01
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    return pos
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.fixture(scope="session")
+def restic_bin() -> str:
+    found = shutil.which("restic")
+    if found is None:
+        pytest.fail("restic is not installed: run ./scripts/setup (apt-get install restic)")
+    return found
+
+
+@pytest.fixture
+def source_tree(tmp_path: Path) -> Path:
+    """A small directory: text files, a nested 64 KiB binary, an empty file, a symlink."""
+    return _make_source_tree(tmp_path / "source")
+
+
+def _make_source_tree(src: Path) -> Path:
+    (src / "etc" / "app").mkdir(parents=True)
+    (src / "var" / "data").mkdir(parents=True)
+    (src / "etc" / "app" / "app.conf").write_text("listen = 8080\nworkers = 4\n")
+    (src / "etc" / "hostname").write_text("web1\n")
+    (src / "var" / "data" / "blob.bin").write_bytes(bytes(range(256)) * 256)
+    (src / "var" / "data" / "empty").write_bytes(b"")
+    (src / "etc" / "app" / "current").symlink_to("app.conf")
+    return src
+
+
+@pytest.fixture
+def scratch_parent(tmp_path: Path) -> Path:
+    d = tmp_path / "scratch"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def files_backup(source_tree: Path, tmp_path: Path) -> Path:
+    from tasks.backups import files
+
+    return files.take_backup(source_tree, tmp_path / "backups", "web1")
+
+
+@pytest.fixture(scope="session")
+def restic_template(restic_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One repository for the session (``restic init`` costs seconds of key derivation)."""
+    from tasks.backups import restic
+
+    root = tmp_path_factory.mktemp("restic")
+    src = _make_source_tree(root / "source")
+    restic.init_repo(root / "repo", password=RESTIC_PASSWORD)
+    restic.take_backup(src, root / "repo", password=RESTIC_PASSWORD)
+    return root
+
+
+@pytest.fixture
+def restic_repo(restic_template: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(repository, backed-up source directory): a private copy of the session repository
+    holding one snapshot of a tree like ``source_tree``."""
+    repo = tmp_path / "restic-repo"
+    shutil.copytree(restic_template / "repo", repo)
+    return repo, restic_template / "source"
+
+
+@pytest.fixture
+def pg_source(postgres_url: str) -> str:
+    """``postgres_url`` with two tables: customers (3 rows), orders (5 rows)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL)")
+        conn.execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, customer int REFERENCES customers,"
+            " total numeric NOT NULL)"
+        )
+        conn.execute("INSERT INTO customers VALUES (1, 'ACME'), (2, 'Globex'), (3, 'Initech')")
+        conn.execute(
+            "INSERT INTO orders VALUES (1, 1, 10), (2, 1, 20), (3, 2, 5), (4, 3, 7), (5, 3, 1)"
+        )
+    return postgres_url
+
+
+def scratch_databases(server_url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'upkeep\\_scratch\\_%'"
+        ).fetchall()
+    return [r[0] for r in rows]
