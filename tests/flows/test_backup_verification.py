@@ -186,3 +186,16 @@ def test_restic_repository_drill(engine, flow_env, shop, tmp_path, monkeypatch):
         v = s.exec(select(BackupVersion)).one()
         assert v.drill and v.run_kind == "drill"
         assert "correct horse" not in str(v.model_dump())
+
+
+def test_the_next_run_removes_a_killed_runs_scratch(engine, flow_env, shop):
+    from tasks.backups.base import SCRATCH_PREFIX
+
+    leftover = shop["scratch"] / f"{SCRATCH_PREFIX}killed-run"
+    (leftover / "etc").mkdir(parents=True)
+    (leftover / "etc" / "app.conf").write_text("half restored")
+    three_hours_ago = leftover.stat().st_mtime - 3 * 3600
+    os.utime(leftover, (three_hours_ago, three_hours_ago))
+    load(engine, [files_source(shop)])
+    assert run().sources[0]["outcome"] == "good"
+    assert not leftover.exists()
