@@ -335,6 +335,12 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                         f"{_place((*kloc, 'thresholds'))}: {metric}_major is above "
                         f"{metric}_critical"
                     )
+            systems: dict[str, tuple[Any, ...]] = {}
+            for bi, source in enumerate(contract.backup_sources):
+                bloc = (*kloc, "backup_sources", bi, "system")
+                if source.system in systems:
+                    dup(bloc, "backup source", source.system, systems[source.system])
+                systems.setdefault(source.system, bloc)
             names: dict[str, tuple[Any, ...]] = {}
             endpoints: dict[tuple[str, int], tuple[Any, ...]] = {}
             for hi, host in enumerate(contract.hosts):

@@ -188,3 +188,30 @@ def test_cadences_and_blackouts_are_stored_as_written(engine: sa.Engine) -> None
         assert c.cadences["inspection"] == "quarterly, first Tuesday, 02:00"
         assert c.cadences["backup_verification"] == {"cron": "0 1 * * 6"}
         assert c.blackouts[0] == "2027-01-05" and c.blackout_policy == "next_allowed_day"
+
+
+def test_backup_sources_are_validated() -> None:
+    base = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        backup_sources:\n"
+        "          - {system: shop, kind: files, location: /b, source: /srv, scratch: /srv/tmp}\n"
+        "          - {system: shop, kind: restic, location: /r, scratch: /t}\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    msgs = problems(base)
+    assert any("backup_sources[0]" in m and "inside the source" in m for m in msgs)
+    assert any("backup_sources[1]" in m and "password_secret or password_env" in m for m in msgs)
+
+
+def test_duplicate_backup_source_is_refused() -> None:
+    text = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        backup_sources:\n"
+        "          - {system: shop, kind: files, location: /b1, scratch: /t}\n"
+        "          - {system: shop, kind: files, location: /b2, scratch: /t}\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    (msg,) = problems(text)
+    assert "backup_sources[1].system: duplicate backup source 'shop'" in msg
