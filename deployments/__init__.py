@@ -120,8 +120,10 @@ def specs_for(contract: Contract) -> list[DeploymentSpec]:
 
 
 def unsupported(contract: Contract) -> list[str]:
-    """Cadences of processes upkeep cannot run yet (said, not silently dropped)."""
-    return [p for p in (contract.cadences or {}) if p in NO_FLOW_YET]
+    """Cadences upkeep will not schedule (said, not silently dropped): processes without a
+    flow yet, and backup cadences of a contract that lists no backup sources."""
+    backup_only = () if contract.backup_sources else ("backup_verification", "drill")
+    return [p for p in (contract.cadences or {}) if p in NO_FLOW_YET or p in backup_only]
 
 
 def active_contracts(session: Session) -> list[Contract]:

@@ -667,7 +667,9 @@ def serve_cmd() -> None:
         deps = build_deployments(session)
         for c in contracts:
             for process in unsupported(c):
-                err.print(f"{c.code}: no flow for {process} yet; its cadence is not scheduled")
+                err.print(
+                    f"{c.code}: {process} is not scheduled (no flow yet, or no backup sources)"
+                )
     for paused in pause_gone({c.code for c in contracts}):
         out.print(f"paused {paused}: its contract is no longer active")
     for d in deps:
@@ -704,7 +706,9 @@ def deploy_cmd(
     for name in report.paused:
         out.print(f"paused {name}: its contract is no longer active")
     for code, processes in report.unsupported.items():
-        err.print(f"{code}: no flow yet for {', '.join(processes)}; not scheduled")
+        err.print(
+            f"{code}: not scheduled (no flow yet, or no backup sources): {', '.join(processes)}"
+        )
     for code, limit in report.limits.items():
         out.print(f"concurrency limit contract:{code} = {limit}")
 
