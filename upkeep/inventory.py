@@ -336,11 +336,11 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                         f"{metric}_critical"
                     )
             systems: dict[str, tuple[Any, ...]] = {}
-            for bi, source in enumerate(contract.backup_sources):
+            for bi, backup in enumerate(contract.backup_sources):
                 bloc = (*kloc, "backup_sources", bi, "system")
-                if source.system in systems:
-                    dup(bloc, "backup source", source.system, systems[source.system])
-                systems.setdefault(source.system, bloc)
+                if backup.system in systems:
+                    dup(bloc, "backup source", backup.system, systems[backup.system])
+                systems.setdefault(backup.system, bloc)
             names: dict[str, tuple[Any, ...]] = {}
             endpoints: dict[tuple[str, int], tuple[Any, ...]] = {}
             for hi, host in enumerate(contract.hosts):
