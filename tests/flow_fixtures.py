@@ -6,7 +6,6 @@ The session's Prefect test server, real sshd hosts, a fresh upkeep database per 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 from sqlmodel import Session
 
 from tasks.ssh import trust_host_key
+from tests.polling import wait_until
 from tests.smtp_fixtures import SmtpServer
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.settings import Settings, reset_settings
@@ -44,13 +44,13 @@ def codes_sent(server: SmtpServer, email: str) -> list[str]:
 
 def wait_for_code(server: SmtpServer, email: str, nth: int = 1, timeout: float = 60) -> str:
     """Block until the ``nth`` code for ``email`` arrived; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def enough() -> list[str] | None:
         codes = codes_sent(server, email)
-        if len(codes) >= nth:
-            return codes[nth - 1]
-        time.sleep(0.1)
-    raise AssertionError(f"no code #{nth} mailed to {email} within {timeout:.0f}s")
+        return codes if len(codes) >= nth else None
+
+    codes = wait_until(f"code #{nth} mailed to {email}", enough, timeout)
+    return str(codes[nth - 1])
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_until
 from upkeep.prefect_server import free_port
 
 
@@ -82,18 +82,18 @@ def postgres_server() -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     url = f"postgresql://upkeep@127.0.0.1:{port}/postgres"
-    deadline = time.monotonic() + 60
+
+    def accepting() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError("PostgreSQL exited: " + (root / "server.log").read_text()[-2000:])
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
     try:
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "PostgreSQL did not start: " + (root / "server.log").read_text()[-2000:]
-                    ) from None
-                time.sleep(0.2)
+        wait_until("PostgreSQL to accept connections", accepting, timeout=60)
         yield url
     finally:
         proc.terminate()

@@ -26,8 +26,8 @@ from tests.flows.test_inspection import (
     pending,
     refusals,
     run_inspection,
-    wait_until,
 )
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.flows
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,20 +26,11 @@ from flows.inspection import (
 )
 from models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
 from tests.flow_fixtures import host_entry, wait_for_code
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.flows
 
 WAIT = 90.0
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class Background:
