@@ -49,6 +49,19 @@ def current_flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
+def tag_limited(tag: str) -> bool:
+    """Whether the Prefect API has a concurrency limit for ``tag``."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_concurrency_limit_by_tag(tag)
+        except ObjectNotFound:
+            return False
+    return True
+
+
 def sweep_hosts(
     run_id: int, contract: str, targets: list[HostTarget], limit: int | None = None
 ) -> SweepResult:
@@ -59,9 +72,11 @@ def sweep_hosts(
     """
     logger = get_run_logger()
     limit = limit or get_settings().sweep_concurrency
-    # The tag lets a Prefect concurrency limit (`upkeep deploy --contract-limit`) cap one
-    # contract's host tasks across every worker, so one big sweep cannot starve the others.
-    per_contract = inspect_host.with_options(tags={f"contract:{contract}"})
+    # A Prefect tag concurrency limit (`upkeep deploy --contract-limit`) caps one contract's
+    # host tasks across every worker, so one big sweep cannot starve the others. A tagged task
+    # takes a concurrency lease through the API, so tag only when such a limit exists.
+    tag = f"contract:{contract}"
+    per_contract = inspect_host.with_options(tags={tag}) if tag_limited(tag) else inspect_host
     futures: list[Any] = []
     for target in targets:
         in_flight = [f.wrapped_future for f in futures if not f.wrapped_future.done()]

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flows.sweep import SweepParams, run_sweep
+from flows.sweep import SweepParams, host_sweep, run_sweep
 from models import Finding, HostResult, InspectionRun, RunStatus
 from tests.flow_fixtures import host_entry
 
@@ -83,3 +83,23 @@ def test_host_fixed_between_runs_resolves_its_finding(engine, load_inventory, ss
     f = findings(engine)[("web1", "reachability")]
     assert f.status == "resolved"
     assert f.resolved_by_run_id == second.run_id
+
+
+def test_host_tasks_carry_the_contract_tag_when_a_limit_exists(engine, load_inventory, sshd):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    load_inventory([host_entry("web1", sshd)], trust=[sshd], code="LIMITED")
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="contract:LIMITED", concurrency_limit=2)
+    state = host_sweep(SweepParams(contract="LIMITED"), return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+        client.delete_concurrency_limit_by_tag("contract:LIMITED")
+    inspected = [r for r in runs if r.name.startswith("inspect ")]
+    assert inspected and all("contract:LIMITED" in r.tags for r in inspected)
