@@ -114,6 +114,9 @@ class SweepParams(BaseModel):
     tags: list[str] = Field(default_factory=list, description="Only hosts with any of these tags")
     kind: str = Field("inspection", description="What the run is recorded as")
     requested_by: str | None = Field(None, description="Who started the run")
+    concurrency: int | None = Field(
+        None, ge=1, le=500, description="Hosts at once (default: UPKEEP_SWEEP_CONCURRENCY)"
+    )
 
 
 def sweep_run_name() -> str:
@@ -150,7 +153,7 @@ def host_sweep(params: SweepParams) -> SweepResult:
     )
     status = RunStatus.FAILED
     try:
-        result = sweep_hosts(run_id, params.contract, targets)
+        result = sweep_hosts(run_id, params.contract, targets, limit=params.concurrency)
         status = RunStatus.FAILED if result.crashed else RunStatus.COMPLETED
     finally:
         with session_scope(engine) as db:
@@ -159,13 +162,8 @@ def host_sweep(params: SweepParams) -> SweepResult:
 
 
 def run_sweep(params: SweepParams, concurrency: int | None = None) -> SweepResult:
-    """Run the sweep now; ``concurrency`` overrides UPKEEP_SWEEP_CONCURRENCY."""
+    """Run the sweep now; ``concurrency`` overrides UPKEEP_SWEEP_CONCURRENCY for this run."""
     if concurrency is not None:
-        import os
-
-        from upkeep.settings import reset_settings
-
-        os.environ["UPKEEP_SWEEP_CONCURRENCY"] = str(concurrency)
-        reset_settings()
+        params = params.model_copy(update={"concurrency": concurrency})
     result: SweepResult = host_sweep(params)
     return result

@@ -42,13 +42,6 @@ def versions(*, session: Session, contract_id: int, system: str) -> list[BackupV
     )
 
 
-def latest_good(*, session: Session, contract_id: int, system: str) -> BackupVersion | None:
-    for v in versions(session=session, contract_id=contract_id, system=system):
-        if v.outcome == "good":
-            return v
-    return None
-
-
 def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
     """Delete the archived copies of ``doomed`` and mark them pruned; returns what went."""
     gone = []

@@ -6,7 +6,7 @@ as Prefect tasks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -221,13 +221,3 @@ def run_results(*, session: Session, run_id: int) -> list[tuple[HostResult, Host
         .where(HostResult.run_id == run_id)
     ).all()
     return sorted(rows, key=lambda rh: rh[1].name)
-
-
-def latest_run(
-    *, session: Session, contract: Contract, kinds: Iterable[str]
-) -> InspectionRun | None:
-    return session.exec(
-        select(InspectionRun)
-        .where(InspectionRun.contract_id == contract.id, col(InspectionRun.kind).in_(list(kinds)))
-        .order_by(col(InspectionRun.started_at).desc(), col(InspectionRun.id).desc())
-    ).first()
