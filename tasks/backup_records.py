@@ -43,10 +43,21 @@ def versions(*, session: Session, contract_id: int, system: str) -> list[BackupV
 
 
 def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
-    """Delete the archived copies of ``doomed`` and mark them pruned; returns what went."""
+    """Delete the archived copies of ``doomed`` and mark them pruned; returns what went.
+
+    A file that a version still kept also points at (two backups taken within the same
+    second share a name) is left in place: pruning never takes a kept version's copy.
+    """
+    doomed_ids = {v.id for v in doomed}
+    still_used = {
+        v.archive_path
+        for d in {(v.contract_id, v.system) for v in doomed}
+        for v in versions(session=session, contract_id=d[0], system=d[1])
+        if v.id not in doomed_ids and v.archive_path
+    }
     gone = []
     for v in doomed:
-        if v.archive_path:
+        if v.archive_path and v.archive_path not in still_used:
             path = Path(v.archive_path)
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)

@@ -130,6 +130,20 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def unused_stem(dest_dir: Path, name: str, suffixes: Sequence[str], moment: datetime) -> str:
+    """``<name>-<stamp>`` naming no existing file with any of ``suffixes``.
+
+    Stamps have one-second resolution; a second backup within the same second would
+    overwrite the first (and the archived copy its versions point at), so it takes the next
+    free second instead: names stay unique and in time order.
+    """
+    while True:
+        stem = f"{name}-{stamp(moment)}"
+        if not any((dest_dir / (stem + sfx)).exists() for sfx in suffixes):
+            return stem
+        moment += timedelta(seconds=1)
+
+
 def parse_stamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 

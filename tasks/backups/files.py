@@ -48,7 +48,7 @@ from tasks.backups.base import (
     refuse_inside,
     safe_relative,
     sha256_file,
-    stamp,
+    unused_stem,
     utcnow,
 )
 
@@ -206,8 +206,9 @@ def take_backup(
         raise VerificationError("system", "source_unreadable", f"{source_dir} is not a directory")
     refuse_inside(dest_dir, source_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{name}-{stamp(now or utcnow())}"
-    archive = dest_dir / (stem + (".tar.gz" if compress else ".tar"))
+    suffix = ".tar.gz" if compress else ".tar"
+    stem = unused_stem(dest_dir, name, (suffix, MANIFEST_SUFFIX), now or utcnow())
+    archive = dest_dir / (stem + suffix)
     manifest = dest_dir / (stem + MANIFEST_SUFFIX)
     part_archive = archive.with_name(archive.name + ".partial")
     part_manifest = manifest.with_name(manifest.name + ".partial")

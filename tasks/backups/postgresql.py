@@ -41,7 +41,7 @@ from tasks.backups.base import (
     parse_stamp,
     run_tool,
     sha256_file,
-    stamp,
+    unused_stem,
     utcnow,
 )
 
@@ -273,7 +273,7 @@ def take_backup(source_url: str, dest_dir: Path, name: str, *, now: datetime | N
     system/backup_command_failed (anything else pg_dump refuses).
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / f"{name}-{stamp(now or utcnow())}.dump"
+    target = dest_dir / (unused_stem(dest_dir, name, (".dump",), now or utcnow()) + ".dump")
     partial = target.with_name(target.name + ".partial")
     run = run_tool(dump_argv(str(partial)), env=libpq_env(source_url), timeout=None)
     if run.returncode != 0:

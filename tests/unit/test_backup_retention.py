@@ -269,3 +269,57 @@ def test_restic_argv_never_holds_secrets() -> None:
     with pytest.raises(ValueError):
         restic.check_argv("1/10; rm -rf /")
     assert restic.backup_argv(["/srv/-x"]) == ["restic", "backup", "--json", "--", "/srv/-x"]
+
+
+def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
+    """Two backups taken within one second share an archive name: pruning the older one
+    must not delete the copy the newer, kept one points at."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from models import BackupVersion, Contract, Customer, utcnow
+    from tasks.backup_records import prune
+
+    shared = tmp_path / "shop-20261122T002046Z.tar.gz"
+    shared.write_bytes(b"archive")
+    with Session(engine) as s:
+        customer = Customer(code="c", name="C")
+        s.add(customer)
+        s.flush()
+        contract = Contract(code="C", name="C", customer_id=customer.id)
+        s.add(contract)
+        s.flush()
+        common = dict(
+            contract_id=contract.id,
+            system="shop",
+            kind="files",
+            security_level="internal",
+            importance="high",
+            backup=str(shared),
+            outcome="good",
+            archive_path=str(shared),
+        )
+        old = BackupVersion(verified_at=utcnow() - timedelta(seconds=1), **common)
+        new = BackupVersion(**common)
+        s.add_all([old, new])
+        s.flush()
+        prune(session=s, doomed=[old])
+        s.commit()
+        assert old.pruned_at is not None and new.pruned_at is None
+    assert shared.exists()
+
+
+def test_two_backups_in_one_second_get_distinct_names(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from tasks.backups import files
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    moment = datetime(2026, 11, 22, 0, 20, 46, tzinfo=UTC)
+    first = files.take_backup(source, tmp_path / "b", "shop", now=moment)
+    second = files.take_backup(source, tmp_path / "b", "shop", now=moment)
+    assert first != second and first.exists() and second.exists()
+    assert files.latest_backup(tmp_path / "b", "shop")[0] == second
