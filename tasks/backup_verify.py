@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from sqlmodel import select
 
 from models import Contract, InspectionRun, utcnow
 from tasks.backup_records import (
@@ -26,6 +28,7 @@ from tasks.backup_records import (
     versions,
 )
 from tasks.backups.base import VerificationError, VerificationResult
+from tasks.backups.remote import BackupHost
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings, get_settings
 
@@ -54,8 +57,11 @@ class SourceOutcome:
 
 
 class ConfigError(VerificationError):
-    def __init__(self, message: str) -> None:
-        super().__init__("system", "source_unreadable", message)
+    """A system fault that trying again cannot fix (a missing setting, an untrusted host key,
+    a refused login): not retried."""
+
+    def __init__(self, message: str, evidence: str = "") -> None:
+        super().__init__("system", "source_unreadable", message, evidence=evidence)
 
 
 def _env(name: str | None, what: str) -> str:
@@ -87,37 +93,121 @@ def _stale(taken_at: datetime | None, validity_hours: float, now: datetime) -> b
     return taken_at is None or now - taken_at > timedelta(hours=validity_hours)
 
 
+@dataclass
+class Ran:
+    """What :func:`run_source` did: the verdict, whether upkeep took the backup now, and
+    (for a backup fetched from its host) the local copy, valid until the run's stack closes."""
+
+    result: VerificationResult
+    taken: bool
+    local_copy: Path | None = None
+
+
+def _backup_host(contract_id: int, name: str, stack: ExitStack) -> BackupHost:
+    """A connected :class:`BackupHost` for the contract's host ``name``, closed with ``stack``."""
+    from models import Host
+    from tasks.inspect import target_for
+    from tasks.ssh import SshError, SshSession
+
+    settings = get_settings()
+    with session_scope(engine_for(settings.db_url)) as db:
+        host = db.exec(
+            select(Host).where(Host.contract_id == contract_id, Host.name == name)
+        ).first()
+        if host is None or not host.active:
+            raise ConfigError(f"backup host {name!r} is not an active host of this contract")
+        target = target_for(host, settings)
+    session = SshSession(target, settings.ssh, settings.known_hosts_file)
+    try:
+        session.connect()
+    except SshError as exc:
+        message = f"cannot log in to the backup host {target.where}"
+        if not exc.transient:
+            raise ConfigError(message, evidence=f"{exc.kind}: {exc}") from exc
+        raise VerificationError(
+            "system", "source_unreadable", message, evidence=f"{exc.kind}: {exc}"
+        ) from exc
+    stack.callback(session.close)
+    bhost = BackupHost(session)
+    stack.callback(bhost.close)
+    return bhost
+
+
+def _staging(source: dict[str, Any], stack: ExitStack) -> Path:
+    """A fresh local directory for a fetched backup, removed with ``stack``."""
+    from tasks.backups.base import SCRATCH_PREFIX, Scratch
+
+    parent = Path(source["scratch"]) if source.get("scratch") else get_settings().data_dir
+    files_cleanup(parent)
+    return stack.enter_context(Scratch(parent, prefix=SCRATCH_PREFIX + "fetch-"))
+
+
 def run_source(
-    source: dict[str, Any], *, drill: bool, now: datetime
-) -> tuple[VerificationResult, bool]:
-    """Find (or take) the backup to test and restore-test it. Returns (result, taken now)."""
-    from tasks.backups import files, postgresql, restic
+    source: dict[str, Any], *, drill: bool, now: datetime, contract_id: int, stack: ExitStack
+) -> Ran:
+    """Find (or take) the backup to test and restore-test it.
+
+    With ``host`` the backups are listed, taken and fetched on that host; the restore and the
+    checks always run here, in the scratch directory or on the scratch database server.
+    """
+    from tasks.backups import files, postgresql, remote, restic
+    from tasks.backups.base import CheckCommands
 
     kind, system = source["kind"], source["system"]
-    location = Path(source["location"])
+    location = source["location"]
     validity = float(source.get("validity_hours", 26))
-    taken = False
+    commands = CheckCommands.from_lines(
+        source.get("commands", []), float(source.get("command_timeout", 300))
+    )
+    host = _backup_host(contract_id, source["host"], stack) if source.get("host") else None
+    where = f"{host.name}:{location}" if host else location
+
+    def need_new(taken_at: datetime | None, what: str, can_take: bool) -> bool:
+        if not _stale(taken_at, validity, now) or drill:
+            return False
+        if not can_take:
+            raise VerificationError(
+                "system",
+                "no_backup",
+                f"no backup of {system} in {where} within {validity:g} h and no {what} "
+                "to take one from",
+            )
+        return True
+
     if kind == "files":
-        latest = files.latest_backup(location, system)
-        if _stale(latest[1] if latest else None, validity, now) and not drill:
-            if not source.get("source"):
-                raise VerificationError(
-                    "system",
-                    "no_backup",
-                    f"no backup of {system} within {validity:g} h and no source to take one from",
-                )
-            files.take_backup(Path(source["source"]), location, system)
-            latest, taken = files.latest_backup(location, system), True
-        if latest is None:
-            raise VerificationError("system", "no_backup", f"no backup of {system} in {location}")
         scratch = Path(source["scratch"])
+        local_source = Path(source["source"]) if source.get("source") and not host else None
+        if host is None:
+            found = files.latest_backup(Path(location), system)
+            if need_new(found[1] if found else None, "source", bool(source.get("source"))):
+                files.take_backup(Path(source["source"]), Path(location), system)
+                found = files.latest_backup(Path(location), system)
+                taken = True
+            else:
+                taken = False
+            if found is None:
+                raise VerificationError("system", "no_backup", f"no backup of {system} in {where}")
+            archive, label = found[0], str(found[0])
+        else:
+            rfound = remote.latest(host, location, system, files.parse_backup_name)
+            taken = need_new(rfound[1] if rfound else None, "source", bool(source.get("source")))
+            if taken:
+                remote.take_files_backup(host, source["source"], location, system)
+                rfound = remote.latest(host, location, system, files.parse_backup_name)
+            if rfound is None:
+                raise VerificationError("system", "no_backup", f"no backup of {system} in {where}")
+            archive = remote.fetch_files_backup(host, rfound[0], _staging(source, stack))
+            label = f"{host.name}:{rfound[0]}"
         files_cleanup(scratch)
-        return files.verify(
-            latest[0],
+        result = files.verify(
+            archive,
             scratch,
             expected=source.get("expected_files", []),
-            source_dir=Path(source["source"]) if source.get("source") else None,
-        ), taken
+            source_dir=local_source,
+            commands=commands,
+        )
+        result.backup = label
+        return Ran(result, taken, archive if host else None)
     if kind == "postgresql":
         scratch_url = _env(source.get("scratch_database_env"), "the scratch database server")
         source_url = (
@@ -125,44 +215,60 @@ def run_source(
             if source.get("source_database_env")
             else None
         )
-        latest = postgresql.latest_backup(location, system)
-        if _stale(latest[1] if latest else None, validity, now) and not drill:
-            if source_url is None:
-                raise VerificationError(
-                    "system",
-                    "no_backup",
-                    f"no backup of {system} within {validity:g} h and no source database to dump",
-                )
-            postgresql.take_backup(source_url, location, system)
-            latest, taken = postgresql.latest_backup(location, system), True
-        if latest is None:
-            raise VerificationError("system", "no_backup", f"no dump of {system} in {location}")
+        if host is None:
+            found = postgresql.latest_backup(Path(location), system)
+            taken = need_new(found[1] if found else None, "source database", source_url is not None)
+            if taken:
+                assert source_url is not None
+                postgresql.take_backup(source_url, Path(location), system)
+                found = postgresql.latest_backup(Path(location), system)
+            if found is None:
+                raise VerificationError("system", "no_backup", f"no dump of {system} in {where}")
+            dump, label = found[0], str(found[0])
+        else:
+            rfound = remote.latest(host, location, system, postgresql.parse_backup_name)
+            taken = need_new(
+                rfound[1] if rfound else None, "dump_database", bool(source.get("dump_database"))
+            )
+            if taken:
+                remote.take_pg_dump(host, source["dump_database"], location, system)
+                rfound = remote.latest(host, location, system, postgresql.parse_backup_name)
+            if rfound is None:
+                raise VerificationError("system", "no_backup", f"no dump of {system} in {where}")
+            dump = remote.fetch_file(host, rfound[0], _staging(source, stack))
+            label = f"{host.name}:{rfound[0]}"
         postgresql.cleanup_stale_databases(scratch_url)
-        return postgresql.verify(
-            latest[0],
+        result = postgresql.verify(
+            dump,
             scratch_url,
             tables=source.get("tables", {}),
             sql_checks=source.get("sql_checks", []),
             source_url=source_url,
-        ), taken
+            commands=commands,
+        )
+        result.backup = label
+        return Ran(result, taken, dump if host else None)
     password = restic_password(source)
     snapshot = restic.latest_snapshot(location, password=password)
-    if _stale(snapshot[1] if snapshot else None, validity, now) and not drill:
-        if not source.get("source"):
-            raise VerificationError(
-                "system", "no_backup", f"no snapshot of {system} within {validity:g} h"
-            )
-        restic.take_backup(Path(source["source"]), location, password=password)
-        taken = True
+    taken = need_new(snapshot[1] if snapshot else None, "source", bool(source.get("source")))
+    if taken:
+        if host is None:
+            restic.take_backup(Path(source["source"]), location, password=password)
+        else:
+            remote.take_restic_backup(host, source["source"], location, password=password)
     scratch = Path(source["scratch"])
     files_cleanup(scratch)
-    return restic.verify(
-        location,
-        scratch,
-        password=password,
-        read_data_subset=source.get("read_data_subset"),
-        expected=source.get("expected_files", []),
-    ), taken
+    return Ran(
+        restic.verify(
+            location,
+            scratch,
+            password=password,
+            read_data_subset=source.get("read_data_subset"),
+            expected=source.get("expected_files", []),
+            commands=commands,
+        ),
+        taken,
+    )
 
 
 def files_cleanup(scratch: Path) -> None:
@@ -175,14 +281,15 @@ def files_cleanup(scratch: Path) -> None:
 
 
 def archive_copy(
-    settings: Settings, source: dict[str, Any], result: VerificationResult
+    settings: Settings, source: dict[str, Any], result: VerificationResult, local: Path | None
 ) -> str | None:
-    """Keep a copy of a verified backup file in the archive layout; restic keeps its own."""
+    """Keep a copy of a verified backup file in the archive layout; restic keeps its own.
+    ``local`` is the fetched copy of a backup on another host (else ``result.backup``)."""
     from tasks.backups.retention import archive_path
 
     if result.kind == "restic":
         return None
-    src = Path(result.backup)
+    src = local or Path(result.backup)
     target = archive_path(
         settings.data_dir / "archive",
         source["system"],
@@ -203,13 +310,18 @@ TRANSIENT = {"source_unreadable", "backup_command_failed", "restore_failed"}
 
 
 def _with_retry(
-    source: dict[str, Any], drill: bool, now: datetime, attempts: int = 2
-) -> tuple[VerificationResult, bool]:
-    """A system fault that may pass (a database restarting) is tried once more; a damaged
-    backup, a missing setting or a full disk is not."""
+    source: dict[str, Any],
+    drill: bool,
+    now: datetime,
+    contract_id: int,
+    stack: ExitStack,
+    attempts: int = 2,
+) -> Ran:
+    """A system fault that may pass (a database restarting, a host rebooting) is tried once
+    more; a damaged backup, a missing setting or a full disk is not."""
     for attempt in range(1, attempts + 1):
         try:
-            return run_source(source, drill=drill, now=now)
+            return run_source(source, drill=drill, now=now, contract_id=contract_id, stack=stack)
         except ConfigError:
             raise
         except VerificationError as exc:
@@ -223,7 +335,6 @@ def verify_source_now(
     contract_code: str, system: str, run_id: int, drill: bool = False
 ) -> SourceOutcome:
     """Verify one source and record everything; a failure is an outcome, not an exception."""
-    from tasks.backups.retention import plan_retention
     from tasks.records import get_contract
 
     settings = get_settings()
@@ -244,8 +355,28 @@ def verify_source_now(
         drill=drill,
         run_kind="drill" if drill else "verification",
     )
+    assert contract_id is not None
+    with ExitStack() as stack:
+        return _verify_and_record(source, drill, now, run_id, contract_id, common, stack)
+
+
+def _verify_and_record(
+    source: dict[str, Any],
+    drill: bool,
+    now: datetime,
+    run_id: int,
+    contract_id: int,
+    common: dict[str, Any],
+    stack: ExitStack,
+) -> SourceOutcome:
+    from tasks.backups.retention import plan_retention
+
+    settings = get_settings()
+    engine = engine_for(settings.db_url)
+    system = source["system"]
     try:
-        result, taken = _with_retry(source, drill, now)
+        ran = _with_retry(source, drill, now, contract_id, stack)
+        result, taken = ran.result, ran.taken
     except VerificationError as exc:
         with session_scope(engine) as db:
             run = db.get(InspectionRun, run_id)
@@ -284,7 +415,7 @@ def verify_source_now(
     with session_scope(engine) as db:
         run = db.get(InspectionRun, run_id)
         assert run is not None
-        archived = None if drill else archive_copy(settings, source, result)
+        archived = None if drill else archive_copy(settings, source, result, ran.local_copy)
         v = record_version(
             session=db,
             backup=result.backup,
@@ -301,7 +432,6 @@ def verify_source_now(
         )
         resolve_backup_finding(session=db, run=run, system=system)
         pruned: list[str] = []
-        assert contract_id is not None
         if not drill:
             from tasks.backups.retention import Version
 

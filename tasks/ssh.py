@@ -578,7 +578,9 @@ class SshSession:
             )
         return transport
 
-    def run(self, command: str, timeout: float | None = None) -> RawResult:
+    def run(
+        self, command: str, timeout: float | None = None, stdin: bytes | None = None
+    ) -> RawResult:
         """Run ``command`` and return its exit code and output, whatever the exit code.
 
         stdout and stderr are read together (large output on both cannot deadlock) and decoded
@@ -586,6 +588,8 @@ class SshSession:
         the whole command: past it the command is sent SIGTERM (best effort, not for root
         logins), the channel is closed and :class:`CommandTimeout` raised.
         Exit code -1 means the command ended without an exit status (e.g. killed by a signal).
+        ``stdin``, when given, is written to the command's standard input, which is then
+        closed: the way to hand a command a secret without putting it on its command line.
         """
         limit = self.settings.command_timeout if timeout is None else timeout
         transport = self._transport()
@@ -595,6 +599,9 @@ class SshSession:
         try:
             chan = transport.open_session(timeout=max(0.1, min(limit, self.settings.auth_timeout)))
             chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+                chan.shutdown_write()
             drained = _drain(chan, deadline)
             if drained is None:
                 _terminate_remote(chan)
@@ -622,6 +629,12 @@ class SshSession:
             started_at=started,
             finished_at=datetime.now(UTC),
         )
+
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """An SFTP client on this connection (same host key, same login); close it when done."""
+        self._transport()
+        assert self._client is not None
+        return self._client.open_sftp()
 
     def run_checked(
         self, command: str, timeout: float | None = None, ok_exit_codes: Collection[int] = (0,)

@@ -8,6 +8,7 @@ or contract missing from the file is deactivated, never deleted.
 from __future__ import annotations
 
 import re
+import shlex
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,20 @@ class BackupSourceSpec(_Strict):
 
     system: str = Field(min_length=1, max_length=200, pattern=CODE_RE)
     kind: Literal["files", "postgresql", "restic"]
+    host: str | None = Field(
+        None,
+        description="The contract's host holding the backups (location, source and "
+        "dump_database are on it; new backups are taken there over SSH)",
+    )
     location: str = Field(min_length=1, description="Directory of the backups, or the repo")
     source: str | None = Field(None, description="What a new full backup copies (files, restic)")
     source_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    dump_database: str | None = Field(
+        None,
+        min_length=1,
+        description="postgresql with host: the database pg_dump reads on that host, a name or "
+        "a libpq connection string without a password (the host's peer or .pgpass login)",
+    )
     scratch: str | None = Field(None, description="Parent directory for restores (files, restic)")
     scratch_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     password_secret: str | None = None
@@ -101,7 +113,35 @@ class BackupSourceSpec(_Strict):
     expected_files: list[str] = []
     tables: dict[str, int] = {}
     sql_checks: list[str] = []
+    commands: list[str] = Field(
+        [],
+        description="Commands that must exit 0 in the restored copy (split like a shell "
+        "line, run without a shell; postgresql: with PG* set to the scratch database)",
+    )
+    command_timeout: float = Field(300, gt=0, le=24 * 3600)
     read_data_subset: str | None = None
+
+    @field_validator("commands")
+    @classmethod
+    def _commands_split(cls, value: list[str]) -> list[str]:
+        for line in value:
+            try:
+                argv = shlex.split(line)
+            except ValueError as exc:
+                raise ValueError(f"command {line!r} cannot be split: {exc}") from None
+            if not argv:
+                raise ValueError("a check command is empty")
+        return value
+
+    @field_validator("dump_database")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"password\s*=|://[^/@]*:[^/@]*@", value, re.I):
+            raise ValueError(
+                "dump_database must not hold a password: the host's own login is used "
+                "(peer authentication or ~/.pgpass there)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _kind_needs(self) -> BackupSourceSpec:
@@ -112,9 +152,12 @@ class BackupSourceSpec(_Strict):
             missing.append("scratch_database_env")
         if self.kind == "restic" and not (self.password_secret or self.password_env):
             missing.append("password_secret or password_env")
+        if self.dump_database and not (self.kind == "postgresql" and self.host):
+            raise ValueError("dump_database is for a postgresql source with a host")
         if missing:
             raise ValueError(f"a {self.kind} backup source needs {', '.join(missing)}")
-        for path in (self.scratch, self.location):
+        # With a host, the source and location are paths there and the scratch is here.
+        for path in (self.location,) if self.host else (self.scratch, self.location):
             if (
                 self.source
                 and path
@@ -341,6 +384,12 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                 if backup.system in systems:
                     dup(bloc, "backup source", backup.system, systems[backup.system])
                 systems.setdefault(backup.system, bloc)
+                if backup.host is not None and backup.host not in {h.name for h in contract.hosts}:
+                    bhost: tuple[Any, ...] = (*kloc, "backup_sources", bi, "host")
+                    problems.append(
+                        f"{source}:{_line_for(bhost, lines)}: {_place(bhost)}: unknown host "
+                        f"{backup.host!r}: a backup host must be one of this contract's hosts"
+                    )
             names: dict[str, tuple[Any, ...]] = {}
             endpoints: dict[tuple[str, int], tuple[Any, ...]] = {}
             for hi, host in enumerate(contract.hosts):

@@ -122,6 +122,7 @@ PrintMotd no
 LogLevel {log_level}
 MaxStartups 200:30:400
 MaxSessions 50
+Subsystem sftp internal-sftp
 """
 
 

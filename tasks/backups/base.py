@@ -7,8 +7,8 @@ could not judge it: no space, tool missing, server unreachable). ``reason`` is a
 machine-readable word from :data:`Reason`; ``evidence`` is the tail of the tool's stderr and the
 names involved, never a secret.
 
-Commands are built by small functions returning argv lists so that the later remote (SSH)
-runner can reuse them; :func:`run_tool` is the only place that runs them locally.
+Commands are built by small functions returning argv lists;
+:func:`run_tool` is the only place that runs them locally (remote backups: ``remote.py``).
 """
 
 from __future__ import annotations
@@ -130,16 +130,22 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def unused_stem(dest_dir: Path, name: str, suffixes: Sequence[str], moment: datetime) -> str:
+def unused_stem(
+    dest_dir: Path | Callable[[str], bool], name: str, suffixes: Sequence[str], moment: datetime
+) -> str:
     """``<name>-<stamp>`` naming no existing file with any of ``suffixes``.
+
+    ``dest_dir`` is a local directory, or a function telling whether a file name is taken
+    (for a directory on another host).
 
     Stamps have one-second resolution; a second backup within the same second would
     overwrite the first (and the archived copy its versions point at), so it takes the next
     free second instead: names stay unique and in time order.
     """
+    taken = dest_dir if callable(dest_dir) else (lambda n: (dest_dir / n).exists())
     while True:
         stem = f"{name}-{stamp(moment)}"
-        if not any((dest_dir / (stem + sfx)).exists() for sfx in suffixes):
+        if not any(taken(stem + sfx) for sfx in suffixes):
             return stem
         moment += timedelta(seconds=1)
 
@@ -351,3 +357,73 @@ def expected_checks(root: Path, expected: Sequence[str]) -> list[CheckResult]:
         ok = path.exists() or path.is_symlink()
         out.append(CheckResult(f"expected {rel}", ok, "present" if ok else "missing"))
     return out
+
+
+COMMAND_TIMEOUT_S = 300.0
+_COMMAND_ENV = ("PATH", "HOME", "LANG", "TZ", "TMPDIR")
+
+
+@dataclass(frozen=True)
+class CheckCommands:
+    """The contract's "a command that must succeed" checks: argv lists and a time limit each."""
+
+    argvs: tuple[tuple[str, ...], ...] = ()
+    timeout: float = COMMAND_TIMEOUT_S
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> CheckCommands:
+        """Split each line like a shell would (quotes, no expansion); no shell runs them."""
+        import shlex
+
+        return cls(tuple(tuple(shlex.split(line)) for line in lines), timeout)
+
+    def __bool__(self) -> bool:
+        return bool(self.argvs)
+
+
+NO_COMMANDS = CheckCommands()
+
+
+def command_checks(
+    commands: CheckCommands,
+    *,
+    cwd: Path,
+    env: Mapping[str, str] = {},  # noqa: B006 (never mutated)
+) -> list[CheckResult]:
+    """Run each contract-given check command (an argv list, no shell) in the restored copy.
+
+    The command runs with ``cwd`` (the restored tree), ``UPKEEP_RESTORE_DIR`` set to it, and
+    only ``env`` (e.g. the ``PG*`` variables of the scratch database) beyond a minimal
+    environment: none of upkeep's own settings or secrets. Passing means exit status 0; the
+    check's detail is the exit status and the tail of stderr (or stdout).
+    """
+    base = {k: os.environ[k] for k in _COMMAND_ENV if k in os.environ}
+    base.update({"LC_ALL": "C.UTF-8", "UPKEEP_RESTORE_DIR": str(cwd)})
+    base.update(env)
+    out = []
+    for argv in commands.argvs:
+        label = "command " + " ".join(argv)
+        label = label if len(label) <= 80 else label[:79] + "…"
+        try:
+            run = run_tool(argv, env=base, timeout=commands.timeout, cwd=cwd)
+        except VerificationError as exc:
+            out.append(CheckResult(label, False, exc.message))
+            continue
+        said = (run.stderr.strip() or run.stdout.strip())[-300:]
+        detail = f"exit {run.returncode}" + (f": {said}" if said else "")
+        out.append(CheckResult(label, run.returncode == 0, detail))
+    return out
+
+
+def raise_for_commands(checks: Sequence[CheckResult], everything: Sequence[CheckResult]) -> None:
+    """VerificationError(backup/check_failed) naming the failed check commands, if any."""
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        missing_tool = all(c.detail.endswith("is not installed") for c in failed)
+        raise VerificationError(
+            "system" if missing_tool else "backup",
+            "check_failed",
+            "check command failed: " + ", ".join(c.name.removeprefix("command ") for c in failed),
+            evidence="; ".join(f"{c.name}: {c.detail}" for c in failed[:20]),
+            checks=everything,
+        )

@@ -37,14 +37,18 @@ from pathlib import Path
 from typing import IO, cast
 
 from tasks.backups.base import (
+    NO_COMMANDS,
+    CheckCommands,
     CheckResult,
     Scratch,
     VerificationError,
     VerificationResult,
+    command_checks,
     expected_checks,
     free_space_ok,
     is_no_space,
     parse_stamp,
+    raise_for_commands,
     refuse_inside,
     safe_relative,
     sha256_file,
@@ -435,6 +439,7 @@ def verify(
     *,
     expected: Sequence[str] = (),
     source_dir: Path | None = None,
+    commands: CheckCommands = NO_COMMANDS,
 ) -> VerificationResult:
     """Restore ``archive`` into a scratch directory under ``scratch_parent`` and check it.
 
@@ -443,8 +448,9 @@ def verify(
     VerificationError: backup/missing_manifest, empty, truncated, corrupt, missing_file,
     checksum_mismatch; system/no_space (checked before extracting, and on ENOSPC). Files in
     the archive that the manifest does not list are a warning (``ok=False`` check), not a
-    failure. The scratch directory is gone when this returns or raises. ``source_dir``, when
-    given, must not overlap ``scratch_parent``.
+    failure. Each of ``commands`` (argv lists) runs in the restored tree and must exit 0, else
+    backup/check_failed. The scratch directory is gone when this returns or raises.
+    ``source_dir``, when given, must not overlap ``scratch_parent``.
     """
     started = time.monotonic()
     if not archive.is_file():
@@ -490,6 +496,8 @@ def verify(
         manifest_checks, missing, mismatched = _manifest_checks(root, manifest, files)
         checks += manifest_checks
         checks += expected_checks(root, expected)
+        ran = command_checks(commands, cwd=root)
+        checks += ran
         restored_to = str(root)
     if missing:
         raise VerificationError(
@@ -520,6 +528,7 @@ def verify(
             evidence=", ".join(absent[:20]),
             checks=checks,
         )
+    raise_for_commands(ran, checks)
     parsed = parse_backup_name(archive.name)
     taken_at = parsed[1] if parsed else datetime.fromtimestamp(archive.stat().st_mtime, UTC)
     return VerificationResult(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from tasks.backups.base import (
+    NO_COMMANDS,
+    CheckCommands,
     CheckResult,
     Reason,
     UnsafeTarget,
     VerificationError,
     VerificationResult,
     clean_env,
+    command_checks,
     is_no_space,
     parse_stamp,
     run_tool,
@@ -425,6 +429,7 @@ def verify(
     tables: Mapping[str, int],
     sql_checks: Sequence[str] = (),
     source_url: str | None = None,
+    commands: CheckCommands = NO_COMMANDS,
 ) -> VerificationResult:
     """Restore ``dump`` into a new scratch database on ``scratch_server_url`` and check it.
 
@@ -432,8 +437,10 @@ def verify(
     truncated, corrupt); create the scratch database; ``pg_restore`` (non-zero exit:
     backup/truncated|corrupt|restore_failed, or system/* when the server or its disk is at
     fault); each table in ``tables`` exists with at least its row count and each SQL check
-    (one boolean, read-only transaction, on the scratch database only) is true, else
-    backup/check_failed naming what failed. The scratch database is dropped whatever happens.
+    (one boolean, read-only transaction, on the scratch database only) is true and each of
+    ``commands`` (argv lists, run with the ``PG*`` variables of the scratch database and
+    nothing else of upkeep's environment) exits 0, else backup/check_failed naming what failed.
+    The scratch database is dropped whatever happens.
     Raises UnsafeTarget when the scratch URL names the source database.
     """
     started = time.monotonic()
@@ -485,7 +492,7 @@ def verify(
         ) from exc
     try:
         restored_checks, counts = _restore_and_check(
-            dump, size, scratch_server_url, dbname, tables, sql_checks
+            dump, size, scratch_server_url, dbname, tables, sql_checks, commands
         )
         checks += restored_checks
         if source_url is not None:
@@ -519,6 +526,7 @@ def _restore_and_check(
     dbname: str,
     tables: Mapping[str, int],
     sql_checks: Sequence[str],
+    commands: CheckCommands = NO_COMMANDS,
 ) -> tuple[list[CheckResult], dict[str, int]]:
     run = run_tool(
         restore_argv(str(dump), dbname), env=libpq_env(server_url, dbname=dbname), timeout=None
@@ -535,6 +543,12 @@ def _restore_and_check(
     with _connect(server_url, dbname=dbname) as conn:
         table_checks, counts = _table_checks(conn, tables)
         checks += table_checks + _sql_checks(conn, sql_checks)
+    if commands:
+        pg_env = {
+            k: v for k, v in libpq_env(server_url, dbname=dbname).items() if k.startswith("PG")
+        }
+        with tempfile.TemporaryDirectory(prefix="upkeep-check-") as cwd:
+            checks += command_checks(commands, cwd=Path(cwd), env=pg_env)
     failed = [c for c in checks if not c.ok]
     if failed:
         raise VerificationError(

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.backups.base import (
+    NO_COMMANDS,
+    CheckCommands,
     CheckResult,
     Fault,
     Reason,
@@ -36,8 +38,10 @@ from tasks.backups.base import (
     VerificationError,
     VerificationResult,
     clean_env,
+    command_checks,
     free_space_ok,
     is_no_space,
+    raise_for_commands,
     remove_tree,
     run_tool,
     safe_relative,
@@ -171,6 +175,18 @@ def classify_restic_error(stderr: str, step_reason: Reason) -> tuple[Fault, Reas
     return "backup", step_reason
 
 
+def no_space_evidence(stderr: str, keep: int = 5) -> str:
+    """The first lines of ``stderr`` that say the disk is full, and restic's last line.
+
+    restic goes on after each failed file, and follow-up errors ("UtimesNano: no such file")
+    can fill the tail that evidence keeps; the cause is at the start.
+    """
+    lines = stderr.strip().splitlines()
+    full = [line for line in lines if is_no_space(line)][:keep]
+    last = lines[-1:] if lines and lines[-1] not in full else []
+    return "\n".join([*full, *last]) or stderr
+
+
 # --- argv builders (reusable over SSH) ------------------------------------------------------
 
 
@@ -243,9 +259,16 @@ class _Restic:
         """The repository without URL credentials (``rest:https://u:p@h/`` → ``…//h/``)."""
         return re.sub(r"//[^@/]*@", "//", self.repo)
 
-    def fail(self, step: str, stderr: str, reason: Reason) -> VerificationError:
+    def fail(
+        self, step: str, stderr: str, reason: Reason, *, where: str = ""
+    ) -> VerificationError:
         fault, why = classify_restic_error(stderr, reason)
-        return VerificationError(fault, why, f"restic {step} failed", evidence=stderr)
+        return VerificationError(
+            fault,
+            why,
+            f"restic {step} failed" + (f" ({where})" if where else ""),
+            evidence=no_space_evidence(stderr) if why == "no_space" else stderr,
+        )
 
 
 def init_repo(repo: Path | str, *, password: str) -> None:
@@ -339,6 +362,7 @@ def verify(
     read_data_subset: str | None = None,
     snapshot_id: str | None = None,
     source_dir: Path | None = None,
+    commands: CheckCommands = NO_COMMANDS,
 ) -> VerificationResult:
     """Check the repository's integrity, restore a snapshot (default: the latest) into a
     scratch directory and check the files.
@@ -347,7 +371,9 @@ def verify(
     restic's output tail; no snapshot is backup/no_backup; a restore that does not fit
     is system/no_space (checked before restoring via ``restic stats --mode restore-size``);
     a restore without files is backup/empty; an expected path not restored is
-    backup/missing_file. The scratch directory is gone when this returns or raises.
+    backup/missing_file; a check command (run in the restored copy of the snapshot's path, or
+    of the restore root when the snapshot has several) that fails is backup/check_failed.
+    The scratch directory is gone when this returns or raises.
     """
     started = time.monotonic()
     with _Restic(repo, password) as r:
@@ -370,10 +396,13 @@ def verify(
         with Scratch(scratch_parent, source=source_dir) as root:
             code, _, err = r.run(restore_argv(snap.id, str(root)))
             if code != 0:
-                raise r.fail("restore", err, "restore_failed")
+                raise r.fail("restore", err, "restore_failed", where=f"into {root}")
             files, size = _count_files(root)
             checks.append(CheckResult("restore", files > 0, f"{files} files, {size} bytes"))
             checks += _restic_expected(root, snap.paths, expected)
+            tree = root / snap.paths[0].lstrip("/") if len(snap.paths) == 1 else root
+            ran = command_checks(commands, cwd=tree if tree.is_dir() else root)
+            checks += ran
             restored_to = str(root)
     if files == 0:
         raise VerificationError(
@@ -383,7 +412,11 @@ def verify(
             evidence=f"restore-size reports {file_count} entries",
             checks=checks,
         )
-    missing = [c.name.removeprefix("expected ") for c in checks if not c.ok]
+    missing = [
+        c.name.removeprefix("expected ")
+        for c in checks
+        if not c.ok and c.name.startswith("expected ")
+    ]
     if missing:
         raise VerificationError(
             "backup",
@@ -392,6 +425,7 @@ def verify(
             evidence=", ".join(missing[:20]),
             checks=checks,
         )
+    raise_for_commands(ran, checks)
     return VerificationResult(
         kind="restic",
         backup=snap.id,

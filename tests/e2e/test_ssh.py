@@ -53,6 +53,14 @@ def test_command_succeeds_with_separate_streams(
     assert result.started_at <= result.finished_at
 
 
+def test_stdin_reaches_the_command_and_is_closed(
+    sshd: ThrowawaySshd, target_of: TargetOf, known_hosts_for: KnownHostsFor, ssh_settings
+) -> None:
+    with connect(target_of(sshd), ssh_settings, known_hosts_for(sshd)) as session:
+        result = session.run('IFS= read -r a; IFS= read -r b; echo "$b/$a"; cat', stdin=b"1\n2\n")
+    assert (result.exit_code, result.stdout) == (0, "2/1\n")  # cat saw EOF: it did not hang
+
+
 def test_nonzero_exit_is_returned_and_run_checked_raises(
     sshd: ThrowawaySshd, target_of: TargetOf, known_hosts_for: KnownHostsFor, ssh_settings
 ) -> None:

@@ -215,3 +215,59 @@ def test_duplicate_backup_source_is_refused() -> None:
     )
     (msg,) = problems(text)
     assert "backup_sources[1].system: duplicate backup source 'shop'" in msg
+
+
+def _with_sources(*lines: str) -> str:
+    return GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        backup_sources:\n"
+        + "".join(f"          - {line}\n" for line in lines)
+        + "        hosts:\n          - name: web1",
+        1,
+    )
+
+
+def test_remote_backup_sources_are_validated() -> None:
+    msgs = problems(
+        _with_sources(
+            "{system: b, kind: postgresql, host: web1, location: /d, scratch_database_env: S,"
+            " dump_database: 'dbname=x password=hunter2'}",
+            "{system: c, kind: files, location: /b, scratch: /t, dump_database: x}",
+            "{system: d, kind: files, location: /b, scratch: /t, commands: ['grep \"open']}",
+            "{system: e, kind: files, location: /b, scratch: /t, commands: ['  ']}",
+        )
+    )
+    assert any("backup_sources[0]" in m and "must not hold a password" in m for m in msgs)
+    assert not any("hunter2" in m for m in msgs)
+    assert any("backup_sources[1]" in m and "dump_database is for a postgresql" in m for m in msgs)
+    assert any("backup_sources[2].commands" in m and "cannot be split" in m for m in msgs)
+    assert any("backup_sources[3].commands" in m and "empty" in m for m in msgs)
+
+
+def test_a_backup_host_must_be_a_host_of_the_contract() -> None:
+    (msg,) = problems(
+        _with_sources("{system: a, kind: files, host: nowhere, location: /b, scratch: /t}")
+    )
+    assert "backup_sources[0].host" in msg and "unknown host 'nowhere'" in msg
+
+
+def test_a_remote_source_may_keep_its_scratch_beside_the_source_path() -> None:
+    # With a host, "source" is a path on that host and the scratch is here: no overlap test.
+    spec = parse_inventory(
+        _with_sources(
+            "{system: a, kind: files, host: web1, location: /var/backups/a, source: /srv,"
+            " scratch: /srv/tmp, commands: ['test -f \"etc/my app.conf\"']}"
+        )
+    )
+    (source,) = spec.customers[0].contracts[0].backup_sources
+    assert source.host == "web1" and source.commands == ['test -f "etc/my app.conf"']
+
+
+def test_the_readme_example_inventory_is_valid() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = parse_inventory(example, "README.md")
+    kinds = {
+        (b.kind, b.host) for c in spec.customers for k in c.contracts for b in k.backup_sources
+    }
+    assert ("files", "web1") in kinds and ("postgresql", "db1") in kinds

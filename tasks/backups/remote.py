@@ -1,0 +1,379 @@
+"""Backups that live on another host: listed and fetched over SFTP, taken over SSH.
+
+A backup source with ``host:`` keeps its backups on that inventory host (``location`` is a
+directory there) and, for files and PostgreSQL, takes new ones there too. upkeep never restores
+on the customer's host: it fetches the backup over SFTP (the same verified host key and login
+as the inspection) into a scratch directory on the machine running upkeep, removed afterwards,
+and verifies that copy with exactly the checks a local backup gets. For restic, ``host`` is
+where ``restic backup`` runs; the repository (``location``) is one that upkeep can reach too
+(``rest:``, ``s3:``, ``sftp:`` or a shared path), and is checked and restored from here.
+
+Commands come from the fixed catalogue below; every value in one is quoted with
+:func:`shlex.quote`. Secrets (the restic repository and password) go over the channel's stdin,
+never into a command line, so neither the remote process list nor any log shows them.
+
+Remote file backups use GNU tar and ``sha256sum``; the manifest is computed from the archive
+that was just written (``tar --to-command``), so it vouches for exactly the bytes archived even
+when files change during the backup. File names holding a newline cannot be listed in a
+manifest line; such a name makes the manifest unreadable and the verification says so.
+"""
+
+from __future__ import annotations
+
+import shlex
+import stat
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import paramiko
+
+from tasks.backups.base import (
+    Reason,
+    VerificationError,
+    free_space_ok,
+    is_no_space,
+    tail,
+    unused_stem,
+    utcnow,
+)
+from tasks.checks.base import RawResult
+from tasks.ssh import SshError, SshSession
+
+BACKUP_TIMEOUT_S = 6 * 3600.0
+"""A full backup may take hours; past this the command is stopped and the source is at fault."""
+
+# Exit codes the catalogue scripts use to say what went wrong before any tool ran.
+EXIT_NO_SOURCE = 66
+EXIT_EXISTS = 73
+
+_PERMISSION = ("permission denied", "operation not permitted")
+_PG_SERVER = (
+    "could not connect",
+    "connection refused",
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "permission denied",
+    "the database system is",
+)
+
+
+# --- the catalogue ------------------------------------------------------------------------
+
+
+def files_backup_command(source: str, dest: str, stem: str, *, compress: bool = True) -> str:
+    """A tar archive of ``source`` as ``dest/stem.tar[.gz]`` with its ``.sha256`` manifest.
+
+    Both files are written as ``.partial`` and renamed (manifest first) when complete, as a
+    local backup is; a failed run leaves nothing behind. GNU tar's exit 1 ("file changed as
+    we read it") is accepted: the manifest is computed from the archive itself.
+    """
+    ext = ".tar.gz" if compress else ".tar"
+    z = "z" if compress else ""
+    return "\n".join(
+        [
+            "set -u",
+            "umask 077",
+            f"src={shlex.quote(source)}",
+            f"dest={shlex.quote(dest)}",
+            f"stem={shlex.quote(stem)}",
+            f'arc="$dest/$stem{ext}"; man="$dest/$stem.sha256"',
+            f'[ -d "$src" ] && [ -r "$src" ] || {{ echo "upkeep: cannot read $src" >&2; '
+            f"exit {EXIT_NO_SOURCE}; }}",
+            'mkdir -p -- "$dest" || exit 1',
+            f'for f in "$arc" "$man"; do [ ! -e "$f" ] || {{ echo "upkeep: $f exists" >&2; '
+            f"exit {EXIT_EXISTS}; }}; done",
+            'trap \'rm -f -- "$arc.partial" "$man.partial"\' EXIT',
+            f'tar --format=pax -C "$src" -c{z}f "$arc.partial" .; rc=$?',
+            '[ "$rc" -le 1 ] || exit "$rc"',
+            f'tar -x{z}f "$arc.partial" --to-command=\'h=$(sha256sum) || exit 1; '
+            'printf "%s  %s\\n" "${h%% *}" "$TAR_FILENAME"\' > "$man.partial" || exit 1',
+            'mv -- "$man.partial" "$man" && mv -- "$arc.partial" "$arc" || exit 1',
+            "trap - EXIT",
+            'printf "%s\\n" "$arc"',
+        ]
+    )
+
+
+def pg_dump_command(database: str, dest: str, stem: str) -> str:
+    """``pg_dump -Fc`` of ``database`` (a name or a libpq connection string without a password:
+    authentication is the host's own, peer or ``.pgpass``) to ``dest/stem.dump``."""
+    return "\n".join(
+        [
+            "set -u",
+            "umask 077",
+            f"dest={shlex.quote(dest)}",
+            f'out="$dest/"{shlex.quote(stem + ".dump")}',
+            'mkdir -p -- "$dest" || exit 1',
+            f'[ ! -e "$out" ] || {{ echo "upkeep: $out exists" >&2; exit {EXIT_EXISTS}; }}',
+            "trap 'rm -f -- \"$out.partial\"' EXIT",
+            "pg_dump --format=custom --no-password "
+            f'--dbname={shlex.quote(database)} --file="$out.partial" || exit $?',
+            'mv -- "$out.partial" "$out" || exit 1',
+            "trap - EXIT",
+            'printf "%s\\n" "$out"',
+        ]
+    )
+
+
+def restic_backup_command(source: str) -> str:
+    """``restic backup --json`` of ``source``; the repository and the password are the first
+    two lines of stdin."""
+    return "\n".join(
+        [
+            "set -u",
+            "IFS= read -r RESTIC_REPOSITORY || exit 64",
+            "IFS= read -r RESTIC_PASSWORD || exit 64",
+            "export RESTIC_REPOSITORY RESTIC_PASSWORD",
+            "unset RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND",
+            f"exec restic backup --json -- {shlex.quote(source)}",
+        ]
+    )
+
+
+# --- pure decisions -------------------------------------------------------------------------
+
+
+def newest(
+    names: Iterable[str],
+    parse: Callable[[str], tuple[str, datetime] | None],
+    system: str,
+) -> tuple[str, datetime] | None:
+    """The newest name ``parse`` reads as a backup of ``system``, with its time; None if none."""
+    found = []
+    for name in names:
+        parsed = parse(name)
+        if parsed is not None and parsed[0] == system:
+            found.append((parsed[1], name))
+    if not found:
+        return None
+    taken_at, name = max(found)
+    return name, taken_at
+
+
+def classify_failure(result: RawResult, markers: Iterable[str] = _PERMISSION) -> Reason:
+    """Why a remote backup command failed: the source could not be read, the disk is full, or
+    the command itself failed."""
+    text = result.stderr.lower()
+    if is_no_space(text):
+        return "no_space"
+    if result.exit_code == EXIT_NO_SOURCE or any(m in text for m in markers):
+        return "source_unreadable"
+    return "backup_command_failed"
+
+
+# --- the host -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+
+
+class BackupHost:
+    """One SSH session to the host holding a source's backups; SFTP opened on first use.
+
+    Every failure is a :class:`VerificationError` with ``fault="system"``: a host that cannot
+    be reached or read says nothing about the backup.
+    """
+
+    def __init__(self, session: SshSession) -> None:
+        self.session = session
+        self._sftp: paramiko.SFTPClient | None = None
+
+    @property
+    def name(self) -> str:
+        return self.session.target.name
+
+    def _fail(self, reason: Reason, message: str, exc: BaseException) -> VerificationError:
+        return VerificationError(
+            "system", reason, f"{self.name}: {message}", evidence=f"{type(exc).__name__}: {exc}"
+        )
+
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = self.session.open_sftp()
+            except (SshError, OSError, paramiko.SSHException) as exc:
+                raise self._fail("source_unreadable", "SFTP is not available", exc) from exc
+        return self._sftp
+
+    def listdir(self, path: str) -> list[RemoteFile]:
+        """Regular files in ``path``; a missing directory has none."""
+        try:
+            entries = self.sftp().listdir_attr(path)
+        except FileNotFoundError:
+            return []
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._fail("source_unreadable", f"cannot list {path}", exc) from exc
+        return [
+            RemoteFile(e.filename, e.st_size or 0)
+            for e in entries
+            if e.st_mode is not None and stat.S_ISREG(e.st_mode)
+        ]
+
+    def size(self, path: str) -> int | None:
+        try:
+            return self.sftp().stat(path).st_size
+        except FileNotFoundError:
+            return None
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._fail("source_unreadable", f"cannot stat {path}", exc) from exc
+
+    def fetch(self, remote: str, local: Path) -> int:
+        """Copy ``remote`` to ``local`` (which must not exist); returns the byte count.
+
+        Checks the free space first, and that the copy has the size the host reported (a
+        connection lost mid-transfer is a system fault, not a truncated backup)."""
+        size = self.size(remote)
+        if size is None:
+            raise VerificationError(
+                "backup", "no_backup", f"{self.name}:{remote} does not exist", evidence=remote
+            )
+        free_space_ok(local.parent, size)
+        try:
+            self.sftp().get(remote, str(local))
+        except (OSError, paramiko.SSHException) as exc:
+            local.unlink(missing_ok=True)
+            if is_no_space(exc):
+                raise self._fail("no_space", f"no space for {local}", exc) from exc
+            raise self._fail("source_unreadable", f"copying {remote} failed", exc) from exc
+        got = local.stat().st_size
+        if got != size:
+            local.unlink(missing_ok=True)
+            raise VerificationError(
+                "system",
+                "source_unreadable",
+                f"{self.name}:{remote} changed while it was copied ({size} → {got} bytes)",
+                evidence=remote,
+            )
+        return got
+
+    def run(
+        self, command: str, *, what: str, stdin: bytes | None = None, timeout: float | None = None
+    ) -> RawResult:
+        """Run one catalogue command; an SSH failure (not a non-zero exit) is a system fault."""
+        try:
+            return self.session.run(
+                command, timeout=BACKUP_TIMEOUT_S if timeout is None else timeout, stdin=stdin
+            )
+        except SshError as exc:
+            raise self._fail("backup_command_failed", f"{what} did not complete", exc) from exc
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with suppress(OSError, paramiko.SSHException):
+                self._sftp.close()
+            self._sftp = None
+
+
+def next_stem(host: BackupHost, dest: str, system: str, suffixes: tuple[str, ...]) -> str:
+    """``<system>-<stamp>`` not yet taken in ``dest`` on the host (cf. :func:`unused_stem`)."""
+    existing = {f.name for f in host.listdir(dest)}
+    return unused_stem(existing.__contains__, system, suffixes, utcnow())
+
+
+def command_failed(
+    host: BackupHost, what: str, result: RawResult, reason: Reason
+) -> VerificationError:
+    return VerificationError(
+        "system",
+        reason,
+        f"{what} on {host.name} failed (exit {result.exit_code})",
+        evidence=tail(result.stderr),
+    )
+
+
+# --- taking backups on the host --------------------------------------------------------------
+
+
+def take_files_backup(
+    host: BackupHost, source: str, dest: str, system: str, *, compress: bool = True
+) -> str:
+    """A new tar archive + manifest of ``source`` in ``dest`` on the host; its remote path."""
+    from tasks.backups.files import MANIFEST_SUFFIX
+
+    ext = ".tar.gz" if compress else ".tar"
+    stem = next_stem(host, dest, system, (ext, MANIFEST_SUFFIX))
+    result = host.run(
+        files_backup_command(source, dest, stem, compress=compress), what="the file backup"
+    )
+    if result.exit_code != 0:
+        raise command_failed(host, f"tar of {source}", result, classify_failure(result))
+    return result.stdout.strip().splitlines()[-1]
+
+
+def take_pg_dump(host: BackupHost, database: str, dest: str, system: str) -> str:
+    """A new ``pg_dump -Fc`` of ``database`` in ``dest`` on the host; its remote path."""
+    stem = next_stem(host, dest, system, (".dump",))
+    result = host.run(pg_dump_command(database, dest, stem), what="pg_dump")
+    if result.exit_code != 0:
+        raise command_failed(host, "pg_dump", result, classify_failure(result, _PG_SERVER))
+    return result.stdout.strip().splitlines()[-1]
+
+
+def take_restic_backup(host: BackupHost, source: str, repo: str, *, password: str) -> str:
+    """``restic backup`` of ``source`` on the host into ``repo``; the new snapshot's id.
+
+    restic's exit 3 (some files unreadable; an incomplete snapshot was saved) is a system
+    fault like any unreadable source: the snapshot is not trusted.
+    """
+    from tasks.backups.restic import classify_restic_error, parse_backup_summary
+
+    if "\n" in repo or "\n" in password:
+        raise VerificationError("system", "backup_command_failed", "a newline in repo or password")
+    result = host.run(
+        restic_backup_command(source),
+        what="restic backup",
+        stdin=f"{repo}\n{password}\n".encode(),
+    )
+    if result.exit_code == 3 or (result.exit_code != 0 and "does not exist" in result.stderr):
+        raise command_failed(host, f"restic backup of {source}", result, "source_unreadable")
+    if result.exit_code != 0:
+        _, reason = classify_restic_error(result.stderr, "backup_command_failed")
+        raise command_failed(host, "restic backup", result, reason)
+    try:
+        return parse_backup_summary(result.stdout).snapshot_id
+    except ValueError as exc:
+        raise command_failed(host, "restic backup", result, "backup_command_failed") from exc
+
+
+# --- finding and fetching ---------------------------------------------------------------------
+
+
+def latest(
+    host: BackupHost,
+    dest: str,
+    system: str,
+    parse: Callable[[str], tuple[str, datetime] | None],
+) -> tuple[str, datetime] | None:
+    """(remote path, taken at) of the newest backup of ``system`` in ``dest``; None if none."""
+    found = newest((f.name for f in host.listdir(dest)), parse, system)
+    if found is None:
+        return None
+    return f"{dest.rstrip('/')}/{found[0]}", found[1]
+
+
+def fetch_files_backup(host: BackupHost, archive: str, staging: Path) -> Path:
+    """Copy a remote archive and the manifest beside it into ``staging``; the local archive.
+
+    A missing manifest is not fetched, so the verification reports it as the backup's fault.
+    """
+    from tasks.backups.files import manifest_for
+
+    local = staging / archive.rsplit("/", 1)[-1]
+    host.fetch(archive, local)
+    manifest = manifest_for(Path(archive)).as_posix()
+    if host.size(manifest) is not None:
+        host.fetch(manifest, manifest_for(local))
+    return local
+
+
+def fetch_file(host: BackupHost, remote: str, staging: Path) -> Path:
+    local = staging / remote.rsplit("/", 1)[-1]
+    host.fetch(remote, local)
+    return local

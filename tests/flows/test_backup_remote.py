@@ -1,0 +1,258 @@
+"""Backups that live on another host: taken over SSH, fetched over SFTP, verified here.
+
+The "remote" host is a real sshd on loopback; it shares this machine's filesystem, so the
+tests can look at (and damage) what the catalogue commands wrote there. What goes over SSH is
+counted in sshd's own log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from flows.backup_verification import BackupParams, backup_verification
+from models import BackupVersion
+from tests.flow_fixtures import host_entry
+from upkeep.sshd import ThrowawaySshd
+
+pytestmark = pytest.mark.flows
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def backup_sshd(client_key) -> ThrowawaySshd:
+    """A host of its own, logging logins, so the tests can count what went over SSH."""
+    with ThrowawaySshd(client_key=client_key, log_level="INFO") as server:
+        yield server
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> dict[str, Path]:
+    source = tmp_path / "remote" / "srv" / "shop"
+    (source / "etc").mkdir(parents=True)
+    (source / "etc" / "app.conf").write_text("listen = 8080\n")
+    (source / "data.csv").write_text("id,total\n1,10\n2,20\n")
+    return {
+        "source": source,
+        "backups": tmp_path / "remote" / "backups",
+        "scratch": tmp_path / "scratch",
+    }
+
+
+def files_source(shop: dict[str, Path], **extra) -> dict:
+    return {
+        "system": "shop-files",
+        "kind": "files",
+        "host": "web1",
+        "location": str(shop["backups"]),
+        "source": str(shop["source"]),
+        "scratch": str(shop["scratch"]),
+        "expected_files": ["etc/app.conf"],
+        **extra,
+    }
+
+
+@pytest.fixture
+def on_host(load_inventory, backup_sshd):
+    def load(*sources: dict, trust: bool = True) -> None:
+        load_inventory(
+            [host_entry("web1", backup_sshd)],
+            trust=[backup_sshd] if trust else [],
+            backup_sources=list(sources),
+        )
+
+    return load
+
+
+def run(**params) -> object:
+    return backup_verification(BackupParams(contract="ACME", **params))
+
+
+def test_a_stale_remote_backup_is_taken_over_ssh_fetched_and_verified(
+    engine, flow_env, on_host, shop, backup_sshd
+):
+    on_host(files_source(shop))
+    before = backup_sshd.logins()
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    assert result["taken_by_upkeep"]
+    assert backup_sshd.logins() > before  # it went over SSH
+    (archive,) = shop["backups"].glob("shop-files-*.tar.gz")
+    manifest = archive.with_name(archive.name.replace(".tar.gz", ".sha256"))
+    # The manifest written on the host lists every file with its real checksum.
+    lines = dict(
+        reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines() if line
+    )
+    conf = hashlib.sha256(b"listen = 8080\n").hexdigest()
+    assert lines["./etc/app.conf"] == conf and "./data.csv" in lines
+    assert not list(shop["backups"].glob("*.partial"))
+    with Session(engine) as s:
+        v = s.exec(select(BackupVersion)).one()
+        assert v.backup == f"web1:{archive}"
+        assert v.outcome == "good" and v.taken_by_upkeep
+        assert v.archive_path and Path(v.archive_path).read_bytes() == archive.read_bytes()
+    assert not any(shop["scratch"].iterdir())  # fetched copy and restore both removed
+
+
+def test_a_damaged_remote_backup_is_the_backups_fault(engine, flow_env, on_host, shop):
+    on_host(files_source(shop))
+    assert run().sources[0]["outcome"] == "good"
+    (archive,) = shop["backups"].glob("*.tar.gz")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    on_host(files_source(shop, validity_hours=1000))
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"]) == ("bad", "backup")
+    assert result["reason"] in ("corrupt", "checksum_mismatch", "truncated")
+    assert not any(shop["scratch"].iterdir())
+
+
+def test_a_missing_remote_manifest_is_the_backups_fault(engine, flow_env, on_host, shop):
+    on_host(files_source(shop))
+    assert run().sources[0]["outcome"] == "good"
+    (manifest,) = shop["backups"].glob("*.sha256")
+    manifest.unlink()
+    on_host(files_source(shop, validity_hours=1000))
+    (result,) = run().sources
+    assert (result["fault"], result["reason"]) == ("backup", "missing_manifest")
+
+
+def test_an_unreadable_remote_source_is_the_systems_fault(engine, flow_env, on_host, shop):
+    on_host(files_source(shop, source=str(shop["source"].parent / "gone")))
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"], result["reason"]) == (
+        "bad",
+        "system",
+        "source_unreadable",
+    )
+    assert "gone" in result["evidence"] and "web1" in result["message"]
+    assert not list(shop["backups"].glob("*"))  # nothing half-written left on the host
+
+
+def test_an_untrusted_backup_host_is_refused(engine, flow_env, on_host, shop):
+    on_host(files_source(shop), trust=False)
+    (result,) = run().sources
+    assert (result["fault"], result["reason"]) == ("system", "source_unreadable")
+    assert "web1" in result["message"] and "host_key_unknown" in result["evidence"]
+    assert not shop["backups"].exists()  # no command ran
+
+
+def test_values_reach_the_host_quoted(engine, flow_env, on_host, shop, tmp_path):
+    odd = tmp_path / "remote" / "it's $(touch pwned) ; `id`"
+    odd.mkdir(parents=True)
+    (odd / "a file").write_text("x\n")
+    on_host(files_source(shop, source=str(odd), expected_files=["a file"]))
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
+
+
+def test_check_commands_run_in_the_restored_copy(engine, flow_env, on_host, shop, monkeypatch):
+    monkeypatch.setenv("UPKEEP_SMTP_PASSWORD", "s3cret")
+    on_host(
+        files_source(
+            shop,
+            commands=[
+                "grep -q 'listen = 8080' etc/app.conf",
+                'sh -c \'test -z "$UPKEEP_SMTP_PASSWORD" && test "$PWD" = "$UPKEEP_RESTORE_DIR"\'',
+            ],
+        )
+    )
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    on_host(
+        files_source(shop, validity_hours=1000, commands=["grep -q 'listen = 9090' etc/app.conf"])
+    )
+    (result,) = run().sources
+    assert (result["fault"], result["reason"]) == ("backup", "check_failed")
+    assert "grep" in result["message"] and "exit 1" in result["evidence"]
+    on_host(files_source(shop, validity_hours=1000, commands=["no-such-tool --check"]))
+    (result,) = run().sources
+    assert (result["fault"], result["reason"]) == ("system", "check_failed")
+    assert "no-such-tool is not installed" in result["evidence"]
+
+
+def test_remote_postgresql_dump_over_ssh(
+    engine, flow_env, on_host, postgres_server, postgres_url, tmp_path, monkeypatch, backup_sshd
+):
+    import psycopg
+
+    from tasks.backups.postgresql import conninfo
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int primary key, total int)")
+        conn.execute("INSERT INTO orders SELECT g, g * 10 FROM generate_series(1, 50) g")
+    info = conninfo(postgres_url)
+    assert "password" not in info  # the test cluster trusts loopback: the host's own login
+    dsn = " ".join(f"{k}={v}" for k, v in info.items())
+    monkeypatch.setenv("UPKEEP_PG_SCRATCH", postgres_server)
+    source = {
+        "system": "shop-db",
+        "kind": "postgresql",
+        "host": "web1",
+        "location": str(tmp_path / "remote" / "dumps"),
+        "dump_database": dsn,
+        "scratch_database_env": "UPKEEP_PG_SCRATCH",
+        "scratch": str(tmp_path / "scratch"),
+        "tables": {"orders": 50},
+        "sql_checks": ["select sum(total) = 12750 from orders"],
+        "commands": ['sh -c \'test "$(psql -Atc "select count(*) from orders")" = 50\''],
+    }
+    on_host(source)
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    (dump,) = (tmp_path / "remote" / "dumps").glob("shop-db-*.dump")
+    listed = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True)
+    assert "TABLE DATA public orders" in listed.stdout
+    with Session(engine) as s:
+        v = s.exec(select(BackupVersion)).one()
+        assert v.backup == f"web1:{dump}"
+        names = [c["name"] for c in v.checks]
+        assert any(n.startswith("command sh -c") for n in names)
+    # A dump_database that does not exist is the system's fault, named.
+    on_host(
+        {
+            **source,
+            "dump_database": dsn.replace(info["dbname"], "no_such_db"),
+            "validity_hours": 0.0001,
+        }
+    )
+    (bad,) = run().sources
+    assert (bad["fault"], bad["reason"]) == ("system", "source_unreadable")
+    assert "no_such_db" in bad["evidence"]
+
+
+def test_remote_restic_backup_gets_the_password_on_stdin(
+    engine, flow_env, on_host, shop, tmp_path, monkeypatch, backup_sshd
+):
+    from tasks.backups import restic
+
+    repo = tmp_path / "remote" / "restic-repo"
+    restic.init_repo(repo, password=PASSWORD)
+    monkeypatch.setenv("UPKEEP_RESTIC_SHOP", PASSWORD)
+    on_host(
+        {
+            "system": "shop-restic",
+            "kind": "restic",
+            "host": "web1",
+            "location": str(repo),
+            "source": str(shop["source"]),
+            "scratch": str(shop["scratch"]),
+            "password_env": "UPKEEP_RESTIC_SHOP",
+            "expected_files": ["etc/app.conf"],
+            "commands": ["grep -q 8080 etc/app.conf"],
+        }
+    )
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    assert result["taken_by_upkeep"]
+    snaps = restic.latest_snapshot(repo, password=PASSWORD)
+    assert snaps is not None
+    with Session(engine) as s:
+        assert PASSWORD not in str(s.exec(select(BackupVersion)).one().model_dump())
