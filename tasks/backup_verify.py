@@ -196,6 +196,20 @@ def run_source(
                 rfound = remote.latest(host, location, system, files.parse_backup_name)
             if rfound is None:
                 raise VerificationError("system", "no_backup", f"no backup of {system} in {where}")
+            if source.get("scratch_host"):
+                on = (
+                    host
+                    if source["scratch_host"] == host.name
+                    else _backup_host(contract_id, source["scratch_host"], stack)
+                )
+                result = remote.verify_files_on_host(
+                    on,
+                    rfound[0],
+                    source["scratch"],
+                    expected=source.get("expected_files", []),
+                    backup_host=host,
+                )
+                return Ran(result, taken)
             archive = remote.fetch_files_backup(host, rfound[0], _staging(source, stack))
             label = f"{host.name}:{rfound[0]}"
         files_cleanup(scratch)
@@ -287,8 +301,8 @@ def archive_copy(
     ``local`` is the fetched copy of a backup on another host (else ``result.backup``)."""
     from tasks.backups.retention import archive_path
 
-    if result.kind == "restic":
-        return None
+    if result.kind == "restic" or (local is None and source.get("host")):
+        return None  # restic keeps its own versions; a backup restored on a host stays there
     src = local or Path(result.backup)
     target = archive_path(
         settings.data_dir / "archive",

@@ -3,7 +3,10 @@ repository with one snapshot, a small PostgreSQL database; and helpers that dama
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -112,3 +115,39 @@ def scratch_databases(server_url: str) -> list[str]:
             "SELECT datname FROM pg_database WHERE datname LIKE 'upkeep\\_scratch\\_%'"
         ).fetchall()
     return [r[0] for r in rows]
+
+
+MountTmpfs = Callable[[str], Path]
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[MountTmpfs]:
+    """``mount_tmpfs(options)`` mounts a fresh tmpfs below ``tmp_path`` and returns its path;
+    every mount is unmounted at teardown (lazily if it is still busy)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        pytest.skip("mount/umount are not installed")
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        done = _run("mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(point))
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip()}")
+        mounted.append(point)
+        assert os.path.ismount(point)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in reversed(mounted):
+            if _run("umount", str(point)).returncode != 0:
+                lazy = _run("umount", "-l", str(point))
+                assert lazy.returncode == 0, f"could not unmount {point}: {lazy.stderr}"

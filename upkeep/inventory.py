@@ -103,6 +103,11 @@ class BackupSourceSpec(_Strict):
         "a libpq connection string without a password (the host's peer or .pgpass login)",
     )
     scratch: str | None = Field(None, description="Parent directory for restores (files, restic)")
+    scratch_host: str | None = Field(
+        None,
+        description="files with host: restore on this contract host (scratch is a path there) "
+        "instead of fetching the backup to the machine running upkeep",
+    )
     scratch_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     password_secret: str | None = None
     password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
@@ -154,10 +159,19 @@ class BackupSourceSpec(_Strict):
             missing.append("password_secret or password_env")
         if self.dump_database and not (self.kind == "postgresql" and self.host):
             raise ValueError("dump_database is for a postgresql source with a host")
+        if self.scratch_host and not (self.kind == "files" and self.host):
+            raise ValueError("scratch_host is for a files source with a host")
+        if self.scratch_host and self.commands:
+            raise ValueError(
+                "check commands run on the machine running upkeep, not on a scratch_host: "
+                "remove commands or scratch_host"
+            )
         if missing:
             raise ValueError(f"a {self.kind} backup source needs {', '.join(missing)}")
-        # With a host, the source and location are paths there and the scratch is here.
-        for path in (self.location,) if self.host else (self.scratch, self.location):
+        # With a host, the source and location are paths there and the scratch is here
+        # (or on scratch_host: there, it must not be inside the source either).
+        same_side = not self.host or self.scratch_host == self.host
+        for path in (self.scratch, self.location) if same_side else (self.location,):
             if (
                 self.source
                 and path
@@ -384,12 +398,14 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                 if backup.system in systems:
                     dup(bloc, "backup source", backup.system, systems[backup.system])
                 systems.setdefault(backup.system, bloc)
-                if backup.host is not None and backup.host not in {h.name for h in contract.hosts}:
-                    bhost: tuple[Any, ...] = (*kloc, "backup_sources", bi, "host")
-                    problems.append(
-                        f"{source}:{_line_for(bhost, lines)}: {_place(bhost)}: unknown host "
-                        f"{backup.host!r}: a backup host must be one of this contract's hosts"
-                    )
+                for attr in ("host", "scratch_host"):
+                    name = getattr(backup, attr)
+                    if name is not None and name not in {h.name for h in contract.hosts}:
+                        bhost: tuple[Any, ...] = (*kloc, "backup_sources", bi, attr)
+                        problems.append(
+                            f"{source}:{_line_for(bhost, lines)}: {_place(bhost)}: unknown host "
+                            f"{name!r}: a backup host must be one of this contract's hosts"
+                        )
             names: dict[str, tuple[Any, ...]] = {}
             endpoints: dict[tuple[str, int], tuple[Any, ...]] = {}
             for hi, host in enumerate(contract.hosts):

@@ -345,6 +345,14 @@ def safe_relative(name: str) -> str | None:
     return "/".join(parts)
 
 
+def name_list(names: Sequence[str], limit: int = 10) -> str:
+    """``": a, b, c (+7)"`` for a check's detail; empty for no names."""
+    if not names:
+        return ""
+    more = f" (+{len(names) - limit})" if len(names) > limit else ""
+    return ": " + ", ".join(names[:limit]) + more
+
+
 def expected_checks(root: Path, expected: Sequence[str]) -> list[CheckResult]:
     """One check per contract-expected path (relative to ``root``): present after restore."""
     out = []

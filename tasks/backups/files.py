@@ -47,6 +47,7 @@ from tasks.backups.base import (
     expected_checks,
     free_space_ok,
     is_no_space,
+    name_list,
     parse_stamp,
     raise_for_commands,
     refuse_inside,
@@ -407,30 +408,20 @@ def _manifest_checks(
         CheckResult(
             "manifest files present",
             not missing,
-            f"{len(manifest) - len(missing)}/{len(manifest)}" + _names(missing),
+            f"{len(manifest) - len(missing)}/{len(manifest)}" + name_list(missing),
         ),
         CheckResult(
             "manifest checksums",
             not mismatched,
-            f"{len(manifest) - len(missing) - len(mismatched)} match" + _names(mismatched),
+            f"{len(manifest) - len(missing) - len(mismatched)} match" + name_list(mismatched),
         ),
         CheckResult(
             "files not in manifest",
             not unlisted,
-            "none" if not unlisted else f"{len(unlisted)}" + _names(unlisted),
+            "none" if not unlisted else f"{len(unlisted)}" + name_list(unlisted),
         ),
     ]
     return checks, missing, mismatched
-
-
-def _names(names: Sequence[str], limit: int = 10) -> str:
-    if not names:
-        return ""
-    return (
-        ": "
-        + ", ".join(names[:limit])
-        + (f" (+{len(names) - limit})" if len(names) > limit else "")
-    )
 
 
 def verify(

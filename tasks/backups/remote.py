@@ -20,21 +20,30 @@ manifest line; such a name makes the manifest unreadable and the verification sa
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import stat
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO, cast
 
 import paramiko
 
 from tasks.backups.base import (
+    SCRATCH_PREFIX,
+    CheckResult,
+    Fault,
     Reason,
     VerificationError,
+    VerificationResult,
     free_space_ok,
     is_no_space,
+    name_list,
+    safe_relative,
     tail,
     unused_stem,
     utcnow,
@@ -377,3 +386,312 @@ def fetch_file(host: BackupHost, remote: str, staging: Path) -> Path:
     local = staging / remote.rsplit("/", 1)[-1]
     host.fetch(remote, local)
     return local
+
+
+# --- restoring on a scratch host ------------------------------------------------------------
+
+EXIT_NO_ARCHIVE = 66
+EXIT_NO_MANIFEST = 67
+EXIT_LIST_FAILED = 65
+EXIT_EXTRACT_FAILED = 74
+EXIT_NO_SPACE = 75
+STALE_SCRATCH_MINUTES = 120
+
+
+def files_verify_command(
+    archive: str,
+    manifest: str,
+    parent: str,
+    expected: Iterable[str],
+    *,
+    remove_after: str = "",
+) -> str:
+    """Restore ``archive`` into ``parent/upkeep-scratch-XXXXXXXX`` on the host and check it.
+
+    Prints ``@@key value`` lines (see :func:`parse_verify_output`) and ``sha256sum -c`` lines;
+    exits 0 when the restore ran (the checks are judged by the caller), else with one of the
+    ``EXIT_*`` codes. The scratch directory (and ``remove_after``, an uploaded copy) is
+    removed on every exit, also on SIGTERM/SIGHUP; scratch directories of killed runs older
+    than two hours are removed first. ``expected`` must be safe relative paths.
+    """
+    z = "z" if archive.endswith(".gz") else ""
+    checks = [
+        f'if [ -e "$dir/root"/{shlex.quote(p)} ] || [ -L "$dir/root"/{shlex.quote(p)} ]; '
+        f"then echo @@present {shlex.quote(p)}; else echo @@absent {shlex.quote(p)}; fi"
+        for p in expected
+    ]
+    return "\n".join(
+        [
+            "set -u",
+            "umask 077",
+            f"arc={shlex.quote(archive)}; man={shlex.quote(manifest)}",
+            f"parent={shlex.quote(parent)}; upload={shlex.quote(remove_after)}",
+            'case $man in /*) ;; *) man="$PWD/$man" ;; esac',
+            "dir=",
+            "cleanup() {",
+            '  if [ -n "$dir" ]; then chmod -R u+rwx -- "$dir" 2>/dev/null; rm -rf -- "$dir"; fi',
+            '  if [ -n "$upload" ]; then rm -rf -- "$upload"; fi',
+            "}",
+            "trap cleanup EXIT",
+            "trap 'exit 143' INT TERM HUP",
+            f'[ -r "$arc" ] || {{ echo "upkeep: cannot read $arc" >&2; exit {EXIT_NO_ARCHIVE}; }}',
+            f'[ -r "$man" ] || {{ echo "upkeep: no manifest $man" >&2; exit {EXIT_NO_MANIFEST}; }}',
+            'mkdir -p -- "$parent" || exit 1',
+            f"find \"$parent\" -maxdepth 1 -name '{SCRATCH_PREFIX}*' -mmin +{STALE_SCRATCH_MINUTES}"
+            " -exec rm -rf -- {} + 2>/dev/null",
+            f'dir=$(mktemp -d "$parent/{SCRATCH_PREFIX}XXXXXXXX") || exit 1',
+            'echo "@@scratch $dir"',
+            'echo "@@archive-bytes $(wc -c < "$arc")"',
+            'echo "@@archive-sha256 $(sha256sum < "$arc" | cut -d" " -f1)"',
+            f'tar -tv{z}f "$arc" > "$dir/listing" || exit {EXIT_LIST_FAILED}',
+            'set -- $(awk \'substr($1, 1, 1) == "-" { s += $3; n++ } '
+            'END { printf "%d %d", s, n }\' "$dir/listing")',
+            'echo "@@files $2 $1"',
+            "avail=$(df -Pk \"$parent\" | awk 'NR == 2 { print $4 }')",
+            'if [ $(( $1 / 1024 * 11 / 10 )) -gt "$avail" ]; then',
+            '  echo "upkeep: no space: the restore needs $1 bytes, $avail KiB free in $parent" >&2',
+            f"  exit {EXIT_NO_SPACE}",
+            "fi",
+            f'mkdir "$dir/root" && tar -x{z}f "$arc" -C "$dir/root" --no-same-owner '
+            f"--no-same-permissions || exit {EXIT_EXTRACT_FAILED}",
+            "echo @@extracted",
+            '(cd "$dir/root" && LC_ALL=C sha256sum -c -- "$man" 2>/dev/null); echo "@@sha-exit $?"',
+            *checks,
+        ]
+    )
+
+
+@dataclass
+class RemoteRestore:
+    """What :func:`files_verify_command` printed."""
+
+    scratch: str = ""
+    archive_bytes: int = 0
+    archive_sha256: str = ""
+    files: int = 0
+    total_size: int = 0
+    extracted: bool = False
+    ok: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+
+
+def parse_verify_output(stdout: str) -> RemoteRestore:
+    """Read the ``@@`` lines and ``sha256sum -c`` verdicts (``name: OK``, ``name: FAILED``,
+    ``name: FAILED open or read``) of one remote restore."""
+    out = RemoteRestore()
+    for line in stdout.splitlines():
+        if line.startswith("@@"):
+            key, _, value = line[2:].partition(" ")
+            if key == "scratch":
+                out.scratch = value
+            elif key == "archive-bytes":
+                out.archive_bytes = int(value.strip() or 0)
+            elif key == "archive-sha256":
+                out.archive_sha256 = value.strip()
+            elif key == "files":
+                count, _, size = value.partition(" ")
+                out.files, out.total_size = int(count), int(size)
+            elif key == "extracted":
+                out.extracted = True
+            elif key == "present":
+                out.present.append(value)
+            elif key == "absent":
+                out.absent.append(value)
+            continue
+        for suffix, bucket in (
+            (": FAILED open or read", out.missing),
+            (": FAILED", out.mismatched),
+            (": OK", out.ok),
+        ):
+            if line.endswith(suffix):
+                bucket.append(line[: -len(suffix)].removeprefix("./"))
+                break
+    return out
+
+
+def classify_tar_error(stderr: str) -> tuple[Fault, Reason]:
+    """Whose fault a failed remote ``tar -t``/``tar -x`` is, from its messages."""
+    low = stderr.lower()
+    if is_no_space(low):
+        return "system", "no_space"
+    if "unexpected end of file" in low or "unexpected eof" in low:
+        return "backup", "truncated"
+    if any(m in low for m in ("permission denied", "cannot open", "cannot mkdir")):
+        return "system", "restore_failed"
+    return "backup", "corrupt"
+
+
+def judge_restore(
+    restored: RemoteRestore, *, label: str, expected: Sequence[str]
+) -> list[CheckResult]:
+    """The checks of a remote restore, raising VerificationError for a failed one (the same
+    verdicts as :func:`tasks.backups.files.verify`)."""
+    listed = len(restored.ok) + len(restored.mismatched) + len(restored.missing)
+    if restored.files == 0:
+        raise VerificationError("backup", "empty", f"{label} holds no files", evidence=label)
+    checks = [
+        CheckResult(
+            "archive readable", True, f"{restored.files} files, {restored.total_size} bytes"
+        ),
+        CheckResult(
+            "manifest files present",
+            not restored.missing,
+            f"{listed - len(restored.missing)}/{listed}" + name_list(restored.missing),
+        ),
+        CheckResult(
+            "manifest checksums",
+            not restored.mismatched,
+            f"{len(restored.ok)} match" + name_list(restored.mismatched),
+        ),
+        CheckResult(
+            "files not in manifest",
+            restored.files <= listed,
+            "none" if restored.files <= listed else f"{restored.files - listed}",
+        ),
+    ]
+    checks += [
+        CheckResult(f"expected {p}", p in restored.present, "present")
+        if p in restored.present
+        else CheckResult(f"expected {p}", False, "missing")
+        for p in expected
+    ]
+    if restored.missing:
+        raise VerificationError(
+            "backup",
+            "missing_file",
+            f"{len(restored.missing)} manifest files not in the archive",
+            evidence=", ".join(restored.missing[:20]),
+            checks=checks,
+        )
+    if restored.mismatched:
+        raise VerificationError(
+            "backup",
+            "checksum_mismatch",
+            f"{len(restored.mismatched)} files differ from the manifest",
+            evidence=", ".join(restored.mismatched[:20]),
+            checks=checks,
+        )
+    absent = [p for p in expected if p not in restored.present]
+    if absent:
+        raise VerificationError(
+            "backup",
+            "missing_file",
+            f"expected files missing: {', '.join(absent[:5])}",
+            evidence=", ".join(absent[:20]),
+            checks=checks,
+        )
+    return checks
+
+
+def mkdir_command(path: str) -> str:
+    return f"mkdir -p -- {shlex.quote(path)}"
+
+
+def remove_command(path: str) -> str:
+    """Remove an upload or scratch directory upkeep made (its name is checked by the caller)."""
+    return f"chmod -R u+rwx -- {shlex.quote(path)} 2>/dev/null; rm -rf -- {shlex.quote(path)}"
+
+
+def _upload(src: BackupHost, dst: BackupHost, remote: str, target: str) -> None:
+    """Stream ``remote`` on ``src`` to ``target`` on ``dst`` (nothing is kept here)."""
+    try:
+        with src.sftp().open(remote, "rb") as f:
+            f.prefetch()
+            dst.sftp().putfo(cast(IO[bytes], f), target, confirm=True)
+    except FileNotFoundError as exc:
+        raise VerificationError(
+            "backup", "no_backup", f"{src.name}:{remote} does not exist", evidence=remote
+        ) from exc
+    except (OSError, paramiko.SSHException) as exc:
+        if is_no_space(exc):
+            raise dst._fail("no_space", f"no space for {target}", exc) from exc
+        raise dst._fail("source_unreadable", f"copying {src.name}:{remote} failed", exc) from exc
+
+
+def verify_files_on_host(
+    scratch: BackupHost,
+    archive: str,
+    parent: str,
+    *,
+    expected: Sequence[str] = (),
+    backup_host: BackupHost | None = None,
+) -> VerificationResult:
+    """Restore and check a remote file backup on ``scratch`` (a host), in ``parent`` there.
+
+    The archive is on ``backup_host`` (default: the scratch host itself, so nothing is
+    copied); from another host it is streamed to the scratch host first, through upkeep,
+    into an upload directory that is removed with the scratch directory. The verdicts are
+    those of a local restore; check commands do not run on a customer's host.
+    """
+    from tasks.backups.files import manifest_for, parse_backup_name
+
+    started = time.monotonic()
+    src = backup_host or scratch
+    label = f"{src.name}:{archive}"
+    relative = [safe_relative(p) for p in expected]
+    if None in relative:
+        bad = [p for p, r in zip(expected, relative, strict=True) if r is None]
+        raise VerificationError(
+            "system", "check_failed", f"expected files must be relative paths: {bad[:5]}"
+        )
+    expected = [r for r in relative if r is not None]
+    manifest = manifest_for(Path(archive)).as_posix()
+    upload = ""
+    try:
+        if src is not scratch:
+            upload = f"{parent.rstrip('/')}/{SCRATCH_PREFIX}upload-{secrets.token_hex(6)}"
+            made = scratch.run(mkdir_command(upload), what="creating the upload directory")
+            if made.exit_code != 0:
+                raise command_failed(scratch, "mkdir", made, "restore_failed")
+            name = archive.rsplit("/", 1)[-1]
+            _upload(src, scratch, archive, f"{upload}/{name}")
+            if src.size(manifest) is not None:
+                _upload(src, scratch, manifest, f"{upload}/{manifest.rsplit('/', 1)[-1]}")
+            archive, manifest = (
+                f"{upload}/{name}",
+                manifest_for(Path(f"{upload}/{name}")).as_posix(),
+            )
+        result = scratch.run(
+            files_verify_command(archive, manifest, parent, expected, remove_after=upload),
+            what="the restore test",
+        )
+        upload = ""  # the script removed it
+    finally:
+        if upload:
+            with suppress(VerificationError):
+                scratch.run(remove_command(upload), what="removing the upload", timeout=600)
+    code = result.exit_code
+    if code == EXIT_NO_MANIFEST:
+        raise VerificationError(
+            "backup", "missing_manifest", f"no manifest beside {label}", evidence=manifest
+        )
+    if code == EXIT_NO_ARCHIVE:
+        raise command_failed(scratch, f"reading {archive}", result, "source_unreadable")
+    if code == EXIT_NO_SPACE:
+        raise command_failed(scratch, f"the restore into {parent}", result, "no_space")
+    if code in (EXIT_LIST_FAILED, EXIT_EXTRACT_FAILED):
+        fault, reason = classify_tar_error(result.stderr)
+        raise VerificationError(
+            fault,
+            reason,
+            f"{label}: tar {'-t' if code == EXIT_LIST_FAILED else '-x'} failed on {scratch.name}",
+            evidence=tail(result.stderr),
+        )
+    if code != 0:
+        raise command_failed(scratch, "the restore test", result, "restore_failed")
+    restored = parse_verify_output(result.stdout)
+    checks = judge_restore(restored, label=label, expected=expected)
+    parsed = parse_backup_name(archive.rsplit("/", 1)[-1])
+    return VerificationResult(
+        kind="files",
+        backup=label,
+        taken_at=parsed[1] if parsed else utcnow(),
+        size_bytes=restored.archive_bytes,
+        checksum=restored.archive_sha256,
+        checks=checks,
+        restored_to=f"{scratch.name}:{restored.scratch}",
+        duration_s=round(time.monotonic() - started, 3),
+    )

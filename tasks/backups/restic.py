@@ -259,9 +259,7 @@ class _Restic:
         """The repository without URL credentials (``rest:https://u:p@h/`` → ``…//h/``)."""
         return re.sub(r"//[^@/]*@", "//", self.repo)
 
-    def fail(
-        self, step: str, stderr: str, reason: Reason, *, where: str = ""
-    ) -> VerificationError:
+    def fail(self, step: str, stderr: str, reason: Reason, *, where: str = "") -> VerificationError:
         fault, why = classify_restic_error(stderr, reason)
         return VerificationError(
             fault,

@@ -11,17 +11,14 @@ Needs root (``mount -t tmpfs``); skipped otherwise.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tasks.backups import files, restic
 from tasks.backups.base import SCRATCH_PREFIX, VerificationError, free_space_ok
-from tests.backup_fixtures import RESTIC_PASSWORD
+from tests.backup_fixtures import RESTIC_PASSWORD, MountTmpfs
 
 pytestmark = pytest.mark.e2e
 
@@ -32,41 +29,6 @@ SMALL_TMPFS = "size=512k"
 """128 pages of 4 KiB: ~25 KiB of file data passes the free-space check, 400 files do not fit."""
 FEW_INODES = "size=4m,nr_inodes=64"
 """Plenty of bytes, but only 64 inodes for 400 files and their directories."""
-
-MountTmpfs = Callable[[str], Path]
-
-
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
-
-
-@pytest.fixture
-def mount_tmpfs(tmp_path: Path) -> Iterator[MountTmpfs]:
-    """``mount_tmpfs(options)`` mounts a fresh tmpfs below ``tmp_path`` and returns its path;
-    every mount is unmounted at teardown (lazily if it is still busy)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    if shutil.which("mount") is None or shutil.which("umount") is None:
-        pytest.skip("mount/umount are not installed")
-    mounted: list[Path] = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"tmpfs{len(mounted)}"
-        point.mkdir()
-        done = _run("mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(point))
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs ({options}): {done.stderr.strip()}")
-        mounted.append(point)
-        assert os.path.ismount(point)
-        return point
-
-    try:
-        yield mount
-    finally:
-        for point in reversed(mounted):
-            if _run("umount", str(point)).returncode != 0:
-                lazy = _run("umount", "-l", str(point))
-                assert lazy.returncode == 0, f"could not unmount {point}: {lazy.stderr}"
 
 
 def _many_tiny_files(root: Path) -> Path:

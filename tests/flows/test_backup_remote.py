@@ -256,3 +256,123 @@ def test_remote_restic_backup_gets_the_password_on_stdin(
     assert snaps is not None
     with Session(engine) as s:
         assert PASSWORD not in str(s.exec(select(BackupVersion)).one().model_dump())
+
+
+# --- restoring on a scratch host --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scratch_sshd(client_key) -> ThrowawaySshd:
+    with ThrowawaySshd(client_key=client_key) as server:
+        yield server
+
+
+@pytest.fixture
+def on_hosts(load_inventory, backup_sshd, scratch_sshd):
+    """The backups on web1; a second host, scratch1, for restores."""
+
+    def load(*sources: dict) -> None:
+        load_inventory(
+            [host_entry("web1", backup_sshd), host_entry("scratch1", scratch_sshd)],
+            trust=[backup_sshd, scratch_sshd],
+            backup_sources=list(sources),
+        )
+
+    return load
+
+
+def remote_scratch(shop: dict[str, Path]) -> Path:
+    return shop["scratch"].parent / "remote" / "scratch"
+
+
+def on_host_source(shop: dict[str, Path], scratch_host: str = "web1", **extra) -> dict:
+    return files_source(shop, scratch_host=scratch_host, scratch=str(remote_scratch(shop)), **extra)
+
+
+@pytest.mark.parametrize("scratch_host", ["web1", "scratch1"])
+def test_a_backup_restored_on_a_scratch_host(engine, flow_env, on_hosts, shop, scratch_host):
+    on_hosts(on_host_source(shop, scratch_host))
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    (archive,) = shop["backups"].glob("*.tar.gz")
+    with Session(engine) as s:
+        v = s.exec(select(BackupVersion)).one()
+        assert v.backup == f"web1:{archive}"
+        assert v.checksum == hashlib.sha256(archive.read_bytes()).hexdigest()
+        assert v.size_bytes == archive.stat().st_size
+        checks = {c["name"]: c for c in v.checks}
+        assert checks["manifest checksums"]["ok"] and checks["expected etc/app.conf"]["ok"]
+        assert v.archive_path is None  # the verified version stays on its host
+    assert list(remote_scratch(shop).iterdir()) == []  # restore and upload removed
+    assert not shop["scratch"].exists()  # nothing came to the machine running upkeep
+
+
+@pytest.mark.parametrize(
+    ("damage", "fault", "reasons"),
+    [
+        ("flip", "backup", {"corrupt", "checksum_mismatch"}),
+        ("truncate", "backup", {"truncated"}),
+        ("manifest", "backup", {"missing_manifest"}),
+        ("entry", "backup", {"missing_file"}),
+    ],
+)
+def test_a_damaged_backup_restored_on_a_host_names_the_cause(
+    engine, flow_env, on_hosts, shop, damage, fault, reasons
+):
+    on_hosts(on_host_source(shop))
+    assert run().sources[0]["outcome"] == "good"
+    (archive,) = shop["backups"].glob("*.tar.gz")
+    manifest = archive.with_name(archive.name.replace(".tar.gz", ".sha256"))
+    data = archive.read_bytes()
+    if damage == "flip":
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        archive.write_bytes(bytes(flipped))
+    elif damage == "truncate":
+        archive.write_bytes(data[: len(data) // 2])
+    elif damage == "manifest":
+        manifest.unlink()
+    else:
+        manifest.write_text(manifest.read_text() + f"{'0' * 64}  ./etc/gone.conf\n")
+    on_hosts(on_host_source(shop, validity_hours=1000))
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"]) == ("bad", fault), result
+    assert result["reason"] in reasons, result
+    assert list(remote_scratch(shop).iterdir()) == []
+
+
+def test_a_killed_runs_scratch_on_the_host_is_removed_by_the_next_run(
+    engine, flow_env, on_hosts, shop
+):
+    import os
+
+    from tasks.backups.base import SCRATCH_PREFIX
+
+    leftover = remote_scratch(shop) / f"{SCRATCH_PREFIX}killed"
+    recent = remote_scratch(shop) / f"{SCRATCH_PREFIX}running"
+    for d in (leftover, recent):
+        (d / "root").mkdir(parents=True)
+    three_hours_ago = leftover.stat().st_mtime - 3 * 3600
+    os.utime(leftover, (three_hours_ago, three_hours_ago))
+    on_hosts(on_host_source(shop))
+    assert run().sources[0]["outcome"] == "good"
+    assert not leftover.exists() and recent.exists()  # a running verification keeps its own
+
+
+@pytest.mark.parametrize("fill", ["before", "during"])
+def test_no_space_on_the_scratch_host_is_the_systems_fault(
+    engine, flow_env, on_hosts, shop, mount_tmpfs, fill
+):
+    import os
+
+    small = mount_tmpfs("size=512k")
+    if fill == "before":  # the host's df says it cannot fit: refused before extracting
+        (shop["source"] / "big.bin").write_bytes(os.urandom(1 << 20))
+    else:  # 400 tiny files fit by bytes but not by pages: ENOSPC part-way through tar -x
+        for i in range(400):
+            (shop["source"] / f"f{i:03d}.txt").write_text(f"{i:03d}\n")
+    on_hosts(files_source(shop, scratch_host="web1", scratch=str(small)))
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"], result["reason"]) == ("bad", "system", "no_space")
+    assert "no space" in result["evidence"].lower()
+    assert list(small.iterdir()) == []  # the half-restored scratch is gone

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from tasks.backups import files, postgresql
-from tasks.backups.base import CheckCommands, unused_stem
+from tasks.backups.base import CheckCommands, VerificationError, unused_stem
 from tasks.backups.remote import (
     EXIT_NO_SOURCE,
     classify_failure,
+    classify_tar_error,
     files_backup_command,
+    files_verify_command,
+    judge_restore,
     newest,
+    parse_verify_output,
     pg_dump_command,
     restic_backup_command,
 )
@@ -57,15 +62,32 @@ def test_remote_failures_are_classified(code: int, stderr: str, reason: str) -> 
     assert classify_failure(RawResult("x", code, "", stderr)) == reason
 
 
+def _single_quoted(script: str) -> list[bool]:
+    """Per character: is it inside a single-quoted string (as sh reads it, roughly)?"""
+    inside, in_double, flags = False, False, []
+    for ch in script:
+        if ch == "'" and not in_double:
+            inside = not inside
+            flags.append(True)
+            continue
+        if ch == '"' and not inside:
+            in_double = not in_double
+        flags.append(inside)
+    return flags
+
+
 def test_catalogue_scripts_quote_every_value_and_parse() -> None:
     odd = "/srv/it's $(reboot); `id`"
     scripts = [
         files_backup_command(odd, "/b", "web-20261103T010000Z"),
         pg_dump_command("dbname=shop host='/run/x y'", odd, "db-20261103T010000Z"),
         restic_backup_command(odd),
+        files_verify_command(f"{odd}/a.tar.gz", f"{odd}/a.sha256", odd, ["it's $(reboot)"]),
     ]
     for script in scripts:
-        assert "$(reboot)" not in script.replace("'/srv/it'\"'\"'s $(reboot); `id`'", "")
+        quoted = _single_quoted(script)
+        hits = [i for i in range(len(script)) if script.startswith("$(reboot)", i)]
+        assert hits and all(quoted[i] for i in hits), script
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
 
@@ -86,3 +108,56 @@ def test_check_commands_split_like_a_shell_without_running_one() -> None:
     cmds = CheckCommands.from_lines(["test -f 'etc/my app.conf'", "psql -Atc 'select 1'"], 60)
     assert cmds.argvs == (("test", "-f", "etc/my app.conf"), ("psql", "-Atc", "select 1"))
     assert cmds.timeout == 60 and cmds and not CheckCommands()
+
+
+REMOTE = Path(__file__).parents[1] / "fixtures" / "backups" / "remote"
+
+
+def test_parse_a_good_remote_restore() -> None:
+    out = parse_verify_output((REMOTE / "verify-good.out").read_text())
+    assert out.scratch.startswith("/tmp/cap/scratch/upkeep-scratch-")
+    assert (out.archive_bytes, out.files, out.total_size) == (304, 2, 4)
+    assert out.archive_sha256.startswith("d8491ca4") and out.extracted
+    assert out.ok == ["etc/a", "b c"] and not out.mismatched and not out.missing
+    assert (out.present, out.absent) == (["etc/a"], ["etc/nope"])
+    with pytest.raises(VerificationError) as info:
+        judge_restore(out, label="web1:/b/x.tar.gz", expected=["etc/a", "etc/nope"])
+    assert (info.value.fault, info.value.reason) == ("backup", "missing_file")
+    assert "etc/nope" in info.value.message
+    checks = judge_restore(out, label="web1:/b/x.tar.gz", expected=["etc/a"])
+    assert all(c.ok for c in checks)
+
+
+def test_parse_a_remote_restore_with_a_mismatch_and_a_missing_file() -> None:
+    out = parse_verify_output((REMOTE / "verify-mismatch-missing.out").read_text())
+    assert (out.ok, out.mismatched, out.missing) == (["b c"], ["etc/a"], ["etc/gone"])
+    with pytest.raises(VerificationError) as info:
+        judge_restore(out, label="web1:/b/x.tar.gz", expected=[])
+    # a file the archive lacks is reported before a checksum that differs, as locally
+    assert (info.value.reason, info.value.evidence) == ("missing_file", "etc/gone")
+    assert not next(c for c in info.value.checks if c.name == "manifest checksums").ok
+
+
+@pytest.mark.parametrize(
+    ("stderr", "verdict"),
+    [
+        (
+            "\ngzip: stdin: unexpected end of file\ntar: Child returned status 1\n"
+            "tar: Error is not recoverable: exiting now\n",
+            ("backup", "truncated"),
+        ),
+        (
+            "\ngzip: stdin: invalid compressed data--crc error\n\ngzip: stdin: invalid "
+            "compressed data--length error\ntar: This does not look like a tar archive\n"
+            "tar: Skipping to next header\ntar: Child returned status 1\n",
+            ("backup", "corrupt"),
+        ),
+        (
+            "tar: ./f123.txt: Cannot open: No space left on device\n",
+            ("system", "no_space"),
+        ),
+        ("tar: ./etc: Cannot mkdir: Permission denied\n", ("system", "restore_failed")),
+    ],
+)
+def test_tar_failures_are_classified(stderr: str, verdict: tuple[str, str]) -> None:
+    assert classify_tar_error(stderr) == verdict

@@ -271,3 +271,21 @@ def test_the_readme_example_inventory_is_valid() -> None:
         (b.kind, b.host) for c in spec.customers for k in c.contracts for b in k.backup_sources
     }
     assert ("files", "web1") in kinds and ("postgresql", "db1") in kinds
+
+
+def test_scratch_host_needs_a_files_source_on_a_host_and_no_commands() -> None:
+    msgs = problems(
+        _with_sources(
+            "{system: a, kind: files, location: /b, scratch: /t, scratch_host: web1}",
+            "{system: b, kind: files, host: web1, location: /b, scratch: /t, scratch_host: web1,"
+            " commands: ['true']}",
+        )
+    )
+    assert any("backup_sources[0]" in m and "scratch_host is for a files source" in m for m in msgs)
+    assert any("backup_sources[1]" in m and "not on a scratch_host" in m for m in msgs)
+    (msg,) = problems(
+        _with_sources(
+            "{system: a, kind: files, host: web1, location: /b, scratch: /t, scratch_host: nope}"
+        )
+    )
+    assert "backup_sources[0].scratch_host" in msg and "unknown host 'nope'" in msg
