@@ -117,7 +117,7 @@ def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool
                     "backup": version.backup if version else "—",
                     "age": age,
                     "taken_by_upkeep": o.get("taken_by_upkeep", False),
-                    "restored_to": None,
+                    "restored_to": o.get("restored_to"),
                     "duration": f"{o['duration_s']:.1f} s" if o.get("duration_s") else None,
                     "checks": [c for c in (version.checks if version else [])],
                     "evidence": o.get("evidence") or "",

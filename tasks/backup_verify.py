@@ -54,6 +54,7 @@ class SourceOutcome:
     taken_by_upkeep: bool = False
     pruned: list[str] = field(default_factory=list)
     duration_s: float | None = None
+    restored_to: str | None = None
 
 
 class ConfigError(VerificationError):
@@ -472,6 +473,7 @@ def _verify_and_record(
             taken_by_upkeep=taken,
             pruned=pruned,
             duration_s=result.duration_s,
+            restored_to=result.restored_to,
         )
 
 

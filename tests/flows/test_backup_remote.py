@@ -292,8 +292,12 @@ def on_host_source(shop: dict[str, Path], scratch_host: str = "web1", **extra) -
 @pytest.mark.parametrize("scratch_host", ["web1", "scratch1"])
 def test_a_backup_restored_on_a_scratch_host(engine, flow_env, on_hosts, shop, scratch_host):
     on_hosts(on_host_source(shop, scratch_host))
-    (result,) = run().sources
+    outcome = run()
+    (result,) = outcome.sources
     assert result["outcome"] == "good", result
+    restored = f"{scratch_host}:{remote_scratch(shop)}/upkeep-scratch-"
+    assert result["restored_to"].startswith(restored)
+    assert restored in Path(outcome.report_path).read_text()  # the report says where
     (archive,) = shop["backups"].glob("*.tar.gz")
     with Session(engine) as s:
         v = s.exec(select(BackupVersion)).one()
@@ -376,3 +380,19 @@ def test_no_space_on_the_scratch_host_is_the_systems_fault(
     assert (result["outcome"], result["fault"], result["reason"]) == ("bad", "system", "no_space")
     assert "no space" in result["evidence"].lower()
     assert list(small.iterdir()) == []  # the half-restored scratch is gone
+
+
+def test_a_drill_of_a_remote_backup_takes_nothing_and_times_the_restore(
+    engine, flow_env, on_host, shop
+):
+    on_host(files_source(shop))
+    assert run().sources[0]["outcome"] == "good"
+    (archive,) = shop["backups"].glob("*.tar.gz")
+    on_host(files_source(shop, validity_hours=0.0001))  # stale, but a drill never takes one
+    (result,) = run(drill=True, source="shop-files").sources
+    assert result["outcome"] == "good" and not result["taken_by_upkeep"]
+    assert result["duration_s"] is not None
+    assert list(shop["backups"].glob("*.tar.gz")) == [archive]
+    with Session(engine) as s:
+        drill = s.exec(select(BackupVersion).where(BackupVersion.drill == True)).one()  # noqa: E712
+        assert drill.backup == f"web1:{archive}" and drill.archive_path is None
