@@ -24,6 +24,34 @@ def flip_byte(path: Path, offset: int | None = None) -> int:
     return pos
 
 
+def damage_gzip(path: Path) -> int:
+    """Flip one bit of a .tar.gz's compressed data so that its content really changes; return
+    the offset.
+
+    Not every bit of a gzip file matters: the header's time stamp and some bits of a deflate
+    block header (code lengths of unused symbols) can flip without changing one byte of the
+    decompressed data, and then the backup *is* intact. Starting in the middle, this looks for
+    the first flip that does break the data (decompression fails or yields other bytes).
+    """
+    import gzip
+    import zlib
+
+    data = path.read_bytes()
+    plain = gzip.decompress(data)
+    for pos in range(len(data) // 2, len(data)):
+        damaged = bytearray(data)
+        damaged[pos] ^= 0x01
+        try:
+            if gzip.decompress(bytes(damaged)) == plain:
+                continue
+        except (OSError, EOFError, zlib.error):
+            pass
+        path.chmod(0o600)
+        path.write_bytes(bytes(damaged))
+        return pos
+    raise AssertionError(f"no bit of the second half of {path} matters")
+
+
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])

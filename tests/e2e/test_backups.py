@@ -23,7 +23,13 @@ from tasks.backups.base import (
     cleanup_stale,
     free_space_ok,
 )
-from tests.backup_fixtures import RESTIC_PASSWORD, flip_byte, scratch_databases, truncate
+from tests.backup_fixtures import (
+    RESTIC_PASSWORD,
+    damage_gzip,
+    flip_byte,
+    scratch_databases,
+    truncate,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +75,7 @@ def test_plain_tar_passes_and_sha256sum_agrees(source_tree: Path, tmp_path: Path
 
 
 def test_flipped_byte_is_a_backup_fault(files_backup: Path, scratch_parent: Path) -> None:
-    flip_byte(files_backup)
+    damage_gzip(files_backup)
     err = _verify_fails(files.verify, files_backup, scratch_parent)
     assert (err.fault, err.reason) in {("backup", "corrupt"), ("backup", "checksum_mismatch")}
     assert files_backup.name in err.evidence

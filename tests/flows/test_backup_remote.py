@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion
+from tests.backup_fixtures import damage_gzip
 from tests.flow_fixtures import host_entry
 from upkeep.sshd import ThrowawaySshd
 
@@ -103,9 +104,7 @@ def test_a_damaged_remote_backup_is_the_backups_fault(engine, flow_env, on_host,
     on_host(files_source(shop))
     assert run().sources[0]["outcome"] == "good"
     (archive,) = shop["backups"].glob("*.tar.gz")
-    data = bytearray(archive.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    archive.write_bytes(bytes(data))
+    damage_gzip(archive)
     on_host(files_source(shop, validity_hours=1000))
     (result,) = run().sources
     assert (result["outcome"], result["fault"]) == ("bad", "backup")
@@ -329,9 +328,7 @@ def test_a_damaged_backup_restored_on_a_host_names_the_cause(
     manifest = archive.with_name(archive.name.replace(".tar.gz", ".sha256"))
     data = archive.read_bytes()
     if damage == "flip":
-        flipped = bytearray(data)
-        flipped[len(data) // 2] ^= 0x01
-        archive.write_bytes(bytes(flipped))
+        damage_gzip(archive)
     elif damage == "truncate":
         archive.write_bytes(data[: len(data) // 2])
     elif damage == "manifest":

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion, Finding
+from tests.backup_fixtures import damage_gzip
 from tests.flow_fixtures import inventory_text
 from upkeep.inventory import apply_inventory, parse_inventory
 
@@ -83,10 +84,7 @@ def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, sh
         assert not Path(gone[0].archive_path).exists()
         last_good = max(kept, key=lambda v: v.verified_at)
     # Now the newest backup is damaged: it fails, and nothing good is pruned for it.
-    newest = sorted(shop["backups"].glob("*.tar.gz"))[-1]
-    data = bytearray(newest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    newest.write_bytes(bytes(data))
+    damage_gzip(sorted(shop["backups"].glob("*.tar.gz"))[-1])
     load(engine, [files_source(shop, keep_versions=2, validity_hours=1000)])
     (bad,) = run().sources
     assert bad["outcome"] == "bad" and bad["fault"] == "backup"
