@@ -392,7 +392,6 @@ def fetch_file(host: BackupHost, remote: str, staging: Path) -> Path:
 
 EXIT_NO_ARCHIVE = 66
 EXIT_NO_MANIFEST = 67
-EXIT_LIST_FAILED = 65
 EXIT_EXTRACT_FAILED = 74
 EXIT_NO_SPACE = 75
 STALE_SCRATCH_MINUTES = 120
@@ -408,6 +407,10 @@ def files_verify_command(
 ) -> str:
     """Restore ``archive`` into ``parent/upkeep-scratch-XXXXXXXX`` on the host and check it.
 
+    The archive is read once: ``tee`` feeds ``sha256sum`` (the recorded checksum) and
+    ``tar -x`` together. Free space is checked first against the archive's own size (a
+    compressed archive may need more; a restore that then fills the disk fails part-way with
+    ENOSPC, which is reported as no space and cleaned up like any other failure).
     Prints ``@@key value`` lines (see :func:`parse_verify_output`) and ``sha256sum -c`` lines;
     exits 0 when the restore ran (the checks are judged by the caller), else with one of the
     ``EXIT_*`` codes. The scratch directory (and ``remove_after``, an uploaded copy) is
@@ -441,19 +444,22 @@ def files_verify_command(
             " -exec rm -rf -- {} + 2>/dev/null",
             f'dir=$(mktemp -d "$parent/{SCRATCH_PREFIX}XXXXXXXX") || exit 1',
             'echo "@@scratch $dir"',
-            'echo "@@archive-bytes $(wc -c < "$arc")"',
-            'echo "@@archive-sha256 $(sha256sum < "$arc" | cut -d" " -f1)"',
-            f'tar -tv{z}f "$arc" > "$dir/listing" || exit {EXIT_LIST_FAILED}',
-            'set -- $(awk \'substr($1, 1, 1) == "-" { s += $3; n++ } '
-            'END { printf "%d %d", s, n }\' "$dir/listing")',
-            'echo "@@files $2 $1"',
+            'size=$(wc -c < "$arc"); echo "@@archive-bytes $size"',
             "avail=$(df -Pk \"$parent\" | awk 'NR == 2 { print $4 }')",
-            'if [ $(( $1 / 1024 * 11 / 10 )) -gt "$avail" ]; then',
-            '  echo "upkeep: no space: the restore needs $1 bytes, $avail KiB free in $parent" >&2',
+            'if [ $(( size / 1024 * 11 / 10 )) -gt "$avail" ]; then',
+            '  echo "upkeep: no space in $parent: the archive is $size bytes, $avail KiB free" >&2',
             f"  exit {EXIT_NO_SPACE}",
             "fi",
-            f'mkdir "$dir/root" && tar -x{z}f "$arc" -C "$dir/root" --no-same-owner '
-            f"--no-same-permissions || exit {EXIT_EXTRACT_FAILED}",
+            # One read of the archive: tee feeds sha256sum (through a FIFO, in parallel) and tar.
+            'mkfifo "$dir/tee" && mkdir "$dir/root" || exit 1',
+            'sha256sum < "$dir/tee" > "$dir/sum" &',
+            f'tee "$dir/tee" < "$arc" | tar -x{z}f - -C "$dir/root" --no-same-owner '
+            "--no-same-permissions; rc=$?",
+            "wait",
+            'echo "@@archive-sha256 $(cut -d" " -f1 "$dir/sum")"',
+            f'[ "$rc" -eq 0 ] || exit {EXIT_EXTRACT_FAILED}',
+            'echo "@@files $(find "$dir/root" -type f | wc -l) $(find "$dir/root" -type f '
+            "-printf '%s\\n' | awk '{ s += $1 } END { printf \"%d\", s }')\"",
             "echo @@extracted",
             '(cd "$dir/root" && LC_ALL=C sha256sum -c -- "$man" 2>/dev/null); echo "@@sha-exit $?"',
             *checks,
@@ -672,12 +678,12 @@ def verify_files_on_host(
         raise command_failed(scratch, f"reading {archive}", result, "source_unreadable")
     if code == EXIT_NO_SPACE:
         raise command_failed(scratch, f"the restore into {parent}", result, "no_space")
-    if code in (EXIT_LIST_FAILED, EXIT_EXTRACT_FAILED):
+    if code == EXIT_EXTRACT_FAILED:
         fault, reason = classify_tar_error(result.stderr)
         raise VerificationError(
             fault,
             reason,
-            f"{label}: tar {'-t' if code == EXIT_LIST_FAILED else '-x'} failed on {scratch.name}",
+            f"{label}: tar -x failed on {scratch.name}",
             evidence=tail(result.stderr),
         )
     if code != 0:

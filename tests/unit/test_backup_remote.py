@@ -116,8 +116,8 @@ REMOTE = Path(__file__).parents[1] / "fixtures" / "backups" / "remote"
 def test_parse_a_good_remote_restore() -> None:
     out = parse_verify_output((REMOTE / "verify-good.out").read_text())
     assert out.scratch.startswith("/tmp/cap/scratch/upkeep-scratch-")
-    assert (out.archive_bytes, out.files, out.total_size) == (304, 2, 4)
-    assert out.archive_sha256.startswith("d8491ca4") and out.extracted
+    assert (out.archive_bytes, out.files, out.total_size) == (308, 2, 4)
+    assert out.archive_sha256.startswith("411e5e47") and out.extracted
     assert out.ok == ["etc/a", "b c"] and not out.mismatched and not out.missing
     assert (out.present, out.absent) == (["etc/a"], ["etc/nope"])
     with pytest.raises(VerificationError) as info:
