@@ -1,12 +1,14 @@
 """Backups that live on another host: listed and fetched over SFTP, taken over SSH.
 
 A backup source with ``host:`` keeps its backups on that inventory host (``location`` is a
-directory there) and, for files and PostgreSQL, takes new ones there too. upkeep never restores
-on the customer's host: it fetches the backup over SFTP (the same verified host key and login
-as the inspection) into a scratch directory on the machine running upkeep, removed afterwards,
-and verifies that copy with exactly the checks a local backup gets. For restic, ``host`` is
-where ``restic backup`` runs; the repository (``location``) is one that upkeep can reach too
-(``rest:``, ``s3:``, ``sftp:`` or a shared path), and is checked and restored from here.
+directory there) and, for files and PostgreSQL, takes new ones there too. By default upkeep
+fetches the backup over SFTP (the same verified host key and login as the inspection) into a
+scratch directory on the machine running upkeep, removed afterwards, and verifies that copy
+with exactly the checks a local backup gets. A files source with ``scratch_host:`` is restored
+on that host instead (:func:`verify_files_on_host`), so a large archive need not travel.
+For restic, ``host`` is where ``restic backup`` runs; the repository (``location``) is one
+that upkeep can reach too (``rest:``, ``s3:``, ``sftp:`` or a shared path), and is checked
+and restored from here.
 
 Commands come from the fixed catalogue below; every value in one is quoted with
 :func:`shlex.quote`. Secrets (the restic repository and password) go over the channel's stdin,
