@@ -82,6 +82,16 @@ def _make_source_tree(src: Path) -> Path:
     return src
 
 
+def make_shop(root: Path, scratch: Path) -> dict[str, Path]:
+    """A small shop's files below ``root`` ("source"), where its backups go ("backups") and
+    a scratch parent for restores ("scratch")."""
+    source = root / "srv" / "shop"
+    (source / "etc").mkdir(parents=True)
+    (source / "etc" / "app.conf").write_text("listen = 8080\n")
+    (source / "data.csv").write_text("id,total\n1,10\n2,20\n")
+    return {"source": source, "backups": root / "backups" / "shop", "scratch": scratch}
+
+
 @pytest.fixture
 def scratch_parent(tmp_path: Path) -> Path:
     d = tmp_path / "scratch"

@@ -353,6 +353,57 @@ def name_list(names: Sequence[str], limit: int = 10) -> str:
     return ": " + ", ".join(names[:limit]) + more
 
 
+def manifest_checks(
+    listed: int, missing: Sequence[str], mismatched: Sequence[str], unlisted: Sequence[str] | int
+) -> list[CheckResult]:
+    """The three manifest lines of a file restore: ``listed`` manifest entries, of which
+    ``missing`` were not restored and ``mismatched`` differ; ``unlisted`` restored files (names,
+    or only their number) that the manifest does not name, a warning."""
+    extra = unlisted if isinstance(unlisted, int) else len(unlisted)
+    return [
+        CheckResult(
+            "manifest files present",
+            not missing,
+            f"{listed - len(missing)}/{listed}" + name_list(missing),
+        ),
+        CheckResult(
+            "manifest checksums",
+            not mismatched,
+            f"{listed - len(missing) - len(mismatched)} match" + name_list(mismatched),
+        ),
+        CheckResult(
+            "files not in manifest",
+            not extra,
+            "none"
+            if not extra
+            else f"{extra}" + ("" if isinstance(unlisted, int) else name_list(unlisted)),
+        ),
+    ]
+
+
+def raise_for_files(
+    checks: list[CheckResult],
+    missing: Sequence[str],
+    mismatched: Sequence[str],
+    absent: Sequence[str],
+) -> None:
+    """The verdict of a file restore, in this order: manifest files not restored, files that
+    differ from the manifest, contract-expected files missing (each backup/…)."""
+    for names, reason, message in (
+        (missing, "missing_file", f"{len(missing)} manifest files not in the archive"),
+        (mismatched, "checksum_mismatch", f"{len(mismatched)} files differ from the manifest"),
+        (absent, "missing_file", f"expected files missing: {', '.join(absent[:5])}"),
+    ):
+        if names:
+            raise VerificationError(
+                "backup",
+                reason,  # type: ignore[arg-type]
+                message,
+                evidence=", ".join(names[:20]),
+                checks=checks,
+            )
+
+
 def expected_checks(root: Path, expected: Sequence[str]) -> list[CheckResult]:
     """One check per contract-expected path (relative to ``root``): present after restore."""
     out = []

@@ -47,9 +47,10 @@ from tasks.backups.base import (
     expected_checks,
     free_space_ok,
     is_no_space,
-    name_list,
+    manifest_checks,
     parse_stamp,
     raise_for_commands,
+    raise_for_files,
     refuse_inside,
     safe_relative,
     sha256_file,
@@ -404,23 +405,7 @@ def _manifest_checks(
         elif sha256_file(path) != digest:
             mismatched.append(rel)
     unlisted = sorted(archived - manifest.keys())
-    checks = [
-        CheckResult(
-            "manifest files present",
-            not missing,
-            f"{len(manifest) - len(missing)}/{len(manifest)}" + name_list(missing),
-        ),
-        CheckResult(
-            "manifest checksums",
-            not mismatched,
-            f"{len(manifest) - len(missing) - len(mismatched)} match" + name_list(mismatched),
-        ),
-        CheckResult(
-            "files not in manifest",
-            not unlisted,
-            "none" if not unlisted else f"{len(unlisted)}" + name_list(unlisted),
-        ),
-    ]
+    checks = manifest_checks(len(manifest), missing, mismatched, unlisted)
     return checks, missing, mismatched
 
 
@@ -484,41 +469,18 @@ def verify(
     free_space_ok(scratch_parent, listing.total_size)
     with Scratch(scratch_parent, source=source_dir) as root:
         checks += _extract(archive, root)
-        manifest_checks, missing, mismatched = _manifest_checks(root, manifest, files)
-        checks += manifest_checks
+        restored, missing, mismatched = _manifest_checks(root, manifest, files)
+        checks += restored
         checks += expected_checks(root, expected)
         ran = command_checks(commands, cwd=root)
         checks += ran
         restored_to = str(root)
-    if missing:
-        raise VerificationError(
-            "backup",
-            "missing_file",
-            f"{len(missing)} manifest files not in the archive",
-            evidence=", ".join(missing[:20]),
-            checks=checks,
-        )
-    if mismatched:
-        raise VerificationError(
-            "backup",
-            "checksum_mismatch",
-            f"{len(mismatched)} files differ from the manifest",
-            evidence=", ".join(mismatched[:20]),
-            checks=checks,
-        )
     absent = [
         c.name.removeprefix("expected ")
         for c in checks
         if c.name.startswith("expected ") and not c.ok
     ]
-    if absent:
-        raise VerificationError(
-            "backup",
-            "missing_file",
-            f"expected files missing: {', '.join(absent[:5])}",
-            evidence=", ".join(absent[:20]),
-            checks=checks,
-        )
+    raise_for_files(checks, missing, mismatched, absent)
     raise_for_commands(ran, checks)
     parsed = parse_backup_name(archive.name)
     taken_at = parsed[1] if parsed else datetime.fromtimestamp(archive.stat().st_mtime, UTC)

@@ -44,7 +44,8 @@ from tasks.backups.base import (
     VerificationResult,
     free_space_ok,
     is_no_space,
-    name_list,
+    manifest_checks,
+    raise_for_files,
     safe_relative,
     tail,
     unused_stem,
@@ -544,20 +545,8 @@ def judge_restore(
         CheckResult(
             "archive readable", True, f"{restored.files} files, {restored.total_size} bytes"
         ),
-        CheckResult(
-            "manifest files present",
-            not restored.missing,
-            f"{listed - len(restored.missing)}/{listed}" + name_list(restored.missing),
-        ),
-        CheckResult(
-            "manifest checksums",
-            not restored.mismatched,
-            f"{len(restored.ok)} match" + name_list(restored.mismatched),
-        ),
-        CheckResult(
-            "files not in manifest",
-            restored.files <= listed,
-            "none" if restored.files <= listed else f"{restored.files - listed}",
+        *manifest_checks(
+            listed, restored.missing, restored.mismatched, max(0, restored.files - listed)
         ),
     ]
     checks += [
@@ -566,31 +555,8 @@ def judge_restore(
         else CheckResult(f"expected {p}", False, "missing")
         for p in expected
     ]
-    if restored.missing:
-        raise VerificationError(
-            "backup",
-            "missing_file",
-            f"{len(restored.missing)} manifest files not in the archive",
-            evidence=", ".join(restored.missing[:20]),
-            checks=checks,
-        )
-    if restored.mismatched:
-        raise VerificationError(
-            "backup",
-            "checksum_mismatch",
-            f"{len(restored.mismatched)} files differ from the manifest",
-            evidence=", ".join(restored.mismatched[:20]),
-            checks=checks,
-        )
     absent = [p for p in expected if p not in restored.present]
-    if absent:
-        raise VerificationError(
-            "backup",
-            "missing_file",
-            f"expected files missing: {', '.join(absent[:5])}",
-            evidence=", ".join(absent[:20]),
-            checks=checks,
-        )
+    raise_for_files(checks, restored.missing, restored.mismatched, absent)
     return checks
 
 

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion
-from tests.backup_fixtures import damage_gzip
+from tests.backup_fixtures import damage_gzip, make_shop
 from tests.flow_fixtures import host_entry
 from upkeep.sshd import ThrowawaySshd
 
@@ -34,15 +34,7 @@ def backup_sshd(client_key) -> ThrowawaySshd:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> dict[str, Path]:
-    source = tmp_path / "remote" / "srv" / "shop"
-    (source / "etc").mkdir(parents=True)
-    (source / "etc" / "app.conf").write_text("listen = 8080\n")
-    (source / "data.csv").write_text("id,total\n1,10\n2,20\n")
-    return {
-        "source": source,
-        "backups": tmp_path / "remote" / "backups",
-        "scratch": tmp_path / "scratch",
-    }
+    return make_shop(tmp_path / "remote", tmp_path / "scratch")
 
 
 def files_source(shop: dict[str, Path], **extra) -> dict:

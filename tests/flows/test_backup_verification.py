@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion, Finding
-from tests.backup_fixtures import damage_gzip
+from tests.backup_fixtures import damage_gzip, make_shop
 from tests.flow_fixtures import inventory_text
 from upkeep.inventory import apply_inventory, parse_inventory
 
@@ -19,15 +19,7 @@ pytestmark = pytest.mark.flows
 
 @pytest.fixture
 def shop(tmp_path: Path) -> dict[str, Path]:
-    source = tmp_path / "srv" / "shop"
-    (source / "etc").mkdir(parents=True)
-    (source / "etc" / "app.conf").write_text("listen = 8080\n")
-    (source / "data.csv").write_text("id,total\n1,10\n2,20\n")
-    return {
-        "source": source,
-        "backups": tmp_path / "backups" / "shop",
-        "scratch": tmp_path / "scratch",
-    }
+    return make_shop(tmp_path, tmp_path / "scratch")
 
 
 def load(engine, sources: list[dict]) -> None:
