@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from tasks.backup_records import (
     resolve_backup_finding,
     versions,
 )
-from tasks.backups.base import VerificationError, VerificationResult
+from tasks.backups.base import CheckCommands, VerificationError, VerificationResult
 from tasks.backups.remote import BackupHost
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings, get_settings
@@ -143,147 +144,207 @@ def _staging(source: dict[str, Any], stack: ExitStack) -> Path:
     return stack.enter_context(Scratch(parent, prefix=SCRATCH_PREFIX + "fetch-"))
 
 
+@dataclass
+class _Job:
+    """One source's verification in progress: its settings, the run's moment and mode, the
+    connection to its backup host (if any) and the stack that closes what it opened."""
+
+    source: dict[str, Any]
+    drill: bool
+    now: datetime
+    contract_id: int
+    stack: ExitStack
+    host: BackupHost | None
+
+    @property
+    def system(self) -> str:
+        return str(self.source["system"])
+
+    @property
+    def location(self) -> str:
+        return str(self.source["location"])
+
+    @property
+    def where(self) -> str:
+        return f"{self.host.name}:{self.location}" if self.host else self.location
+
+    @property
+    def commands(self) -> CheckCommands:
+        return CheckCommands.from_lines(
+            self.source.get("commands", []), float(self.source.get("command_timeout", 300))
+        )
+
+    def need_new(self, taken_at: datetime | None, what: str, can_take: bool) -> bool:
+        """True when a new full backup must be taken first (never in a drill)."""
+        validity = float(self.source.get("validity_hours", 26))
+        if not _stale(taken_at, validity, self.now) or self.drill:
+            return False
+        if not can_take:
+            raise VerificationError(
+                "system",
+                "no_backup",
+                f"no backup of {self.system} in {self.where} within {validity:g} h and no "
+                f"{what} to take one from",
+            )
+        return True
+
+    def latest_or_new(
+        self,
+        *,
+        parse: Callable[[str], tuple[str, datetime] | None],
+        take_here: Callable[[], object],
+        take_there: Callable[[BackupHost], object],
+        what: str,
+        can_take: bool,
+    ) -> tuple[str, bool]:
+        """(path of the backup to test, on the host when there is one; taken now?)."""
+        from tasks.backups import remote
+        from tasks.backups.base import latest_in
+
+        def latest() -> tuple[str, datetime] | None:
+            if self.host is not None:
+                return remote.latest(self.host, self.location, self.system, parse)
+            here = latest_in(Path(self.location), parse, self.system)
+            return (str(here[0]), here[1]) if here else None
+
+        found = latest()
+        taken = self.need_new(found[1] if found else None, what, can_take)
+        if taken:
+            if self.host is not None:
+                take_there(self.host)
+            else:
+                take_here()
+            found = latest()
+        if found is None:
+            raise VerificationError(
+                "system", "no_backup", f"no backup of {self.system} in {self.where}"
+            )
+        return found[0], taken
+
+    def fetch(self, path: str, *, with_manifest: bool = False) -> Path:
+        """The backup at ``path`` as a local file: itself, or a copy fetched from the host into
+        a staging directory that the stack removes."""
+        from tasks.backups import remote
+
+        if self.host is None:
+            return Path(path)
+        staging = _staging(self.source, self.stack)
+        if with_manifest:
+            return remote.fetch_files_backup(self.host, path, staging)
+        return remote.fetch_file(self.host, path, staging)
+
+    def label(self, path: str) -> str:
+        return f"{self.host.name}:{path}" if self.host else path
+
+
 def run_source(
     source: dict[str, Any], *, drill: bool, now: datetime, contract_id: int, stack: ExitStack
 ) -> Ran:
     """Find (or take) the backup to test and restore-test it.
 
     With ``host`` the backups are listed, taken and fetched on that host; the restore and the
-    checks always run here, in the scratch directory or on the scratch database server.
+    checks run here, in the scratch directory or on the scratch database server, or for files
+    with ``scratch_host`` on that host.
     """
-    from tasks.backups import files, postgresql, remote, restic
-    from tasks.backups.base import CheckCommands
-
-    kind, system = source["kind"], source["system"]
-    location = source["location"]
-    validity = float(source.get("validity_hours", 26))
-    commands = CheckCommands.from_lines(
-        source.get("commands", []), float(source.get("command_timeout", 300))
-    )
     host = _backup_host(contract_id, source["host"], stack) if source.get("host") else None
-    where = f"{host.name}:{location}" if host else location
+    job = _Job(source, drill, now, contract_id, stack, host)
+    if source["kind"] == "files":
+        return _verify_files(job)
+    if source["kind"] == "postgresql":
+        return _verify_postgresql(job)
+    return _verify_restic(job)
 
-    def need_new(taken_at: datetime | None, what: str, can_take: bool) -> bool:
-        if not _stale(taken_at, validity, now) or drill:
-            return False
-        if not can_take:
-            raise VerificationError(
-                "system",
-                "no_backup",
-                f"no backup of {system} in {where} within {validity:g} h and no {what} "
-                "to take one from",
-            )
-        return True
 
-    if kind == "files":
-        scratch = Path(source["scratch"])
-        local_source = Path(source["source"]) if source.get("source") and not host else None
-        if host is None:
-            found = files.latest_backup(Path(location), system)
-            if need_new(found[1] if found else None, "source", bool(source.get("source"))):
-                files.take_backup(Path(source["source"]), Path(location), system)
-                found = files.latest_backup(Path(location), system)
-                taken = True
-            else:
-                taken = False
-            if found is None:
-                raise VerificationError("system", "no_backup", f"no backup of {system} in {where}")
-            archive, label = found[0], str(found[0])
-        else:
-            rfound = remote.latest(host, location, system, files.parse_backup_name)
-            taken = need_new(rfound[1] if rfound else None, "source", bool(source.get("source")))
-            if taken:
-                remote.take_files_backup(host, source["source"], location, system)
-                rfound = remote.latest(host, location, system, files.parse_backup_name)
-            if rfound is None:
-                raise VerificationError("system", "no_backup", f"no backup of {system} in {where}")
-            if source.get("scratch_host"):
-                on = (
-                    host
-                    if source["scratch_host"] == host.name
-                    else _backup_host(contract_id, source["scratch_host"], stack)
-                )
-                result = remote.verify_files_on_host(
-                    on,
-                    rfound[0],
-                    source["scratch"],
-                    expected=source.get("expected_files", []),
-                    backup_host=host,
-                )
-                return Ran(result, taken)
-            archive = remote.fetch_files_backup(host, rfound[0], _staging(source, stack))
-            label = f"{host.name}:{rfound[0]}"
-        files_cleanup(scratch)
-        result = files.verify(
-            archive,
-            scratch,
-            expected=source.get("expected_files", []),
-            source_dir=local_source,
-            commands=commands,
+def _verify_files(job: _Job) -> Ran:
+    from tasks.backups import files, remote
+
+    source, system, location = job.source, job.system, job.location
+    path, taken = job.latest_or_new(
+        parse=files.parse_backup_name,
+        take_here=lambda: files.take_backup(Path(source["source"]), Path(location), system),
+        take_there=lambda h: remote.take_files_backup(h, source["source"], location, system),
+        what="source",
+        can_take=bool(source.get("source")),
+    )
+    expected = source.get("expected_files", [])
+    if job.host is not None and source.get("scratch_host"):
+        on = (
+            job.host
+            if source["scratch_host"] == job.host.name
+            else _backup_host(job.contract_id, source["scratch_host"], job.stack)
         )
-        result.backup = label
-        return Ran(result, taken, archive if host else None)
-    if kind == "postgresql":
-        scratch_url = _env(source.get("scratch_database_env"), "the scratch database server")
-        source_url = (
-            _env(source["source_database_env"], "the source database")
-            if source.get("source_database_env")
-            else None
+        result = remote.verify_files_on_host(
+            on, path, source["scratch"], expected=expected, backup_host=job.host
         )
-        if host is None:
-            found = postgresql.latest_backup(Path(location), system)
-            taken = need_new(found[1] if found else None, "source database", source_url is not None)
-            if taken:
-                assert source_url is not None
-                postgresql.take_backup(source_url, Path(location), system)
-                found = postgresql.latest_backup(Path(location), system)
-            if found is None:
-                raise VerificationError("system", "no_backup", f"no dump of {system} in {where}")
-            dump, label = found[0], str(found[0])
-        else:
-            rfound = remote.latest(host, location, system, postgresql.parse_backup_name)
-            taken = need_new(
-                rfound[1] if rfound else None, "dump_database", bool(source.get("dump_database"))
-            )
-            if taken:
-                remote.take_pg_dump(host, source["dump_database"], location, system)
-                rfound = remote.latest(host, location, system, postgresql.parse_backup_name)
-            if rfound is None:
-                raise VerificationError("system", "no_backup", f"no dump of {system} in {where}")
-            dump = remote.fetch_file(host, rfound[0], _staging(source, stack))
-            label = f"{host.name}:{rfound[0]}"
-        postgresql.cleanup_stale_databases(scratch_url)
-        result = postgresql.verify(
-            dump,
-            scratch_url,
-            tables=source.get("tables", {}),
-            sql_checks=source.get("sql_checks", []),
-            source_url=source_url,
-            commands=commands,
-        )
-        result.backup = label
-        return Ran(result, taken, dump if host else None)
-    password = restic_password(source)
-    snapshot = restic.latest_snapshot(location, password=password)
-    taken = need_new(snapshot[1] if snapshot else None, "source", bool(source.get("source")))
-    if taken:
-        if host is None:
-            restic.take_backup(Path(source["source"]), location, password=password)
-        else:
-            remote.take_restic_backup(host, source["source"], location, password=password)
+        return Ran(result, taken)
+    archive = job.fetch(path, with_manifest=True)
     scratch = Path(source["scratch"])
     files_cleanup(scratch)
-    return Ran(
-        restic.verify(
-            location,
-            scratch,
-            password=password,
-            read_data_subset=source.get("read_data_subset"),
-            expected=source.get("expected_files", []),
-            commands=commands,
-        ),
-        taken,
+    result = files.verify(
+        archive,
+        scratch,
+        expected=expected,
+        source_dir=Path(source["source"]) if source.get("source") and not job.host else None,
+        commands=job.commands,
     )
+    result.backup = job.label(path)
+    return Ran(result, taken, archive if job.host else None)
+
+
+def _verify_postgresql(job: _Job) -> Ran:
+    from tasks.backups import postgresql, remote
+
+    source, system, location = job.source, job.system, job.location
+    scratch_url = _env(source.get("scratch_database_env"), "the scratch database server")
+    source_url = (
+        _env(source["source_database_env"], "the source database")
+        if source.get("source_database_env")
+        else None
+    )
+    path, taken = job.latest_or_new(
+        parse=postgresql.parse_backup_name,
+        take_here=lambda: postgresql.take_backup(str(source_url), Path(location), system),
+        take_there=lambda h: remote.take_pg_dump(h, source["dump_database"], location, system),
+        what="dump_database" if job.host else "source database",
+        can_take=bool(source.get("dump_database")) if job.host else source_url is not None,
+    )
+    dump = job.fetch(path)
+    postgresql.cleanup_stale_databases(scratch_url)
+    result = postgresql.verify(
+        dump,
+        scratch_url,
+        tables=source.get("tables", {}),
+        sql_checks=source.get("sql_checks", []),
+        source_url=source_url,
+        commands=job.commands,
+    )
+    result.backup = job.label(path)
+    return Ran(result, taken, dump if job.host else None)
+
+
+def _verify_restic(job: _Job) -> Ran:
+    from tasks.backups import remote, restic
+
+    source, location = job.source, job.location
+    password = restic_password(source)
+    snapshot = restic.latest_snapshot(location, password=password)
+    taken = job.need_new(snapshot[1] if snapshot else None, "source", bool(source.get("source")))
+    if taken:
+        if job.host is None:
+            restic.take_backup(Path(source["source"]), location, password=password)
+        else:
+            remote.take_restic_backup(job.host, source["source"], location, password=password)
+    scratch = Path(source["scratch"])
+    files_cleanup(scratch)
+    result = restic.verify(
+        location,
+        scratch,
+        password=password,
+        read_data_subset=source.get("read_data_subset"),
+        expected=source.get("expected_files", []),
+        commands=job.commands,
+    )
+    return Ran(result, taken)
 
 
 def files_cleanup(scratch: Path) -> None:

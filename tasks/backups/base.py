@@ -22,7 +22,7 @@ import shutil
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +148,36 @@ def unused_stem(
         if not any(taken(stem + sfx) for sfx in suffixes):
             return stem
         moment += timedelta(seconds=1)
+
+
+def newest(
+    names: Iterable[str],
+    parse: Callable[[str], tuple[str, datetime] | None],
+    system: str | None = None,
+) -> tuple[str, datetime] | None:
+    """The newest name that ``parse`` reads as a backup (of ``system``, if given), with its
+    time; None if there is none. Works on any listing: a local directory or one over SFTP."""
+    found = []
+    for name in names:
+        parsed = parse(name)
+        if parsed is not None and (system is None or parsed[0] == system):
+            found.append((parsed[1], name))
+    if not found:
+        return None
+    taken_at, name = max(found)
+    return name, taken_at
+
+
+def latest_in(
+    dest_dir: Path,
+    parse: Callable[[str], tuple[str, datetime] | None],
+    system: str | None = None,
+) -> tuple[Path, datetime] | None:
+    """The newest backup file in a local directory (see :func:`newest`); None if none."""
+    if not dest_dir.is_dir():
+        return None
+    found = newest((e.name for e in dest_dir.iterdir() if e.is_file()), parse, system)
+    return (dest_dir / found[0], found[1]) if found else None
 
 
 def parse_stamp(text: str) -> datetime:

@@ -47,6 +47,7 @@ from tasks.backups.base import (
     expected_checks,
     free_space_ok,
     is_no_space,
+    latest_in,
     manifest_checks,
     parse_stamp,
     raise_for_commands,
@@ -92,18 +93,7 @@ def manifest_for(archive: Path) -> Path:
 def latest_backup(dest_dir: Path, name: str | None = None) -> tuple[Path, datetime] | None:
     """The newest archive in ``dest_dir`` by the timestamp in its name (of backup ``name``
     if given), or None when there is none. Half-written ``.partial`` files never count."""
-    if not dest_dir.is_dir():
-        return None
-    found = []
-    for entry in dest_dir.iterdir():
-        parsed = parse_backup_name(entry.name)
-        if parsed is None or (name is not None and parsed[0] != name) or not entry.is_file():
-            continue
-        found.append((parsed[1], entry.name, entry))
-    if not found:
-        return None
-    taken_at, _, path = max(found)
-    return path, taken_at
+    return latest_in(dest_dir, parse_backup_name, name)
 
 
 # --- manifest ------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from tasks.backups.base import (
     clean_env,
     command_checks,
     is_no_space,
+    latest_in,
     parse_stamp,
     run_tool,
     sha256_file,
@@ -174,17 +175,7 @@ def parse_backup_name(filename: str) -> tuple[str, datetime] | None:
 
 def latest_backup(dest_dir: Path, name: str | None = None) -> tuple[Path, datetime] | None:
     """The newest ``*.dump`` in ``dest_dir`` by the timestamp in its name, or None."""
-    if not dest_dir.is_dir():
-        return None
-    found = []
-    for entry in dest_dir.iterdir():
-        parsed = parse_backup_name(entry.name)
-        if parsed and (name is None or parsed[0] == name) and entry.is_file():
-            found.append((parsed[1], entry.name, entry))
-    if not found:
-        return None
-    taken_at, _, path = max(found)
-    return path, taken_at
+    return latest_in(dest_dir, parse_backup_name, name)
 
 
 # --- pure parsers --------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from tasks.backups.base import (
     free_space_ok,
     is_no_space,
     manifest_checks,
+    newest,
     raise_for_files,
     safe_relative,
     tail,
@@ -147,23 +148,6 @@ def restic_backup_command(source: str) -> str:
 
 
 # --- pure decisions -------------------------------------------------------------------------
-
-
-def newest(
-    names: Iterable[str],
-    parse: Callable[[str], tuple[str, datetime] | None],
-    system: str,
-) -> tuple[str, datetime] | None:
-    """The newest name ``parse`` reads as a backup of ``system``, with its time; None if none."""
-    found = []
-    for name in names:
-        parsed = parse(name)
-        if parsed is not None and parsed[0] == system:
-            found.append((parsed[1], name))
-    if not found:
-        return None
-    taken_at, name = max(found)
-    return name, taken_at
 
 
 def classify_failure(result: RawResult, markers: Iterable[str] = _PERMISSION) -> Reason:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks.backups import files, postgresql
-from tasks.backups.base import CheckCommands, VerificationError, unused_stem
+from tasks.backups.base import CheckCommands, VerificationError, newest, unused_stem
 from tasks.backups.remote import (
     EXIT_NO_SOURCE,
     classify_failure,
@@ -17,7 +17,6 @@ from tasks.backups.remote import (
     files_backup_command,
     files_verify_command,
     judge_restore,
-    newest,
     parse_verify_output,
     pg_dump_command,
     restic_backup_command,
