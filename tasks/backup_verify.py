@@ -348,12 +348,12 @@ def _verify_restic(job: _Job) -> Ran:
 
 
 def files_cleanup(scratch: Path) -> None:
-    """Remove scratch directories that killed runs left behind (older than two hours, so a
-    verification still running beside this one keeps its own)."""
-    from tasks.backups.base import cleanup_stale
+    """Remove scratch directories that killed runs left behind (older than ``STALE_SCRATCH``,
+    so a verification still running beside this one keeps its own)."""
+    from tasks.backups.base import STALE_SCRATCH, cleanup_stale
 
     if scratch.is_dir():
-        cleanup_stale(scratch, older_than=timedelta(hours=2))
+        cleanup_stale(scratch, older_than=STALE_SCRATCH)
 
 
 def archive_copy(
@@ -376,9 +376,11 @@ def archive_copy(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, target)
-    manifest = src.with_name(src.name.split(".tar")[0] + ".sha256")
-    if manifest.exists():
-        shutil.copy2(manifest, target.with_name(target.name.split(".tar")[0] + ".sha256"))
+    if result.kind == "files":
+        from tasks.backups.files import manifest_for
+
+        if manifest_for(src).exists():
+            shutil.copy2(manifest_for(src), manifest_for(target))
     return str(target)
 
 

@@ -51,6 +51,9 @@ Reason = Literal[
 
 SCRATCH_PREFIX = "upkeep-scratch-"
 """Every scratch directory's name starts with this; :func:`cleanup_stale` removes only those."""
+STALE_SCRATCH = timedelta(hours=2)
+"""A scratch directory untouched this long was left by a killed run (a running one is younger);
+the next verification removes it, here or on a scratch host."""
 
 EVIDENCE_LIMIT = 2000
 NO_SPACE_MARKERS = ("no space left on device", "could not extend file", "disk full")

@@ -37,6 +37,7 @@ import paramiko
 
 from tasks.backups.base import (
     SCRATCH_PREFIX,
+    STALE_SCRATCH,
     CheckResult,
     Fault,
     Reason,
@@ -164,12 +165,6 @@ def classify_failure(result: RawResult, markers: Iterable[str] = _PERMISSION) ->
 # --- the host -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    size: int
-
-
 class BackupHost:
     """One SSH session to the host holding a source's backups; SFTP opened on first use.
 
@@ -198,19 +193,15 @@ class BackupHost:
                 raise self._fail("source_unreadable", "SFTP is not available", exc) from exc
         return self._sftp
 
-    def listdir(self, path: str) -> list[RemoteFile]:
-        """Regular files in ``path``; a missing directory has none."""
+    def listdir(self, path: str) -> list[str]:
+        """Names of the regular files in ``path``; a missing directory has none."""
         try:
             entries = self.sftp().listdir_attr(path)
         except FileNotFoundError:
             return []
         except (OSError, paramiko.SSHException) as exc:
             raise self._fail("source_unreadable", f"cannot list {path}", exc) from exc
-        return [
-            RemoteFile(e.filename, e.st_size or 0)
-            for e in entries
-            if e.st_mode is not None and stat.S_ISREG(e.st_mode)
-        ]
+        return [e.filename for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode)]
 
     def size(self, path: str) -> int | None:
         try:
@@ -269,7 +260,7 @@ class BackupHost:
 
 def next_stem(host: BackupHost, dest: str, system: str, suffixes: tuple[str, ...]) -> str:
     """``<system>-<stamp>`` not yet taken in ``dest`` on the host (cf. :func:`unused_stem`)."""
-    existing = {f.name for f in host.listdir(dest)}
+    existing = set(host.listdir(dest))
     return unused_stem(existing.__contains__, system, suffixes, utcnow())
 
 
@@ -348,7 +339,7 @@ def latest(
     parse: Callable[[str], tuple[str, datetime] | None],
 ) -> tuple[str, datetime] | None:
     """(remote path, taken at) of the newest backup of ``system`` in ``dest``; None if none."""
-    found = newest((f.name for f in host.listdir(dest)), parse, system)
+    found = newest(host.listdir(dest), parse, system)
     if found is None:
         return None
     return f"{dest.rstrip('/')}/{found[0]}", found[1]
@@ -361,8 +352,7 @@ def fetch_files_backup(host: BackupHost, archive: str, staging: Path) -> Path:
     """
     from tasks.backups.files import manifest_for
 
-    local = staging / archive.rsplit("/", 1)[-1]
-    host.fetch(archive, local)
+    local = fetch_file(host, archive, staging)
     manifest = manifest_for(Path(archive)).as_posix()
     if host.size(manifest) is not None:
         host.fetch(manifest, manifest_for(local))
@@ -381,7 +371,6 @@ EXIT_NO_ARCHIVE = 66
 EXIT_NO_MANIFEST = 67
 EXIT_EXTRACT_FAILED = 74
 EXIT_NO_SPACE = 75
-STALE_SCRATCH_MINUTES = 120
 
 
 def files_verify_command(
@@ -405,6 +394,7 @@ def files_verify_command(
     than two hours are removed first. ``expected`` must be safe relative paths.
     """
     z = "z" if archive.endswith(".gz") else ""
+    stale_minutes = int(STALE_SCRATCH.total_seconds() // 60)
     checks = [
         f'if [ -e "$dir/root"/{shlex.quote(p)} ] || [ -L "$dir/root"/{shlex.quote(p)} ]; '
         f"then echo @@present {shlex.quote(p)}; else echo @@absent {shlex.quote(p)}; fi"
@@ -427,7 +417,7 @@ def files_verify_command(
             f'[ -r "$arc" ] || {{ echo "upkeep: cannot read $arc" >&2; exit {EXIT_NO_ARCHIVE}; }}',
             f'[ -r "$man" ] || {{ echo "upkeep: no manifest $man" >&2; exit {EXIT_NO_MANIFEST}; }}',
             'mkdir -p -- "$parent" || exit 1',
-            f"find \"$parent\" -maxdepth 1 -name '{SCRATCH_PREFIX}*' -mmin +{STALE_SCRATCH_MINUTES}"
+            f"find \"$parent\" -maxdepth 1 -name '{SCRATCH_PREFIX}*' -mmin +{stale_minutes}"
             " -exec rm -rf -- {} + 2>/dev/null",
             f'dir=$(mktemp -d "$parent/{SCRATCH_PREFIX}XXXXXXXX") || exit 1',
             'echo "@@scratch $dir"',
@@ -506,7 +496,7 @@ def parse_verify_output(stdout: str) -> RemoteRestore:
 
 
 def classify_tar_error(stderr: str) -> tuple[Fault, Reason]:
-    """Whose fault a failed remote ``tar -t``/``tar -x`` is, from its messages."""
+    """Whose fault a failed remote ``tar -x`` is, from its messages."""
     low = stderr.lower()
     if is_no_space(low):
         return "system", "no_space"
@@ -533,13 +523,11 @@ def judge_restore(
             listed, restored.missing, restored.mismatched, max(0, restored.files - listed)
         ),
     ]
+    absent = [p for p in expected if p not in restored.present]
     checks += [
-        CheckResult(f"expected {p}", p in restored.present, "present")
-        if p in restored.present
-        else CheckResult(f"expected {p}", False, "missing")
+        CheckResult(f"expected {p}", p not in absent, "missing" if p in absent else "present")
         for p in expected
     ]
-    absent = [p for p in expected if p not in restored.present]
     raise_for_files(checks, restored.missing, restored.mismatched, absent)
     return checks
 
@@ -549,7 +537,7 @@ def mkdir_command(path: str) -> str:
 
 
 def remove_command(path: str) -> str:
-    """Remove an upload or scratch directory upkeep made (its name is checked by the caller)."""
+    """Remove an upload or scratch directory that upkeep made (the caller built its path)."""
     return f"chmod -R u+rwx -- {shlex.quote(path)} 2>/dev/null; rm -rf -- {shlex.quote(path)}"
 
 
@@ -604,14 +592,12 @@ def verify_files_on_host(
             made = scratch.run(mkdir_command(upload), what="creating the upload directory")
             if made.exit_code != 0:
                 raise command_failed(scratch, "mkdir", made, "restore_failed")
-            name = archive.rsplit("/", 1)[-1]
-            _upload(src, scratch, archive, f"{upload}/{name}")
+            copy = f"{upload}/{archive.rsplit('/', 1)[-1]}"
+            copy_manifest = manifest_for(Path(copy)).as_posix()
+            _upload(src, scratch, archive, copy)
             if src.size(manifest) is not None:
-                _upload(src, scratch, manifest, f"{upload}/{manifest.rsplit('/', 1)[-1]}")
-            archive, manifest = (
-                f"{upload}/{name}",
-                manifest_for(Path(f"{upload}/{name}")).as_posix(),
-            )
+                _upload(src, scratch, manifest, copy_manifest)
+            archive, manifest = copy, copy_manifest
         result = scratch.run(
             files_verify_command(archive, manifest, parent, expected, remove_after=upload),
             what="the restore test",
