@@ -44,6 +44,7 @@ from tasks.backups.base import (
     is_no_space,
     latest_in,
     parse_stamp,
+    raise_for_commands,
     run_tool,
     sha256_file,
     unused_stem,
@@ -90,6 +91,14 @@ _SERVER_TROUBLE = (
     "the database system is",
     "password authentication failed",
     "no pg_hba.conf entry",
+)
+_DUMP_SOURCE_TROUBLE = (
+    *_SERVER_TROUBLE,
+    "connection refused",
+    "authentication failed",
+    "no password supplied",
+    "permission denied",
+    "does not exist",
 )
 
 
@@ -260,6 +269,17 @@ def classify_pg_restore_error(stderr: str, *, size: int) -> tuple[str, Reason]:
 # --- taking a backup -----------------------------------------------------------------------
 
 
+def classify_dump_error(stderr: str) -> Reason:
+    """Why ``pg_dump`` failed, here or on a backup host: no space, the source could not be
+    read (server down, login refused, no such database, no permission), or anything else."""
+    low = stderr.lower()
+    if is_no_space(low):
+        return "no_space"
+    if any(m in low for m in _DUMP_SOURCE_TROUBLE):
+        return "source_unreadable"
+    return "backup_command_failed"
+
+
 def take_backup(source_url: str, dest_dir: Path, name: str, *, now: datetime | None = None) -> Path:
     """``pg_dump -Fc`` of ``source_url`` to ``<dest_dir>/<name>-<UTC stamp>.dump``.
 
@@ -273,17 +293,9 @@ def take_backup(source_url: str, dest_dir: Path, name: str, *, now: datetime | N
     run = run_tool(dump_argv(str(partial)), env=libpq_env(source_url), timeout=None)
     if run.returncode != 0:
         partial.unlink(missing_ok=True)
-        low = run.stderr.lower()
-        reason: Reason
-        if is_no_space(low):
-            reason = "no_space"
-        elif any(m in low for m in (*_SERVER_TROUBLE, "permission denied", "does not exist")):
-            reason = "source_unreadable"
-        else:
-            reason = "backup_command_failed"
         raise VerificationError(
             "system",
-            reason,
+            classify_dump_error(run.stderr),
             f"pg_dump of {describe(source_url)} failed (exit {run.returncode})",
             evidence=run.stderr,
         )
@@ -534,14 +546,17 @@ def _restore_and_check(
     with _connect(server_url, dbname=dbname) as conn:
         table_checks, counts = _table_checks(conn, tables)
         checks += table_checks + _sql_checks(conn, sql_checks)
+    failed = [c for c in checks if not c.ok]
+    ran: list[CheckResult] = []
     if commands:
         pg_env = {
             k: v for k, v in libpq_env(server_url, dbname=dbname).items() if k.startswith("PG")
         }
         with tempfile.TemporaryDirectory(prefix="upkeep-check-") as cwd:
-            checks += command_checks(commands, cwd=Path(cwd), env=pg_env)
-    failed = [c for c in checks if not c.ok]
+            ran = command_checks(commands, cwd=Path(cwd), env=pg_env)
+        checks += ran
     if failed:
+        failed += [c for c in ran if not c.ok]
         raise VerificationError(
             "backup",
             "check_failed",
@@ -549,4 +564,5 @@ def _restore_and_check(
             evidence="; ".join(f"{c.name}: {c.detail}" for c in failed[:20]),
             checks=checks,
         )
+    raise_for_commands(ran, checks)  # only commands failed: a missing tool is the system's
     return checks, counts

@@ -64,15 +64,6 @@ EXIT_NO_SOURCE = 66
 EXIT_EXISTS = 73
 
 _PERMISSION = ("permission denied", "operation not permitted")
-_PG_SERVER = (
-    "could not connect",
-    "connection refused",
-    "does not exist",
-    "authentication failed",
-    "no password supplied",
-    "permission denied",
-    "the database system is",
-)
 
 
 # --- the catalogue ------------------------------------------------------------------------
@@ -151,13 +142,13 @@ def restic_backup_command(source: str) -> str:
 # --- pure decisions -------------------------------------------------------------------------
 
 
-def classify_failure(result: RawResult, markers: Iterable[str] = _PERMISSION) -> Reason:
-    """Why a remote backup command failed: the source could not be read, the disk is full, or
+def classify_failure(result: RawResult) -> Reason:
+    """Why a remote file backup failed: the source could not be read, the disk is full, or
     the command itself failed."""
     text = result.stderr.lower()
     if is_no_space(text):
         return "no_space"
-    if result.exit_code == EXIT_NO_SOURCE or any(m in text for m in markers):
+    if result.exit_code == EXIT_NO_SOURCE or any(m in text for m in _PERMISSION):
         return "source_unreadable"
     return "backup_command_failed"
 
@@ -296,10 +287,12 @@ def take_files_backup(
 
 def take_pg_dump(host: BackupHost, database: str, dest: str, system: str) -> str:
     """A new ``pg_dump -Fc`` of ``database`` in ``dest`` on the host; its remote path."""
+    from tasks.backups.postgresql import classify_dump_error
+
     stem = next_stem(host, dest, system, (".dump",))
     result = host.run(pg_dump_command(database, dest, stem), what="pg_dump")
     if result.exit_code != 0:
-        raise command_failed(host, "pg_dump", result, classify_failure(result, _PG_SERVER))
+        raise command_failed(host, "pg_dump", result, classify_dump_error(result.stderr))
     return result.stdout.strip().splitlines()[-1]
 
 

@@ -216,6 +216,37 @@ def test_pg_checks_fail_and_scratch_db_is_dropped(
     assert scratch_databases(postgres_server) == []
 
 
+def test_pg_check_commands_see_only_the_scratch_database(
+    pg_source: str, postgres_server: str, tmp_path: Path
+) -> None:
+    from tasks.backups.base import CheckCommands
+
+    dump = postgresql.take_backup(pg_source, tmp_path / "b", "crm")
+    count = 'sh -c \'test "$(psql -Atc "select count(*) from customers")" = {}\''
+    good = postgresql.verify(
+        dump, postgres_server, tables=TABLES, commands=CheckCommands.from_lines([count.format(3)])
+    )
+    assert any(c.name.startswith("command sh -c") and c.ok for c in good.checks)
+    wrong = _verify_fails(
+        postgresql.verify,
+        dump,
+        postgres_server,
+        tables=TABLES,
+        commands=CheckCommands.from_lines([count.format(4)]),
+    )
+    assert (wrong.fault, wrong.reason) == ("backup", "check_failed")
+    absent = _verify_fails(
+        postgresql.verify,
+        dump,
+        postgres_server,
+        tables=TABLES,
+        commands=CheckCommands.from_lines(["no-such-tool --check"]),
+    )
+    # a check tool that is not installed is the system's fault, as for files and restic
+    assert (absent.fault, absent.reason) == ("system", "check_failed")
+    assert scratch_databases(postgres_server) == []
+
+
 def test_empty_dump(postgres_server: str, tmp_path: Path) -> None:
     dump = tmp_path / "crm-20250101T000000Z.dump"
     dump.write_bytes(b"")

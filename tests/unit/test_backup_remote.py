@@ -75,6 +75,23 @@ def _single_quoted(script: str) -> list[bool]:
     return flags
 
 
+@pytest.mark.parametrize(
+    ("stderr", "reason"),
+    [
+        (
+            'pg_dump: error: connection to server at "127.0.0.1", port 5 failed: Connection '
+            "refused\n",
+            "source_unreadable",
+        ),
+        ('pg_dump: error: FATAL:  database "no_such_db" does not exist\n', "source_unreadable"),
+        ("pg_dump: error: could not write to output file: No space left on device\n", "no_space"),
+        ('pg_dump: error: invalid output format "x" specified\n', "backup_command_failed"),
+    ],
+)
+def test_pg_dump_failures_are_classified_alike_here_and_on_a_host(stderr: str, reason: str) -> None:
+    assert postgresql.classify_dump_error(stderr) == reason
+
+
 def test_catalogue_scripts_quote_every_value_and_parse() -> None:
     odd = "/srv/it's $(reboot); `id`"
     scripts = [
