@@ -18,10 +18,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from flows.sweep import current_flow_run_id
-from models import BackupVersion, InspectionRun, RunStatus
+from models import BackupVersion, Contract, InspectionRun, RunStatus
 from tasks.backup_verify import contract_sources, verify_source
 from tasks.records import finish_run, get_contract, get_customer, start_run
 from upkeep.db import engine_for, session_scope
@@ -71,6 +71,14 @@ def _human_size(n: int | None) -> str:
     return f"{size:.1f} GiB"
 
 
+def _run_and_contract(db: Session, run_id: int) -> tuple[InspectionRun, Contract]:
+    run = db.get(InspectionRun, run_id)
+    assert run is not None
+    contract = db.get(Contract, run.contract_id)
+    assert contract is not None
+    return run, contract
+
+
 @task(name="write-backup-report")
 def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool) -> str:
     """Render the run's report to a file and a Markdown artifact; returns the path."""
@@ -78,12 +86,7 @@ def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool
 
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
-        run = db.get(InspectionRun, run_id)
-        assert run is not None
-        from models import Contract
-
-        contract = db.get(Contract, run.contract_id)
-        assert contract is not None
+        run, contract = _run_and_contract(db, run_id)
         customer = get_customer(session=db, contract=contract)
         tz = ZoneInfo(contract.timezone)
         by_system = {s["system"]: s for s in contract.backup_sources}
@@ -196,12 +199,7 @@ def tell_recipients(
 
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
-        run = db.get(InspectionRun, run_id)
-        assert run is not None
-        from models import Contract
-
-        contract = db.get(Contract, run.contract_id)
-        assert contract is not None
+        _, contract = _run_and_contract(db, run_id)
         recipients, contract_id, code = list(contract.report_recipients), contract.id, contract.code
     if not recipients:
         get_run_logger().warning("contract %s has no report recipients", code)

@@ -69,6 +69,17 @@ def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
     return gone
 
 
+def _open_backup_finding(session: Session, contract_id: int, system: str) -> Finding | None:
+    return session.exec(
+        select(Finding).where(
+            Finding.contract_id == contract_id,
+            Finding.check == BACKUP_CHECK,
+            Finding.subject == system,
+            Finding.status == FindingStatus.OPEN,
+        )
+    ).first()
+
+
 def backup_finding(
     *,
     session: Session,
@@ -81,14 +92,7 @@ def backup_finding(
 ) -> Finding:
     """Open (or refresh) the finding that ``system``'s backups fail verification."""
     now = utcnow()
-    open_one = session.exec(
-        select(Finding).where(
-            Finding.contract_id == run.contract_id,
-            Finding.check == BACKUP_CHECK,
-            Finding.subject == system,
-            Finding.status == FindingStatus.OPEN,
-        )
-    ).first()
+    open_one = _open_backup_finding(session, run.contract_id, system)
     assert run.id is not None
     if open_one is None:
         open_one = Finding(
@@ -115,14 +119,7 @@ def backup_finding(
 
 def resolve_backup_finding(*, session: Session, run: InspectionRun, system: str) -> bool:
     """A good verification resolves the system's open backup finding, if any."""
-    open_one = session.exec(
-        select(Finding).where(
-            Finding.contract_id == run.contract_id,
-            Finding.check == BACKUP_CHECK,
-            Finding.subject == system,
-            Finding.status == FindingStatus.OPEN,
-        )
-    ).first()
+    open_one = _open_backup_finding(session, run.contract_id, system)
     if open_one is None:
         return False
     open_one.status = FindingStatus.RESOLVED

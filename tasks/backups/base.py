@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -185,6 +186,18 @@ def latest_in(
 
 def parse_stamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def parse_stamped_name(pattern: re.Pattern[str], filename: str) -> tuple[str, datetime] | None:
+    """``(name, taken_at)`` of a backup file named ``<name>-<stamp><suffix>`` as ``pattern``
+    (groups ``name`` and ``ts``) describes; None for any other name or an impossible date."""
+    m = pattern.match(filename)
+    if m is None:
+        return None
+    try:
+        return m["name"], parse_stamp(m["ts"])
+    except ValueError:
+        return None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -49,7 +49,7 @@ from tasks.backups.base import (
     is_no_space,
     latest_in,
     manifest_checks,
-    parse_stamp,
+    parse_stamped_name,
     raise_for_commands,
     raise_for_files,
     refuse_inside,
@@ -72,13 +72,7 @@ _BLOCK = 512
 
 def parse_backup_name(filename: str) -> tuple[str, datetime] | None:
     """``("web1", taken_at)`` for ``web1-20250301T020000Z.tar.gz``; None for other names."""
-    m = _NAME_RE.match(filename)
-    if m is None:
-        return None
-    try:
-        return m["name"], parse_stamp(m["ts"])
-    except ValueError:
-        return None
+    return parse_stamped_name(_NAME_RE, filename)
 
 
 def manifest_for(archive: Path) -> Path:

@@ -43,7 +43,7 @@ from tasks.backups.base import (
     command_checks,
     is_no_space,
     latest_in,
-    parse_stamp,
+    parse_stamped_name,
     raise_for_commands,
     run_tool,
     sha256_file,
@@ -173,13 +173,7 @@ def restore_argv(dump: str, dbname: str) -> list[str]:
 
 def parse_backup_name(filename: str) -> tuple[str, datetime] | None:
     """``("crm", taken_at)`` for ``crm-20250301T020000Z.dump``; None otherwise."""
-    m = _NAME_RE.match(filename)
-    if m is None:
-        return None
-    try:
-        return m["name"], parse_stamp(m["ts"])
-    except ValueError:
-        return None
+    return parse_stamped_name(_NAME_RE, filename)
 
 
 def latest_backup(dest_dir: Path, name: str | None = None) -> tuple[Path, datetime] | None:
@@ -358,19 +352,27 @@ def cleanup_stale_databases(
 # --- verifying -----------------------------------------------------------------------------
 
 
-def _table_checks(conn: Any, tables: Mapping[str, int]) -> tuple[list[CheckResult], dict[str, int]]:
+def _row_count(conn: Any, table: str) -> int | None:
+    """Rows in ``table`` (a name as the contract gives it), or None when there is no such
+    relation."""
     from psycopg import sql
 
+    regclass = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()[0]
+    if regclass is None:
+        return None
+    # regclass::text is PostgreSQL's own quoting of an existing relation.
+    return int(
+        conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(regclass))).fetchone()[0]
+    )
+
+
+def _table_checks(conn: Any, tables: Mapping[str, int]) -> tuple[list[CheckResult], dict[str, int]]:
     checks, counts = [], {}
     for table, minimum in tables.items():
-        regclass = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()[0]
-        if regclass is None:
+        count = _row_count(conn, table)
+        if count is None:
             checks.append(CheckResult(f"table {table}", False, "missing"))
             continue
-        # regclass::text is PostgreSQL's own quoting of an existing relation.
-        count = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(regclass))
-        ).fetchone()[0]
         counts[table] = count
         ok = count >= minimum
         checks.append(
@@ -403,20 +405,15 @@ def _sql_checks(conn: Any, queries: Sequence[str]) -> list[CheckResult]:
 
 def _source_comparison(source_url: str, restored: Mapping[str, int]) -> list[CheckResult]:
     """Information only: the source's current row counts next to the restored ones."""
-    from psycopg import sql
-
     try:
         with _connect(source_url) as conn:
             conn.execute("SET TRANSACTION READ ONLY")
             out = []
             for table, count in restored.items():
-                regclass = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()[0]
-                if regclass is None:
+                now_count = _row_count(conn, table)
+                if now_count is None:
                     out.append(CheckResult(f"source {table}", True, "not in the source now"))
                     continue
-                now_count = conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(regclass))
-                ).fetchone()[0]
                 same = "equal" if now_count == count else f"source now {now_count}"
                 out.append(CheckResult(f"source {table}", True, f"restored {count}, {same}"))
             conn.rollback()
