@@ -16,14 +16,19 @@ from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
+from flows.blackout import blackout_guard
 from flows.sweep import current_flow_run_id
 from models import BackupVersion, Contract, InspectionRun, RunStatus
 from tasks.backup_verify import contract_sources, verify_source
+from tasks.markup import md_escape
+from tasks.notify import queue_and_deliver, render_backup_email
 from tasks.records import finish_run, get_contract, get_customer, start_run
+from tasks.reports import link_target, safe_name, template_env, write_atomic
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -49,8 +54,6 @@ class BackupOutcome(BaseModel):
 
 
 def backup_run_name() -> str:
-    from prefect.runtime import flow_run
-
     params = flow_run.parameters.get("params") or {}
     if isinstance(params, BaseModel):
         params = params.model_dump()
@@ -82,8 +85,6 @@ def _run_and_contract(db: Session, run_id: int) -> tuple[InspectionRun, Contract
 @task(name="write-backup-report")
 def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool) -> str:
     """Render the run's report to a file and a Markdown artifact; returns the path."""
-    from tasks.reports import md_escape, safe_name, template_env, write_atomic
-
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
         run, contract = _run_and_contract(db, run_id)
@@ -170,16 +171,16 @@ def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool
         db.add(run)
         code = contract.code
     lines = [
-        f"## {'Disaster-recovery drill' if drill else 'Backup verification'} · {code}",
+        f"## {'Disaster-recovery drill' if drill else 'Backup verification'} · {md_escape(code)}",
         "",
-        f"[Full report]({path.as_uri()})",
+        f"[Full report]({link_target(path)})",
         "",
         "| system | kind | outcome | fault | detail |",
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {md_escape(s['system'])} | {s['kind']} | {s['outcome']} | "
-        f"{s.get('fault') or ''} | {md_escape(s.get('reason') or '')} |"
+        f"| {md_escape(s['system'])} | {md_escape(s['kind'])} | {md_escape(s['outcome'])} | "
+        f"{md_escape(s.get('fault') or '')} | {md_escape(s.get('reason') or '')} |"
         for s in outcomes
     ]
     create_markdown_artifact(
@@ -195,8 +196,6 @@ def tell_recipients(
     run_id: int, report_path: str, outcomes: list[dict[str, Any]], drill: bool
 ) -> dict[str, Any]:
     """Mail the report to the contract's recipients (queued in the outbox first)."""
-    from tasks.notify import queue_and_deliver
-
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
         _, contract = _run_and_contract(db, run_id)
@@ -204,29 +203,13 @@ def tell_recipients(
     if not recipients:
         get_run_logger().warning("contract %s has no report recipients", code)
         return {"sent": [], "failed": {}}
-    bad = [o for o in outcomes if o["outcome"] != "good"]
-    what = "Disaster-recovery drill" if drill else "Backup verification"
-    subject = f"{what} {code}: " + (f"{len(bad)} FAILED" if bad else "all backups restored")
-    lines = [f"{what} for contract {code}.", ""]
-    for o in outcomes:
-        line = f"- {o['system']} ({o['kind']}): {o['outcome']}"
-        if o["outcome"] != "good":
-            line += f" — the {o['fault']} is at fault ({o['reason']}): {o['message']}"
-        lines.append(line)
-    if any(o.get("fault") == "system" for o in bad):
-        lines += [
-            "",
-            "A system fault means the backup could not be taken or read: the business "
-            "side should know that the system's backups are not being made right now.",
-        ]
-    lines += ["", f"The full report is attached ({Path(report_path).name})."]
-    text = "\n".join(lines)
-    from html import escape
-
-    html = (
-        '<html><body><pre style="font-family: Arial, sans-serif">'
-        + escape(text)
-        + "</pre></body></html>"
+    subject, text, html = render_backup_email(
+        templates_dir=settings.templates_dir,
+        contract_code=code,
+        run_id=run_id,
+        outcomes=outcomes,
+        drill=drill,
+        report_name=Path(report_path).name,
     )
     delivery = queue_and_deliver(
         db_url=settings.db_url,
@@ -245,8 +228,6 @@ def tell_recipients(
 @flow(name="backup-verification", flow_run_name=backup_run_name, persist_result=True)
 def backup_verification(params: BackupParams) -> BackupOutcome | State[Any]:
     """Prove each backup source restores; keep the last good versions; report and tell."""
-    from flows.blackout import blackout_guard
-
     if not params.drill and (ended := blackout_guard(params.contract)) is not None:
         return ended
     engine = engine_for(get_settings().db_url)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
+from tasks.backups.files import ARCHIVE_SUFFIXES, manifest_for
 
 BACKUP_CHECK = "backup"
 SEVERITY_BY_IMPORTANCE = {
@@ -43,7 +44,8 @@ def versions(*, session: Session, contract_id: int, system: str) -> list[BackupV
 
 
 def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
-    """Delete the archived copies of ``doomed`` and mark them pruned; returns what went.
+    """Delete the archived copies of ``doomed`` (with a file backup's ``.sha256`` manifest
+    beside it) and mark them pruned; returns what went.
 
     A file that a version still kept also points at (two backups taken within the same
     second share a name) is left in place: pruning never takes a kept version's copy.
@@ -63,6 +65,8 @@ def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+                if v.kind == "files" and path.name.endswith(ARCHIVE_SUFFIXES):
+                    manifest_for(path).unlink(missing_ok=True)
         v.pruned_at = utcnow()
         session.add(v)
         gone.append(v.archive_path or v.backup)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.blocks.system import Secret
 from sqlmodel import select
 
-from models import Contract, InspectionRun, utcnow
+from models import Contract, Host, InspectionRun, utcnow
 from tasks.backup_records import (
     backup_finding,
     prune,
@@ -28,8 +29,22 @@ from tasks.backup_records import (
     resolve_backup_finding,
     versions,
 )
-from tasks.backups.base import CheckCommands, VerificationError, VerificationResult
+from tasks.backups import files, postgresql, remote, restic
+from tasks.backups.base import (
+    SCRATCH_PREFIX,
+    STALE_SCRATCH,
+    CheckCommands,
+    Scratch,
+    VerificationError,
+    VerificationResult,
+    cleanup_stale,
+    latest_in,
+)
 from tasks.backups.remote import BackupHost
+from tasks.backups.retention import Version, archive_path, backup_key, plan_retention
+from tasks.inspect import target_for
+from tasks.records import get_contract
+from tasks.ssh import SshError, SshSession
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings, get_settings
 
@@ -78,8 +93,6 @@ def _env(name: str | None, what: str) -> str:
 def restic_password(source: dict[str, Any]) -> str:
     if source.get("password_env"):
         return _env(source["password_env"], "the restic password")
-    from prefect.blocks.system import Secret
-
     try:
         block: Any = Secret.load(source["password_secret"])
         value = block.get()
@@ -107,10 +120,6 @@ class Ran:
 
 def _backup_host(contract_id: int, name: str, stack: ExitStack) -> BackupHost:
     """A connected :class:`BackupHost` for the contract's host ``name``, closed with ``stack``."""
-    from models import Host
-    from tasks.inspect import target_for
-    from tasks.ssh import SshError, SshSession
-
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
         host = db.exec(
@@ -137,8 +146,6 @@ def _backup_host(contract_id: int, name: str, stack: ExitStack) -> BackupHost:
 
 def _staging(source: dict[str, Any], stack: ExitStack) -> Path:
     """A fresh local directory for a fetched backup, removed with ``stack``."""
-    from tasks.backups.base import SCRATCH_PREFIX, Scratch
-
     parent = Path(source["scratch"]) if source.get("scratch") else get_settings().data_dir
     files_cleanup(parent)
     return stack.enter_context(Scratch(parent, prefix=SCRATCH_PREFIX + "fetch-"))
@@ -198,8 +205,6 @@ class _Job:
         can_take: bool,
     ) -> tuple[str, bool]:
         """(path of the backup to test, on the host when there is one; taken now?)."""
-        from tasks.backups import remote
-        from tasks.backups.base import latest_in
 
         def latest() -> tuple[str, datetime] | None:
             if self.host is not None:
@@ -224,8 +229,6 @@ class _Job:
     def fetch(self, path: str, *, with_manifest: bool = False) -> Path:
         """The backup at ``path`` as a local file: itself, or a copy fetched from the host into
         a staging directory that the stack removes."""
-        from tasks.backups import remote
-
         if self.host is None:
             return Path(path)
         staging = _staging(self.source, self.stack)
@@ -256,8 +259,6 @@ def run_source(
 
 
 def _verify_files(job: _Job) -> Ran:
-    from tasks.backups import files, remote
-
     source, system, location = job.source, job.system, job.location
     path, taken = job.latest_or_new(
         parse=files.parse_backup_name,
@@ -292,8 +293,6 @@ def _verify_files(job: _Job) -> Ran:
 
 
 def _verify_postgresql(job: _Job) -> Ran:
-    from tasks.backups import postgresql, remote
-
     source, system, location = job.source, job.system, job.location
     scratch_url = _env(source.get("scratch_database_env"), "the scratch database server")
     source_url = (
@@ -323,8 +322,6 @@ def _verify_postgresql(job: _Job) -> Ran:
 
 
 def _verify_restic(job: _Job) -> Ran:
-    from tasks.backups import remote, restic
-
     source, location = job.source, job.location
     password = restic_password(source)
     snapshot = restic.latest_snapshot(location, password=password)
@@ -350,8 +347,6 @@ def _verify_restic(job: _Job) -> Ran:
 def files_cleanup(scratch: Path) -> None:
     """Remove scratch directories that killed runs left behind (older than ``STALE_SCRATCH``,
     so a verification still running beside this one keeps its own)."""
-    from tasks.backups.base import STALE_SCRATCH, cleanup_stale
-
     if scratch.is_dir():
         cleanup_stale(scratch, older_than=STALE_SCRATCH)
 
@@ -361,8 +356,6 @@ def archive_copy(
 ) -> str | None:
     """Keep a copy of a verified backup file in the archive layout; restic keeps its own.
     ``local`` is the fetched copy of a backup on another host (else ``result.backup``)."""
-    from tasks.backups.retention import archive_path
-
     if result.kind == "restic" or (local is None and source.get("host")):
         return None  # restic keeps its own versions; a backup restored on a host stays there
     src = local or Path(result.backup)
@@ -376,11 +369,8 @@ def archive_copy(
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, target)
-    if result.kind == "files":
-        from tasks.backups.files import manifest_for
-
-        if manifest_for(src).exists():
-            shutil.copy2(manifest_for(src), manifest_for(target))
+    if result.kind == "files" and files.manifest_for(src).exists():
+        shutil.copy2(files.manifest_for(src), files.manifest_for(target))
     return str(target)
 
 
@@ -413,8 +403,6 @@ def verify_source_now(
     contract_code: str, system: str, run_id: int, drill: bool = False
 ) -> SourceOutcome:
     """Verify one source and record everything; a failure is an outcome, not an exception."""
-    from tasks.records import get_contract
-
     settings = get_settings()
     engine = engine_for(settings.db_url)
     with session_scope(engine) as db:
@@ -447,8 +435,6 @@ def _verify_and_record(
     common: dict[str, Any],
     stack: ExitStack,
 ) -> SourceOutcome:
-    from tasks.backups.retention import plan_retention
-
     settings = get_settings()
     engine = engine_for(settings.db_url)
     system = source["system"]
@@ -511,8 +497,6 @@ def _verify_and_record(
         resolve_backup_finding(session=db, run=run, system=system)
         pruned: list[str] = []
         if not drill:
-            from tasks.backups.retention import Version
-
             kept = versions(session=db, contract_id=contract_id, system=system)
             plan = plan_retention(
                 [
@@ -521,6 +505,7 @@ def _verify_and_record(
                         taken_at=k.taken_at or k.verified_at,
                         verified_at=k.verified_at,
                         outcome="good" if k.outcome == "good" else "bad",
+                        key=backup_key(k.backup, k.checksum),
                     )
                     for k in kept
                 ],

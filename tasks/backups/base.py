@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
 import secrets
+import shlex
 import shutil
 import stat
 import subprocess
@@ -201,8 +203,6 @@ def parse_stamped_name(pattern: re.Pattern[str], filename: str) -> tuple[str, da
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(chunk):
@@ -478,8 +478,6 @@ class CheckCommands:
     @classmethod
     def from_lines(cls, lines: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> CheckCommands:
         """Split each line like a shell would (quotes, no expansion); no shell runs them."""
-        import shlex
-
         return cls(tuple(tuple(shlex.split(line)) for line in lines), timeout)
 
     def __bool__(self) -> bool:

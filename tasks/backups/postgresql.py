@@ -31,6 +31,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
 from tasks.backups.base import (
     NO_COMMANDS,
     CheckCommands,
@@ -107,8 +111,6 @@ _DUMP_SOURCE_TROUBLE = (
 
 def conninfo(url: str) -> dict[str, str]:
     """libpq keywords of a ``postgresql://`` URL (a SQLAlchemy ``+driver`` suffix is ignored)."""
-    from psycopg.conninfo import conninfo_to_dict
-
     url = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
     return {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
 
@@ -306,15 +308,11 @@ def scratch_db_name(now: float | None = None) -> str:
 
 
 def _connect(url: str, **kwargs: Any) -> Any:
-    import psycopg
-
     kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
     return psycopg.connect(libpq_url(url), **kwargs)
 
 
 def _drop_database(server_url: str, dbname: str) -> None:
-    from psycopg import sql
-
     if not dbname.startswith(SCRATCH_DB_PREFIX):
         raise UnsafeTarget(f"refusing to drop {dbname!r}: not a scratch database")
     with _connect(server_url, autocommit=True) as conn:
@@ -355,8 +353,6 @@ def cleanup_stale_databases(
 def _row_count(conn: Any, table: str) -> int | None:
     """Rows in ``table`` (a name as the contract gives it), or None when there is no such
     relation."""
-    from psycopg import sql
-
     regclass = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()[0]
     if regclass is None:
         return None
@@ -480,8 +476,6 @@ def verify(
     dbname = scratch_db_name()
     try:
         with _connect(scratch_server_url, autocommit=True) as conn:
-            from psycopg import sql
-
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     except Exception as exc:
         raise VerificationError(

@@ -53,6 +53,9 @@ from tasks.backups.base import (
     unused_stem,
     utcnow,
 )
+from tasks.backups.files import MANIFEST_SUFFIX, manifest_for, parse_backup_name
+from tasks.backups.postgresql import classify_dump_error
+from tasks.backups.restic import classify_restic_error, parse_backup_summary
 from tasks.checks.base import RawResult
 from tasks.ssh import SshError, SshSession
 
@@ -273,8 +276,6 @@ def take_files_backup(
     host: BackupHost, source: str, dest: str, system: str, *, compress: bool = True
 ) -> str:
     """A new tar archive + manifest of ``source`` in ``dest`` on the host; its remote path."""
-    from tasks.backups.files import MANIFEST_SUFFIX
-
     ext = ".tar.gz" if compress else ".tar"
     stem = next_stem(host, dest, system, (ext, MANIFEST_SUFFIX))
     result = host.run(
@@ -287,8 +288,6 @@ def take_files_backup(
 
 def take_pg_dump(host: BackupHost, database: str, dest: str, system: str) -> str:
     """A new ``pg_dump -Fc`` of ``database`` in ``dest`` on the host; its remote path."""
-    from tasks.backups.postgresql import classify_dump_error
-
     stem = next_stem(host, dest, system, (".dump",))
     result = host.run(pg_dump_command(database, dest, stem), what="pg_dump")
     if result.exit_code != 0:
@@ -302,8 +301,6 @@ def take_restic_backup(host: BackupHost, source: str, repo: str, *, password: st
     restic's exit 3 (some files unreadable; an incomplete snapshot was saved) is a system
     fault like any unreadable source: the snapshot is not trusted.
     """
-    from tasks.backups.restic import classify_restic_error, parse_backup_summary
-
     if "\n" in repo or "\n" in password:
         raise VerificationError("system", "backup_command_failed", "a newline in repo or password")
     result = host.run(
@@ -343,8 +340,6 @@ def fetch_files_backup(host: BackupHost, archive: str, staging: Path) -> Path:
 
     A missing manifest is not fetched, so the verification reports it as the backup's fault.
     """
-    from tasks.backups.files import manifest_for
-
     local = fetch_file(host, archive, staging)
     manifest = manifest_for(Path(archive)).as_posix()
     if host.size(manifest) is not None:
@@ -565,8 +560,6 @@ def verify_files_on_host(
     into an upload directory that is removed with the scratch directory. The verdicts are
     those of a local restore; check commands do not run on a customer's host.
     """
-    from tasks.backups.files import manifest_for, parse_backup_name
-
     started = time.monotonic()
     src = backup_host or scratch
     label = f"{src.name}:{archive}"

@@ -2,13 +2,16 @@
 
 Retention rules of :func:`plan_retention` (conservative: when in doubt, keep):
 
-* The ``keep`` newest GOOD versions stay. Good versions older than those may be deleted.
-* BAD versions older than the oldest kept good version may be deleted; bad versions newer
+* A version is one verification of one backup. Verifying the same backup again (same
+  ``key``: the backup and its checksum) adds a version but not a backup: retention counts
+  DISTINCT backups, and keeps or deletes every version of a backup together.
+* The ``keep`` newest GOOD backups stay. Good backups older than those may be deleted.
+* BAD versions older than the oldest kept good backup may be deleted; bad versions newer
   than it stay (recent evidence for the failure report, and possibly partly usable).
-* While fewer than ``keep`` good versions exist, NOTHING is deleted, not even bad ones:
+* While fewer than ``keep`` good backups exist, NOTHING is deleted, not even bad ones:
   backups are failing, and what exists is all there is to restore from.
 * Versions not verified yet (``outcome`` None) are never deleted.
-* Hence the latest good version is never deleted, also when every newer version failed.
+* Hence the latest good backup is never deleted, also when every newer version failed.
 """
 
 from __future__ import annotations
@@ -34,12 +37,25 @@ class Version:
     verified_at: datetime | None = None
     outcome: Outcome | None = None
     """None: not verified yet."""
+    key: str | None = None
+    """Which backup this is a verification of (see :func:`backup_key`); None: a backup of
+    its own."""
+
+    @property
+    def backup(self) -> str:
+        return self.key if self.key is not None else f"version:{self.id}"
+
+
+def backup_key(backup: str, checksum: str | None) -> str | None:
+    """The identity of a verified backup: its file (or snapshot id) and its checksum. None
+    without a checksum (a failed verification names no backup it could vouch for)."""
+    return f"{backup}\0{checksum}" if checksum else None
 
 
 def plan_retention(versions: list[Version], keep: int) -> list[Version]:
     """The versions that may be deleted, oldest first, by the rules in the module docstring.
 
-    Raises ValueError for ``keep`` < 1 (keeping no good version is never a plan) and for
+    Raises ValueError for ``keep`` < 1 (keeping no good backup is never a plan) and for
     naive ``taken_at`` values (ordering across time zones would be a guess).
     """
     if keep < 1:
@@ -51,13 +67,21 @@ def plan_retention(versions: list[Version], keep: int) -> list[Version]:
     def order(v: Version) -> tuple[datetime, str]:
         return (v.taken_at, v.id)
 
-    good = sorted((v for v in versions if v.outcome == "good"), key=order, reverse=True)
+    newest_of: dict[str, tuple[datetime, str]] = {}
+    for v in versions:
+        if v.outcome == "good":
+            newest_of[v.backup] = max(newest_of.get(v.backup, order(v)), order(v))
+    good = sorted(newest_of, key=newest_of.__getitem__, reverse=True)
     if len(good) < keep:
         return []
-    kept = good[:keep]
-    oldest_kept = order(kept[-1])
-    doomed = [v for v in good[keep:]]
-    doomed += [v for v in versions if v.outcome == "bad" and order(v) < oldest_kept]
+    kept = set(good[:keep])
+    oldest_kept = min(order(v) for v in versions if v.outcome == "good" and v.backup in kept)
+    doomed = [
+        v
+        for v in versions
+        if v.backup not in kept
+        and (v.outcome == "good" or (v.outcome == "bad" and order(v) < oldest_kept))
+    ]
     return sorted(doomed, key=order)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion, Finding
+from tasks.backups import files
 from tests.backup_fixtures import damage_gzip, make_shop
 from tests.flow_fixtures import inventory_text
 from upkeep.inventory import apply_inventory, parse_inventory
@@ -65,9 +67,17 @@ def test_stale_backup_is_taken_anew_verified_archived_and_reported(
     assert "all backups restored" in str(mail.message()["subject"])
 
 
+def backup_at(shop: dict[str, Path], hours_ago: float) -> Path:
+    """A new file backup of the shop, stamped ``hours_ago`` (distinct stamps, distinct
+    backups: what a nightly backup job leaves)."""
+    moment = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return files.take_backup(shop["source"], shop["backups"], "shop-files", now=moment)
+
+
 def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, shop):
-    load(engine, [files_source(shop, keep_versions=2, validity_hours=0.0001)])
-    for _ in range(3):
+    load(engine, [files_source(shop, keep_versions=2, validity_hours=100000)])
+    for hours_ago in (3, 2, 1):
+        backup_at(shop, hours_ago)
         assert run().sources[0]["outcome"] == "good"
     with Session(engine) as s:
         kept = s.exec(select(BackupVersion).where(col(BackupVersion.pruned_at).is_(None))).all()
@@ -88,6 +98,43 @@ def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, sh
         ).all()
         assert len(good) == 2 and last_good.id in {g.id for g in good}
         assert Path(s.get(BackupVersion, last_good.id).archive_path).exists()
+
+
+def test_retention_counts_distinct_backups_and_prunes_their_manifests(engine, flow_env, shop):
+    load(engine, [files_source(shop, keep_versions=2, validity_hours=100000)])
+
+    def verify() -> dict:
+        (result,) = run().sources
+        assert result["outcome"] == "good" and not result["taken_by_upkeep"], result
+        return result
+
+    def archived() -> dict[str, list[BackupVersion]]:
+        with Session(engine) as s:
+            by_backup: dict[str, list[BackupVersion]] = {}
+            for v in s.exec(select(BackupVersion).where(col(BackupVersion.pruned_at).is_(None))):
+                by_backup.setdefault(v.backup, []).append(v)
+            return by_backup
+
+    a = backup_at(shop, 3)
+    verify()
+    b = backup_at(shop, 2)
+    for _ in range(4):  # B verified four times is still one backup: A stays
+        assert verify()["pruned"] == []
+    kept = archived()
+    assert sorted(kept) == [str(a), str(b)] and len(kept[str(b)]) == 4
+    a_archive = Path(kept[str(a)][0].archive_path)
+    a_manifest = files.manifest_for(a_archive)
+    assert a_archive.is_file() and a_manifest.is_file()
+
+    c = backup_at(shop, 1)
+    assert verify()["pruned"] == [str(a_archive)]  # C pushes A out, not B
+    kept = archived()
+    assert sorted(kept) == [str(b), str(c)]
+    assert not a_archive.exists() and not a_manifest.exists()
+    copies = {Path(v.archive_path) for vs in kept.values() for v in vs}
+    expected = sorted(n for p in copies for n in (p.name, files.manifest_for(p).name))
+    assert len(expected) == 4
+    assert sorted(p.name for p in a_archive.parent.iterdir()) == expected
 
 
 def test_a_failed_backup_is_a_finding_and_the_recipients_are_told(

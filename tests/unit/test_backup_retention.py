@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tasks.backups import files, postgresql, restic
-from tasks.backups.retention import Version, archive_path, plan_retention, safe_component
+from tasks.backups.retention import (
+    Version,
+    archive_path,
+    backup_key,
+    plan_retention,
+    safe_component,
+)
 
 RESTIC_FIXTURES = Path(__file__).parent.parent / "fixtures" / "backups" / "restic"
 T0 = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
@@ -75,6 +81,55 @@ def test_retention_rejects_nonsense() -> None:
         plan_retention(_versions("g"), keep=0)
     with pytest.raises(ValueError):
         plan_retention([Version("x", datetime(2025, 1, 1), outcome="good")], keep=1)
+
+
+def _verified(*backups: tuple[str, int]) -> list[Version]:
+    """One version per verification, in order: ``(backup, times verified)``; backup ``x``
+    was taken on day ``ord(x) - ord("a")`` and each verification is an hour later."""
+    out = []
+    for name, times in backups:
+        taken = T0 + timedelta(days=ord(name) - ord("a"))
+        for n in range(times):
+            out.append(
+                Version(
+                    id=f"{name}{n}",
+                    taken_at=taken,
+                    verified_at=taken + timedelta(hours=n + 1),
+                    outcome="good",
+                    key=backup_key(f"/b/{name}.tar.gz", f"sha-{name}"),
+                )
+            )
+    return out
+
+
+def test_re_verifying_one_backup_does_not_push_the_others_out() -> None:
+    versions = _verified(("a", 1), ("b", 1), ("c", 5))
+    assert plan_retention(versions, keep=3) == []
+    assert _ids(plan_retention(versions, keep=2)) == ["a0"]
+
+
+def test_a_backup_is_pruned_with_every_verification_of_it() -> None:
+    versions = _verified(("a", 3), ("b", 2), ("c", 1))
+    assert _ids(plan_retention(versions, keep=2)) == ["a0", "a1", "a2"]
+    assert _ids(plan_retention(versions, keep=1)) == ["a0", "a1", "a2", "b0", "b1"]
+
+
+def test_nothing_is_pruned_while_fewer_than_n_distinct_good_backups_exist() -> None:
+    assert plan_retention(_verified(("a", 4), ("b", 4)), keep=3) == []
+
+
+def test_a_bad_verification_between_good_ones_of_a_kept_backup_stays() -> None:
+    versions = _verified(("a", 1), ("b", 1), ("c", 2))
+    failed = Version("x", T0 + timedelta(days=1, hours=12), outcome="bad")
+    assert _ids(plan_retention([*versions, failed], keep=2)) == ["a0"]
+    assert _ids(plan_retention([*versions, failed], keep=1)) == ["a0", "b0", "x"]
+
+
+def test_backup_key_needs_a_checksum() -> None:
+    assert backup_key("/b/a.tar.gz", None) is None
+    assert backup_key("/b/a.tar.gz", "") is None
+    assert backup_key("/b/a.tar.gz", "1") != backup_key("/b/a.tar.gz", "2")
+    assert backup_key("/b/a.tar.gz", "1") != backup_key("/b/b.tar.gz", "1")
 
 
 # --- archive layout ------------------------------------------------------------------------
