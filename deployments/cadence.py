@@ -63,8 +63,10 @@ __all__ = [
     "apply_blackouts",
     "blackout_on",
     "describe",
+    "dst_shift",
     "local_time_on",
     "next_allowed_day",
+    "next_times",
     "occurrences",
     "parse_blackouts",
     "parse_cadence",
@@ -353,13 +355,24 @@ def parse_cadence(value: object) -> Cadence:
     )
 
 
-def describe(cadence: Cadence) -> str:
-    """How to show the cadence to people: the phrase as written, ``cron …`` or ``rrule …``."""
-    if cadence.kind == "phrase":
-        return cadence.text
-    if cadence.kind == "cron":
-        return f"cron {cadence.cron}"
-    return f"rrule {cadence.rrule}"
+def describe(cadence: Cadence, tz: str | None = None, after: datetime | None = None) -> str:
+    """The cadence in words a customer understands, never the raw cron or RRULE.
+
+    ``"quarterly, first Tuesday at 02:00"``, ``"every Saturday at 01:00"``; phrases, cron and
+    RRULEs of the same shape read the same. A shape without plain words is "on a custom
+    schedule", followed by its next run times when ``tz`` and ``after`` are given.
+    """
+    shape = _shape(cadence)
+    words = None if shape is None else _shape_words(shape)
+    if words is not None:
+        return words
+    if tz is None or after is None:
+        return CUSTOM_SCHEDULE
+    try:
+        upcoming = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in next_times(cadence, tz, after, 3))
+    except ValueError:  # a date that never comes (30 February)
+        upcoming = ""
+    return f"{CUSTOM_SCHEDULE} (next: {upcoming or 'none'})"
 
 
 def zone(tz: str) -> ZoneInfo:
@@ -636,3 +649,284 @@ def to_prefect_schedule(cadence: Cadence, tz: str) -> Schedule:
     if cadence.rrule is not None:
         return RRule(cadence.rrule, timezone=tz)
     raise CadenceError(f"{cadence.text!r}: neither an RRULE nor a cron expression")
+
+
+# ---------------------------------------------------------------------------------------------
+# In words
+
+CUSTOM_SCHEDULE = "on a custom schedule"
+_DAY_NAMES: Mapping[str, str] = {code: name.capitalize() for name, code in WEEKDAYS.items()}
+_DAY_ORDER = tuple(WEEKDAYS.values())
+_CRON_DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA", "SU")
+_ORDINAL_WORDS: Mapping[int, str] = {
+    1: "first",
+    2: "second",
+    3: "third",
+    4: "fourth",
+    5: "fifth",
+    -1: "last",
+    -2: "second-to-last",
+}
+_MONTH_WORDS = tuple(name for name in _stdcalendar.month_name if name)
+_MAX_TIMES = 4
+_UNITS: Mapping[str, Literal["day", "week", "month", "year"]] = {
+    "DAILY": "day",
+    "WEEKLY": "week",
+    "MONTHLY": "month",
+    "YEARLY": "year",
+}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A cadence reduced to what plain words can say; built from its RRULE or cron."""
+
+    interval: int
+    months: tuple[int, ...]
+    """Empty: every month."""
+    weekdays: tuple[str, ...]
+    """Every such weekday (MO..SU)."""
+    nth: tuple[tuple[int, str], ...]
+    """(ordinal, weekday): first Tuesday is (1, "TU"), last Friday (-1, "FR")."""
+    monthdays: tuple[int, ...]
+    """Days of the month; -1 is the last day."""
+    times: tuple[time, ...]
+    unit: Literal["day", "week", "month", "year"] = "day"
+    """What ``interval`` counts."""
+
+
+def _join(words: Sequence[str]) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _ints(text: str, low: int, high: int) -> tuple[int, ...] | None:
+    """``"1,4,7,10"``, ``"1-5"`` or ``"-1"`` as sorted numbers; None when it is not that."""
+    found: set[int] = set()
+    for item in text.split(","):
+        single = re.fullmatch(r"[+-]?\d+", item)
+        span = re.fullmatch(r"(\d+)-(\d+)", item)
+        if single is not None:
+            start = stop = int(item)
+        elif span is not None:
+            start, stop = int(span.group(1)), int(span.group(2))
+        else:
+            return None
+        if not low <= start <= stop <= high:
+            return None
+        found.update(range(start, stop + 1))
+    return tuple(sorted(found))
+
+
+def _times(hours: tuple[int, ...] | None, minutes: tuple[int, ...] | None) -> tuple[time, ...]:
+    if not hours or not minutes or len(hours) * len(minutes) > _MAX_TIMES:
+        return ()
+    return tuple(time(h, m) for h in hours for m in minutes)
+
+
+def _rrule_shape(rule: str) -> _Shape | None:
+    params = dict(item.split("=", 1) for item in rule.split(";") if "=" in item)
+    params.pop("WKST", None)
+    if params.pop("BYSECOND", "0") != "0" or set(params) - {
+        "FREQ",
+        "INTERVAL",
+        "BYMONTH",
+        "BYMONTHDAY",
+        "BYDAY",
+        "BYHOUR",
+        "BYMINUTE",
+    }:
+        return None
+    interval = params.get("INTERVAL", "1")
+    months = _ints(params.get("BYMONTH", ""), 1, 12) if "BYMONTH" in params else ()
+    monthdays = _ints(params["BYMONTHDAY"], -31, 31) if "BYMONTHDAY" in params else ()
+    times = _times(_ints(params.get("BYHOUR", ""), 0, 23), _ints(params["BYMINUTE"], 0, 59))
+    if not interval.isdigit() or months is None or monthdays is None or not times:
+        return None
+    weekdays: list[str] = []
+    nth: list[tuple[int, str]] = []
+    for item in filter(None, params.get("BYDAY", "").split(",")):
+        match = re.fullmatch(r"([+-]?\d)?(MO|TU|WE|TH|FR|SA|SU)", item)
+        if match is None:
+            return None
+        if match.group(1):
+            nth.append((int(match.group(1)), match.group(2)))
+        else:
+            weekdays.append(match.group(2))
+    freq = params["FREQ"]
+    shape = _Shape(
+        int(interval), months, tuple(weekdays), tuple(nth), monthdays, times, _UNITS[freq]
+    )
+    days_given = sum(map(bool, (weekdays, nth, monthdays)))
+    if freq == "DAILY":
+        fits = not nth and days_given <= 1 and (shape.interval == 1 or not (days_given or months))
+    elif freq == "WEEKLY":
+        fits = bool(weekdays) and days_given == 1 and (shape.interval == 1 or not months)
+    else:
+        # No day means "the day the rule was anchored on", two kinds of day intersect
+        # (Friday the 13th): neither has plain words. An interval counts months or years.
+        fits = days_given == 1 and (freq == "MONTHLY" or bool(months))
+        fits = fits and (shape.interval == 1 or not (months or weekdays))
+    return shape if fits else None
+
+
+def _cron_fields(field: str, names: Mapping[str, int]) -> str:
+    text = field.lower()
+    for name, number in names.items():
+        text = text.replace(name, str(number))
+    return text
+
+
+def _cron_shape(cron: str) -> _Shape | None:
+    minute, hour, dom, month, dow = cron.split(" ")
+    times = _times(_ints(hour, 0, 23), _ints(minute, 0, 59))
+    if not times:
+        return None
+    month = _cron_fields(month, {m[:3].lower(): i for i, m in enumerate(_MONTH_WORDS, 1)})
+    if month == "*" or month == "*/1":
+        months: tuple[int, ...] | None = ()
+    elif re.fullmatch(r"(\*|1)/(\d+)", month):
+        months = tuple(range(1, 13, int(month.split("/")[1])))
+    else:
+        months = _ints(month, 1, 12)
+    if months is None:
+        return None
+    if months == tuple(range(1, 13)):
+        months = ()
+    dow = _cron_fields(dow, {name[:3]: i for i, name in enumerate(("sun", *WEEKDAYS), 0)})
+    weekdays: tuple[str, ...] = ()
+    nth: tuple[tuple[int, str], ...] = ()
+    if dow != "*":
+        if "#" in dow:
+            pairs = [item.split("#") for item in dow.split(",")]
+            if not all(len(p) == 2 and p[0].isdigit() and p[1] in "12345" for p in pairs):
+                return None
+            if not all(0 <= int(p[0]) <= 7 for p in pairs):
+                return None
+            nth = tuple((int(p[1]), _CRON_DAYS[int(p[0])]) for p in pairs)
+        else:
+            numbers = _ints(dow, 0, 7)
+            if numbers is None:
+                return None
+            weekdays = tuple(dict.fromkeys(_CRON_DAYS[n] for n in numbers))
+    monthdays: tuple[int, ...] | None = ()
+    if dom.upper() == "L":
+        monthdays = (-1,)
+    elif dom != "*":
+        monthdays = _ints(dom, 1, 31)
+    if monthdays is None or (monthdays and (weekdays or nth)):
+        # cron runs on either when both are restricted: no plain words for that.
+        return None
+    return _Shape(1, months, weekdays, nth, monthdays, times, "day")
+
+
+def _shape(cadence: Cadence) -> _Shape | None:
+    if cadence.rrule is not None:
+        return _rrule_shape(cadence.rrule)
+    if cadence.cron is not None:
+        return _cron_shape(cadence.cron)
+    return None
+
+
+def _weekday_words(codes: Sequence[str]) -> str:
+    ordered = sorted(set(codes), key=_DAY_ORDER.index)
+    if len(ordered) == 7:
+        return "day"
+    if ordered == list(_DAY_ORDER[:5]):
+        return "weekday (Monday to Friday)"
+    return _join([_DAY_NAMES[c] for c in ordered])
+
+
+def _nth_words(nth: Sequence[tuple[int, str]]) -> str | None:
+    by_day: dict[str, list[int]] = {}
+    for ordinal, day in nth:
+        if ordinal not in _ORDINAL_WORDS:
+            return None
+        by_day.setdefault(day, []).append(ordinal)
+    return _join(
+        [
+            _join([_ORDINAL_WORDS[o] for o in sorted(ords, key=lambda o: (o < 0, abs(o)))])
+            + " "
+            + _DAY_NAMES[day]
+            for day, ords in sorted(by_day.items(), key=lambda kv: _DAY_ORDER.index(kv[0]))
+        ]
+    )
+
+
+def _monthday_words(days: Sequence[int]) -> str | None:
+    if any(d < -1 or d == 0 for d in days):
+        return None
+    if days == [-1] or tuple(days) == (-1,):
+        return "the last day"
+    numbers = [str(d) for d in sorted(d for d in days if d > 0)]
+    last = ["the last day"] if -1 in days else []
+    return ("day " if len(numbers) == 1 else "days ") + _join(numbers + last)
+
+
+def _month_list(months: Sequence[int]) -> str:
+    return _join([_MONTH_WORDS[m - 1] for m in months])
+
+
+def _how_often(months: Sequence[int], interval: int, unit: str) -> str:
+    if not months:
+        if interval == 1:
+            return "yearly" if unit == "year" else "monthly"
+        return f"every {interval} {'years' if unit == 'year' else 'months'}"
+    if tuple(months) == (1, 4, 7, 10):
+        return "quarterly"
+    steps = {(b - a) % 12 for a, b in zip(months, (*months[1:], months[0] + 12), strict=True)}
+    if len(months) == 4 and steps == {3}:
+        return "quarterly"
+    return {1: "yearly", 2: "twice a year"}.get(len(months), f"{len(months)} times a year")
+
+
+def _shape_words(shape: _Shape) -> str | None:
+    at = "at " + _join([f"{t:%H:%M}" for t in shape.times])
+    months = shape.months
+    in_months = f" in {_month_list(months)}" if months else ""
+    if shape.nth or shape.monthdays:
+        day = _nth_words(shape.nth) if shape.nth else _monthday_words(shape.monthdays)
+        if day is None:
+            return None
+        how = _how_often(months, shape.interval, shape.unit)
+        if shape.monthdays:
+            if len(months) == 1 and len(shape.monthdays) == 1 and shape.monthdays[0] > 0:
+                return f"{how}, on {shape.monthdays[0]} {_MONTH_WORDS[months[0] - 1]} {at}"
+            day = "on " + day
+        if months and months != (1, 4, 7, 10):
+            day += f" of {_month_list(months)}"
+        return f"{how}, {day} {at}"
+    if shape.weekdays:
+        days = _weekday_words(shape.weekdays)
+        if shape.interval == 2:
+            every = f"every other {days}"
+        elif shape.interval > 2:
+            every = f"every {shape.interval} weeks on {days}"
+        else:
+            every = f"every {days}"
+        return f"{every}{in_months} {at}"
+    every = "every day" if shape.interval == 1 else f"every {shape.interval} days"
+    return f"{every}{in_months} {at}"
+
+
+def next_times(cadence: Cadence, tz: str, after: datetime, count: int) -> list[datetime]:
+    """The next ``count`` run times of ``cadence`` from ``after`` (aware, in zone ``tz``)."""
+    zoneinfo = zone(tz)
+    batch = _run_coroutine(
+        _server_schedule(cadence, tz).get_dates(n=count, start=_aware(after, zoneinfo))
+    )
+    return [datetime.fromtimestamp(d.timestamp(), tz=zoneinfo) for d in batch][:count]
+
+
+def dst_shift(cadence: Cadence, at: datetime) -> time | None:
+    """The wall-clock time a run at ``at`` (aware, local) was meant for, when daylight saving
+    moved it: on the spring-forward day a time that does not exist runs one hour earlier.
+    None when ``at`` is at one of the cadence's times (or the cadence has no fixed times)."""
+    shape = _shape(cadence)
+    if shape is None or at.tzinfo is None or at.time().replace(tzinfo=None) in shape.times:
+        return None
+    for wall in shape.times:
+        moved = local_time_on(at.date(), wall, at.tzinfo)
+        if moved.time() != wall and moved == at:
+            return wall
+    return None

@@ -2,13 +2,14 @@
 
 Period → build the report from the records → save the HTML page → Markdown artifact →
 e-mail (opt-in, via the outbox, so a mail server that is down loses nothing and fails
-nothing). The next period's plan comes from the contract's cadences through the cadence
-engine (``deployments.cadence``); without the engine the report says why it has no plan.
+nothing). The next period's plan is what the contract's deployments will run: the cadences
+they are built from, after the contract's blackouts and blackout policy, in words.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -16,19 +17,33 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 
+from deployments import specs_for, unsupported
+from deployments.cadence import (
+    Blackout,
+    Cadence,
+    CadenceError,
+    describe,
+    dst_shift,
+    parse_blackouts,
+    parse_cadence,
+    planned_runs,
+)
+from deployments.cadence import PlannedRun as CadenceSlot
 from flows.sweep import current_flow_run_id
+from tasks.markup import md_escape
 from tasks.records import get_contract
 from tasks.reports import contract_zone
 from tasks.service_report import (
+    NextPeriodPlan,
     PeriodKind,
-    PlannedInput,
+    PlannedRun,
     ServiceReport,
     build_service_report,
     local_midnight,
     next_period,
-    next_period_plan,
     period_bounds,
     period_label,
+    process_name,
     render_service_report_email,
     render_service_report_html,
     render_service_report_markdown,
@@ -64,6 +79,9 @@ class ServiceReportOutcome(BaseModel):
     """Exclusive."""
     runs: int
     failed_runs: int
+    """Runs that did not complete cleanly: with failures, failed, cancelled, unfinished."""
+    backups_verified: int = 0
+    backups_failed: int = 0
     findings_opened: int
     findings_resolved: int
     open_at_end: int
@@ -103,29 +121,123 @@ def service_report_run_name() -> str:
 
 # --- the next period's plan -------------------------------------------------------------------
 
+POLICY_WORDS = {
+    "next_allowed_day": "A run that falls on a blackout day moves to the next allowed day, at the "
+    "same time.",
+    "skip": "A run that falls on a blackout day is skipped.",
+}
+
+
+def _blackout_words(blackout: Blackout) -> str:
+    days = (
+        f"{blackout.start.isoformat()}"
+        if blackout.start == blackout.end
+        else f"{blackout.start.isoformat()} – {blackout.end.isoformat()}"
+    )
+    return f"{days}: {blackout.reason}" if blackout.reason else days
+
+
+def _slot_notes(cadence: Cadence, slot: CadenceSlot, zone: tzinfo) -> tuple[str, ...]:
+    notes = []
+    why = f" ({slot.reason})" if slot.reason else ""
+    if slot.skipped:
+        notes.append(f"skipped: blackout day{why}")
+    elif slot.moved:
+        original = slot.original.astimezone(zone)
+        notes.append(f"moved from {original:%Y-%m-%d %H:%M}: blackout day{why}")
+    at = slot.at.astimezone(zone)
+    wall = dst_shift(cadence, at)
+    if wall is not None and not slot.skipped:
+        notes.append(
+            f"at {at:%H:%M} instead of {wall:%H:%M}: {wall:%H:%M} does not exist on "
+            f"{at:%Y-%m-%d}, when the clocks go forward"
+        )
+    return tuple(notes)
+
+
+def next_period_plan(
+    *,
+    cadences: Mapping[str, Any],
+    timezone: str,
+    start: datetime,
+    end: datetime,
+    blackouts: object = None,
+    policy: str = "next_allowed_day",
+    not_scheduled: Sequence[str] = (),
+) -> NextPeriodPlan:
+    """What ``cadences`` (process key -> cadence as written) plan for ``[start, end)``.
+
+    Pure. Blackouts apply with ``policy`` (moved runs and skipped ones say so, and why); a
+    run that daylight saving moved says so; cadences are in words, processes by name. A
+    cadence that cannot be read, and the processes in ``not_scheduled``, are named in the
+    note, never with the raw expression.
+    """
+    problems: list[str] = []
+    try:
+        parsed = parse_blackouts(blackouts)
+    except CadenceError:
+        problems.append("the blackout days in the inventory cannot be read")
+        parsed = []
+    zone = contract_zone(timezone)
+    runs: list[PlannedRun] = []
+    for key, written in sorted(cadences.items()):
+        try:
+            cadence = parse_cadence(written)
+        except CadenceError:
+            problems.append(f"{process_name(key)}: its cadence cannot be read")
+            continue
+        try:
+            slots = planned_runs(cadence, timezone, parsed, policy, start, end)
+            words = describe(cadence, timezone, start)
+        except ValueError:
+            # An unknown timezone or policy, or a cron date that never comes (30 February).
+            problems.append(f"{process_name(key)}: no run time can be computed from its cadence")
+            continue
+        runs += [
+            PlannedRun(
+                at=slot.at.astimezone(zone),
+                process=process_name(key),
+                cadence=words,
+                notes=_slot_notes(cadence, slot, zone),
+                skipped=slot.skipped,
+            )
+            for slot in slots
+        ]
+    problems += [f"{process_name(key)}: not scheduled by upkeep yet" for key in not_scheduled]
+    first, last = start.astimezone(zone).date(), (end - timedelta(seconds=1)).astimezone(zone)
+    in_period = [b for b in parsed if b.end >= first and b.start <= last.date()]
+    return NextPeriodPlan(
+        runs=tuple(sorted(runs, key=lambda r: (r.at, r.process))),
+        blackouts=tuple(_blackout_words(b) for b in in_period),
+        policy=POLICY_WORDS.get(policy) if in_period else None,
+        note="Not planned: " + "; ".join(problems) + "." if problems else None,
+    )
+
 
 @task(name="plan-next-period")
-def plan_next_period(
-    contract: str, kind: PeriodKind, end: date
-) -> tuple[list[PlannedInput], str | None]:
-    """The runs the contract's cadences plan for the period that starts on ``end``, and a
-    note saying what could not be planned (or None)."""
+def plan_next_period(contract: str, kind: PeriodKind, end: date) -> NextPeriodPlan:
+    """What the contract's deployments will run in the period that starts on ``end``: the
+    cadences they are built from (``deployments.specs_for``), after blackouts."""
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         row = get_contract(session=db, code=contract)
-        cadences, timezone = dict(row.cadences), row.timezone
+        cadences = {s.process: s.cadence for s in specs_for(row) if s.cadence is not None}
+        timezone, blackouts, policy = row.timezone, list(row.blackouts), row.blackout_policy
+        not_scheduled = unsupported(row)
     zone = contract_zone(timezone)
     start, stop = next_period(kind, end)
-    # Contracts record no blackout days yet: the plan is the cadences as written.
-    planned, note = next_period_plan(
+    plan = next_period_plan(
         cadences=cadences,
         timezone=timezone,
         start=local_midnight(start, zone),
         end=local_midnight(stop, zone),
+        blackouts=blackouts,
+        policy=policy,
+        not_scheduled=not_scheduled,
     )
-    if note:
-        get_run_logger().warning("plan for the next period incomplete: %s", note)
-    return planned, note
+    if plan.note:
+        get_run_logger().warning("plan for the next period incomplete: %s", plan.note)
+    return plan
 
 
 # --- report, artifact, e-mail ------------------------------------------------------------------
@@ -137,8 +249,7 @@ def build_report(
     kind: PeriodKind,
     start: date,
     end: date,
-    planned: list[PlannedInput],
-    plan_note: str | None,
+    plan: NextPeriodPlan,
     flow_run_id: str | None = None,
 ) -> ServiceReport:
     """Read the period's records into a :class:`ServiceReport`."""
@@ -150,8 +261,7 @@ def build_report(
             kind=kind,
             start=start,
             end=end,
-            planned=planned,
-            plan_note=plan_note,
+            plan=plan,
             flow_run_id=flow_run_id,
         )
 
@@ -182,7 +292,7 @@ def publish_artifact(report: ServiceReport, report_path: str) -> None:
     create_markdown_artifact(
         markdown=render_service_report_markdown(report, Path(report_path)),
         key=artifact_key(report.contract.code),
-        description=f"Service report {report.contract.code} {report.label}",
+        description=md_escape(f"Service report {report.contract.code} {report.label}"),
     )
 
 
@@ -245,10 +355,8 @@ def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[
         end,
         params.requested_by or "nobody named",
     )
-    planned, note = plan_next_period(params.contract, params.period, end)
-    report = build_report(
-        params.contract, params.period, start, end, planned, note, current_flow_run_id()
-    )
+    plan = plan_next_period(params.contract, params.period, end)
+    report = build_report(params.contract, params.period, start, end, plan, current_flow_run_id())
     path = write_report(report)
     publish_artifact(report, path)
     mail = email_report(report, path) if params.email_report else None
@@ -260,6 +368,8 @@ def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[
         period_end=end,
         runs=report.runs_total,
         failed_runs=report.runs_failed,
+        backups_verified=len(report.backups),
+        backups_failed=len(report.backups_failed),
         findings_opened=len(report.opened),
         findings_resolved=len(report.resolved),
         open_at_end=len(report.open_at_end),

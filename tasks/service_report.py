@@ -11,6 +11,11 @@ came, and the plan for the next period. As with inspection reports, three separa
   artifact and a mail;
 * :func:`save_service_report` writes the page under the report directory, atomically.
 
+Everything is read from the records (runs, host results, findings of hosts and of backups,
+backup verifications, approval gates) and every headline figure lists the records it counts
+(:attr:`ServiceReport.figures`). The next period's plan (:class:`NextPeriodPlan`) is computed
+by the caller from the contract's cadences and blackouts: this module does not schedule.
+
 A period is ``[start, end)`` in local dates of the contract's timezone: a run at 23:30 UTC
 on 31 October belongs to November in Berlin.
 """
@@ -19,10 +24,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal, get_args
 
 from sqlmodel import Session, col, or_, select
@@ -30,16 +34,20 @@ from sqlmodel import Session, col, or_, select
 from models import (
     Approval,
     ApprovalEvent,
+    BackupVersion,
     Contract,
     Customer,
     Finding,
     FindingStatus,
     Host,
+    HostResult,
     InspectionRun,
     RunStatus,
     utcnow,
 )
+from tasks.backup_records import BACKUP_CHECK
 from tasks.gates import gate_report, human
+from tasks.markup import md_escape
 from tasks.records import RecordNotFound
 from tasks.reports import (
     SEVERITIES,
@@ -49,7 +57,6 @@ from tasks.reports import (
     flow_run_url,
     format_dt,
     link_target,
-    md_escape,
     safe_name,
     template_env,
     write_atomic,
@@ -61,14 +68,12 @@ PeriodKind = Literal["month", "quarter", "year"]
 PERIOD_KINDS: tuple[str, ...] = get_args(PeriodKind)
 _MONTHS: dict[str, int] = {"month": 1, "quarter": 3, "year": 12}
 
-PlannedInput = tuple[datetime, str, str]
-"""(when, process, description) of one planned run, as the cadence engine computes them."""
-
 REPORT_TEMPLATE = "report/service_report.html.j2"
 EMAIL_TEXT_TEMPLATE = "email/service_report.txt.j2"
 EMAIL_HTML_TEMPLATE = "email/service_report.html.j2"
 
 NO_BACKUPS = "no backup verification recorded"
+NO_PLAN = "Nothing is scheduled for the next period."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +135,29 @@ def local_midnight(day: date, zone: tzinfo) -> datetime:
 # ---------------------------------------------------------------------------------------------
 # The report's data
 
+PROCESS_NAMES: Mapping[str, str] = {
+    "inspection": "Health inspection",
+    "recheck": "Re-check of open findings",
+    "sweep": "Ad-hoc sweep",
+    "demo": "Demonstration inspection",
+    "backup": "Backup-restore verification",
+    "backup_verification": "Backup-restore verification",
+    "drill": "Disaster-recovery drill",
+    "service_report": "Service report",
+    "annual_plan": "Annual service plan",
+    "patch_advisory": "Patch advisory",
+}
+"""What a customer calls each process and run kind (process keys of the inventory and the
+``kind`` of recorded runs)."""
+
+
+def process_name(key: str) -> str:
+    """``"Health inspection"`` for ``inspection``; an unknown key in plain words."""
+    return PROCESS_NAMES.get(key) or key.replace("_", " ").replace("-", " ").capitalize()
+
+
+RunVerdict = Literal["completed", "completed with failures", "failed", "cancelled", "not finished"]
+
 
 @dataclass(frozen=True)
 class RunRow:
@@ -141,27 +169,67 @@ class RunRow:
     requested_by: str | None
     window: str | None
     report_path: str | None
+    problems: tuple[str, ...] = ()
+    """What went wrong inside a run that ran to its end (a backup that failed verification, a
+    host that could not be inspected), or why a run has no end."""
+
+    @property
+    def process(self) -> str:
+        return process_name(self.kind)
+
+    @property
+    def verdict(self) -> RunVerdict:
+        if self.status == RunStatus.COMPLETED:
+            return "completed with failures" if self.problems else "completed"
+        if self.status == RunStatus.FAILED:
+            return "failed"
+        if self.status == RunStatus.CANCELLED:
+            return "cancelled"
+        return "not finished"
+
+    @property
+    def clean(self) -> bool:
+        return self.verdict == "completed"
+
+    @property
+    def css(self) -> str:
+        return "completed" if self.clean else "failed"
 
 
 @dataclass(frozen=True)
 class RunTally:
-    """Runs of one kind in the period, by status."""
+    """Runs of one kind in the period, by verdict; each figure lists the runs it counts."""
 
     kind: str
-    completed: int
-    failed: int
-    cancelled: int
-    running: int
+    completed: tuple[int, ...]
+    with_failures: tuple[int, ...]
+    failed: tuple[int, ...]
+    cancelled: tuple[int, ...]
+    unfinished: tuple[int, ...]
+
+    @property
+    def process(self) -> str:
+        return process_name(self.kind)
+
+    @property
+    def all(self) -> tuple[int, ...]:
+        return tuple(
+            sorted(
+                (*self.completed, *self.with_failures, *self.failed, *self.cancelled)
+                + self.unfinished
+            )
+        )
 
     @property
     def total(self) -> int:
-        return self.completed + self.failed + self.cancelled + self.running
+        return len(self.all)
 
 
 @dataclass(frozen=True)
 class FindingRow:
     id: int
-    host: str
+    host: str | None
+    """None for a finding about something that is not a host (a system's backups)."""
     check: str
     subject: str
     severity: str
@@ -169,8 +237,17 @@ class FindingRow:
     recommendation: str
     first_seen_at: datetime
     resolved_at: datetime | None
+    run_id: int | None = None
+    """The run that first found it."""
     age: timedelta | None = None
     """For findings open at the end of the period: how long they had been open by then."""
+
+    @property
+    def where(self) -> str:
+        """The host, or ``backups of <system>`` for a backup finding."""
+        if self.host is not None:
+            return self.host
+        return f"backups of {self.subject}" if self.check == BACKUP_CHECK else self.subject or "—"
 
     @property
     def age_text(self) -> str:
@@ -192,6 +269,7 @@ class SeverityTally:
 @dataclass(frozen=True)
 class HostTally:
     host: str
+    """A host name, or ``backups of <system>``."""
     opened: int
     resolved: int
     open_at_end: int
@@ -199,14 +277,30 @@ class HostTally:
 
 @dataclass(frozen=True)
 class BackupVerification:
-    """One verified backup (filled by the backup-restore work; there is no table yet)."""
+    """One verification of one backup (a ``BackupVersion`` record)."""
 
-    host: str
+    id: int
     system: str
-    backup_time: datetime
+    kind: str
+    backup: str
+    """The backup file or snapshot; for a failed one, what went wrong."""
+    taken_at: datetime | None
     verified_at: datetime
     outcome: str
-    detail: str = ""
+    fault: str | None = None
+    reason: str | None = None
+    drill: bool = False
+    run_id: int | None = None
+
+    @property
+    def good(self) -> bool:
+        return self.outcome == "good"
+
+    @property
+    def verdict(self) -> str:
+        if self.good:
+            return "restored and verified"
+        return f"FAILED: the {self.fault or 'system'} is at fault ({self.reason or 'unknown'})"
 
 
 @dataclass(frozen=True)
@@ -239,23 +333,69 @@ class GateRow:
     decision: str | None
     approver: str | None
     escalated: bool
+    id: int = 0
 
 
 @dataclass(frozen=True)
 class ApprovalSummary:
-    gates: int
-    escalations: int
-    expiries: int
-    pending: int
     times: tuple[ApproverTimes, ...]
     rows: tuple[GateRow, ...]
+
+    @property
+    def gates(self) -> int:
+        return len(self.rows)
+
+    @property
+    def escalations(self) -> int:
+        return sum(g.escalated for g in self.rows)
+
+    @property
+    def expiries(self) -> int:
+        return sum(g.decision == "expired" for g in self.rows)
+
+    @property
+    def pending(self) -> int:
+        return sum(g.decision is None for g in self.rows)
 
 
 @dataclass(frozen=True)
 class PlannedRun:
+    """One run the contract's cadences plan for the next period, after blackouts."""
+
     at: datetime
+    """When it runs (for a skipped run: the slot that will not run)."""
     process: str
-    description: str
+    """The process's name, as a customer calls it."""
+    cadence: str
+    """The cadence in words."""
+    notes: tuple[str, ...] = ()
+    """Why it is not at the cadence's time: moved by a blackout or by daylight saving."""
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class NextPeriodPlan:
+    """What the contract's cadences plan for the next period, computed by the caller."""
+
+    runs: tuple[PlannedRun, ...] = ()
+    blackouts: tuple[str, ...] = ()
+    """The next period's blackout days, in words."""
+    policy: str | None = None
+    """What a blackout does to a run, in words."""
+    note: str | None = None
+    """What could not be planned (a cadence that cannot be read, ...); None when all was."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A headline number and the records it counts (``run 12``, ``finding 7``, ...)."""
+
+    label: str
+    refs: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.refs)
 
 
 @dataclass(frozen=True)
@@ -281,11 +421,24 @@ class ServiceReport:
     approvals: ApprovalSummary
     next_start: date
     next_end: date
-    planned: tuple[PlannedRun, ...]
-    plan_note: str | None
-    """Why the plan may be incomplete (no cadence engine yet, ...); None when it is not."""
+    plan: NextPeriodPlan
     generated_at: datetime
+    backup_sources: tuple[str, ...] = ()
+    """The systems whose backups the contract says to verify."""
     flow_run_id: str | None = None
+
+    @property
+    def planned(self) -> tuple[PlannedRun, ...]:
+        """The runs that will happen in the next period (skipped ones left out)."""
+        return tuple(p for p in self.plan.runs if not p.skipped)
+
+    @property
+    def skipped(self) -> tuple[PlannedRun, ...]:
+        return tuple(p for p in self.plan.runs if p.skipped)
+
+    @property
+    def plan_note(self) -> str | None:
+        return self.plan.note
 
     @property
     def last_day(self) -> date:
@@ -308,13 +461,44 @@ class ServiceReport:
         return len(self.runs)
 
     @property
-    def runs_failed(self) -> int:
-        return sum(t.failed for t in self.run_tallies)
+    def runs_not_done(self) -> tuple[RunRow, ...]:
+        """Runs that did not complete cleanly: with failures, failed, cancelled, unfinished."""
+        return tuple(r for r in self.runs if not r.clean)
 
     @property
-    def runs_not_done(self) -> tuple[RunRow, ...]:
-        """Runs that did not complete: failed, cancelled, or still running."""
-        return tuple(r for r in self.runs if r.status != RunStatus.COMPLETED)
+    def runs_failed(self) -> int:
+        return len(self.runs_not_done)
+
+    @property
+    def backups_good(self) -> tuple[BackupVerification, ...]:
+        return tuple(b for b in self.backups if b.good)
+
+    @property
+    def backups_failed(self) -> tuple[BackupVerification, ...]:
+        return tuple(b for b in self.backups if not b.good)
+
+    @property
+    def unverified_sources(self) -> tuple[str, ...]:
+        """Backup sources of the contract with no verification recorded in the period."""
+        verified = {b.system for b in self.backups}
+        return tuple(s for s in self.backup_sources if s not in verified)
+
+    @property
+    def figures(self) -> tuple[Figure, ...]:
+        """The headline numbers, each with the records it counts."""
+        return (
+            Figure("runs", tuple(f"run {r.id}" for r in self.runs)),
+            Figure("runs not completed cleanly", tuple(f"run {r.id}" for r in self.runs_not_done)),
+            Figure("findings opened", tuple(f"finding {f.id}" for f in self.opened)),
+            Figure("findings resolved", tuple(f"finding {f.id}" for f in self.resolved)),
+            Figure("open at the end", tuple(f"finding {f.id}" for f in self.open_at_end)),
+            Figure("backup verifications", tuple(f"verification {b.id}" for b in self.backups)),
+            Figure(
+                "failed backup verifications",
+                tuple(f"verification {b.id}" for b in self.backups_failed),
+            ),
+            Figure("approval gates", tuple(f"gate {g.id}" for g in self.approvals.rows)),
+        )
 
     @property
     def advice(self) -> tuple[FindingRow, ...]:
@@ -335,12 +519,12 @@ def _sev_rank(severity: str) -> int:
 
 
 def _finding_row(
-    finding: Finding, host: Host, zone: tzinfo, end_utc: datetime | None = None
+    finding: Finding, host: Host | None, zone: tzinfo, end_utc: datetime | None = None
 ) -> FindingRow:
     assert finding.id is not None
     return FindingRow(
         id=finding.id,
-        host=host.name,
+        host=None if host is None else host.name,
         check=finding.check,
         subject=finding.subject,
         severity=finding.severity,
@@ -348,16 +532,50 @@ def _finding_row(
         recommendation=finding.recommendation,
         first_seen_at=finding.first_seen_at.astimezone(zone),
         resolved_at=None if finding.resolved_at is None else finding.resolved_at.astimezone(zone),
+        run_id=finding.run_id,
         age=None if end_utc is None else end_utc - finding.first_seen_at,
     )
 
 
 def _by_severity_then_host(row: FindingRow) -> tuple[int, str, str, str, datetime]:
-    return (_sev_rank(row.severity), row.host, row.check, row.subject, row.first_seen_at)
+    return (_sev_rank(row.severity), row.where, row.check, row.subject, row.first_seen_at)
+
+
+BACKUP_RUN_KINDS = ("backup", "drill")
+NO_END = "no end was recorded: the run is still going, or its process died"
+
+
+def _verification_problem(v: BackupVerification) -> str:
+    return f"backup of {v.system} failed verification {v.id}: {v.verdict.removeprefix('FAILED: ')}"
+
+
+def _host_problems(session: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Per run: the hosts it could not inspect, with why."""
+    if not run_ids:
+        return {}
+    rows = session.exec(
+        select(HostResult, Host)
+        .join(Host, col(Host.id) == col(HostResult.host_id))
+        .where(col(HostResult.run_id).in_(run_ids))
+        .order_by(col(Host.name))
+    ).all()
+    problems: dict[int, list[str]] = {}
+    for result, host in rows:
+        if result.reachable and not result.error:
+            continue
+        what = "could not be inspected" if not result.reachable else "inspection incomplete"
+        why = result.error or result.error_kind or "no reason recorded"
+        problems.setdefault(result.run_id, []).append(f"host {host.name} {what}: {why}")
+    return problems
 
 
 def _runs(
-    session: Session, contract_id: int, start: datetime, end: datetime, zone: tzinfo
+    session: Session,
+    contract_id: int,
+    start: datetime,
+    end: datetime,
+    zone: tzinfo,
+    verifications: Sequence[BackupVerification],
 ) -> list[RunRow]:
     runs = session.exec(
         select(InspectionRun)
@@ -368,9 +586,16 @@ def _runs(
         )
         .order_by(col(InspectionRun.started_at), col(InspectionRun.id))
     ).all()
+    hosts = _host_problems(session, [r.id for r in runs if r.id is not None])
     rows = []
     for run in runs:
         assert run.id is not None
+        problems = list(hosts.get(run.id, []))
+        problems += [
+            _verification_problem(v) for v in verifications if v.run_id == run.id and not v.good
+        ]
+        if run.status == RunStatus.RUNNING:
+            problems.append(NO_END)
         rows.append(
             RunRow(
                 id=run.id,
@@ -381,32 +606,33 @@ def _runs(
                 requested_by=run.requested_by,
                 window=run.window,
                 report_path=run.report_path,
+                problems=tuple(problems),
             )
         )
     return rows
 
 
 def _tallies(runs: Iterable[RunRow]) -> list[RunTally]:
-    counts: dict[str, dict[str, int]] = {}
+    by_kind: dict[str, dict[str, list[int]]] = {}
     for run in runs:
-        by_status = counts.setdefault(run.kind, {})
-        by_status[run.status] = by_status.get(run.status, 0) + 1
+        by_kind.setdefault(run.kind, {}).setdefault(run.verdict, []).append(run.id)
     return [
         RunTally(
             kind=kind,
-            completed=c.get(RunStatus.COMPLETED, 0),
-            failed=c.get(RunStatus.FAILED, 0),
-            cancelled=c.get(RunStatus.CANCELLED, 0),
-            running=c.get(RunStatus.RUNNING, 0),
+            completed=tuple(v.get("completed", [])),
+            with_failures=tuple(v.get("completed with failures", [])),
+            failed=tuple(v.get("failed", [])),
+            cancelled=tuple(v.get("cancelled", [])),
+            unfinished=tuple(v.get("not finished", [])),
         )
-        for kind, c in sorted(counts.items())
+        for kind, v in sorted(by_kind.items(), key=lambda kv: process_name(kv[0]))
     ]
 
 
 def _findings(
     session: Session, contract_id: int, start: datetime, end: datetime, zone: tzinfo
 ) -> tuple[list[FindingRow], list[FindingRow], list[FindingRow]]:
-    """(opened, resolved, open at the end) of the period."""
+    """(opened, resolved, open at the end) of the period, host findings and backup ones."""
     opened_in = (col(Finding.first_seen_at) >= start) & (col(Finding.first_seen_at) < end)
     resolved_in = (col(Finding.resolved_at) >= start) & (col(Finding.resolved_at) < end)
     open_at_end = (col(Finding.first_seen_at) < end) & or_(
@@ -414,7 +640,7 @@ def _findings(
     )
     rows = session.exec(
         select(Finding, Host)
-        .join(Host, col(Host.id) == col(Finding.host_id))
+        .join(Host, col(Host.id) == col(Finding.host_id), isouter=True)
         .where(Finding.contract_id == contract_id, or_(opened_in, resolved_in, open_at_end))
     ).all()
     opened: list[FindingRow] = []
@@ -432,7 +658,7 @@ def _findings(
             still.append(_finding_row(finding, host, zone, end_utc=end))
     opened.sort(key=_by_severity_then_host)
     resolved.sort(key=_by_severity_then_host)
-    still.sort(key=lambda r: (_sev_rank(r.severity), r.first_seen_at, r.host, r.check))
+    still.sort(key=lambda r: (_sev_rank(r.severity), r.first_seen_at, r.where, r.check))
     return opened, resolved, still
 
 
@@ -455,98 +681,84 @@ def _severity_tallies(
 def _host_tallies(
     opened: Sequence[FindingRow], resolved: Sequence[FindingRow], still: Sequence[FindingRow]
 ) -> list[HostTally]:
-    hosts = sorted({r.host for r in (*opened, *resolved, *still)})
+    where = sorted({r.where for r in (*opened, *resolved, *still)})
     return [
         HostTally(
-            host=h,
-            opened=sum(r.host == h for r in opened),
-            resolved=sum(r.host == h for r in resolved),
-            open_at_end=sum(r.host == h for r in still),
+            host=w,
+            opened=sum(r.where == w for r in opened),
+            resolved=sum(r.where == w for r in resolved),
+            open_at_end=sum(r.where == w for r in still),
         )
-        for h in hosts
+        for w in where
     ]
 
 
 def backup_verifications(
-    *, session: Session, contract_id: int, start: datetime, end: datetime
+    *, session: Session, contract_id: int, start: datetime, end: datetime, zone: tzinfo = UTC
 ) -> list[BackupVerification]:
-    """Backups verified for the contract in ``[start, end)``.
+    """Every backup verification (and drill) recorded for the contract in ``[start, end)``,
+    oldest first, each tied to the run that made it.
 
-    Empty until the backup-restore verification records its results: the report keeps the
-    section and says that no verification was recorded.
+    A verification belongs to the backup run with its flow run id; one recorded outside a
+    flow run belongs to the contract's backup run whose time span holds it.
     """
-    return []
+    versions = session.exec(
+        select(BackupVersion)
+        .where(
+            BackupVersion.contract_id == contract_id,
+            col(BackupVersion.verified_at) >= start,
+            col(BackupVersion.verified_at) < end,
+        )
+        .order_by(col(BackupVersion.verified_at), col(BackupVersion.id))
+    ).all()
+    if not versions:
+        return []
+    runs = session.exec(
+        select(InspectionRun).where(
+            InspectionRun.contract_id == contract_id,
+            col(InspectionRun.kind).in_(BACKUP_RUN_KINDS),
+            col(InspectionRun.started_at) < end,
+        )
+    ).all()
+    by_flow_run = {r.flow_run_id: r.id for r in runs if r.flow_run_id}
 
+    def run_of(v: BackupVersion) -> int | None:
+        if v.flow_run_id:
+            return by_flow_run.get(v.flow_run_id)
+        spans = [
+            r
+            for r in runs
+            if r.started_at <= v.verified_at
+            and (r.finished_at is None or v.verified_at <= r.finished_at)
+            and r.kind == ("drill" if v.drill else "backup")
+        ]
+        return max(spans, key=lambda r: r.started_at).id if spans else None
 
-def _cadence_engine() -> ModuleType | None:
-    """``deployments.cadence`` when it is installed and complete, else None."""
-    try:
-        from deployments import cadence
-    except ImportError:
-        return None
-    wanted = ("parse_cadence", "parse_blackouts", "planned_runs", "describe")
-    return cadence if all(hasattr(cadence, name) for name in wanted) else None
-
-
-NO_CADENCE_ENGINE = (
-    "The contract has cadences, but the cadence engine is not installed: "
-    "the plan for the next period could not be computed."
-)
-
-
-def next_period_plan(
-    *,
-    cadences: Mapping[str, Any],
-    timezone: str,
-    start: datetime,
-    end: datetime,
-    blackouts: object = None,
-    policy: str = "next_allowed_day",
-) -> tuple[list[PlannedInput], str | None]:
-    """The runs ``cadences`` (process name -> cadence as written) plan for ``[start, end)``.
-
-    Uses the cadence engine (``deployments.cadence``) when it is installed; returns the runs
-    as ``(when, process, description)`` and a note saying what could not be planned (no
-    engine, a cadence it refuses), or None. Runs a blackout skips are left out; moved runs
-    say so. No cadences: nothing planned, no note.
-    """
-    if not cadences:
-        return [], None
-    engine = _cadence_engine()
-    if engine is None:
-        return [], NO_CADENCE_ENGINE
-    problems: list[str] = []
-    planned: list[PlannedInput] = []
-    try:
-        parsed_blackouts = engine.parse_blackouts(blackouts)
-    except ValueError as exc:
-        problems.append(f"blackouts: {exc}")
-        parsed_blackouts = []
-    for process, written in sorted(cadences.items()):
-        try:
-            cadence = engine.parse_cadence(written)
-            runs = engine.planned_runs(cadence, timezone, parsed_blackouts, policy, start, end)
-        except ValueError as exc:
-            problems.append(f"{process}: {exc}")
-            continue
-        for run in runs:
-            if run.skipped:
-                continue
-            description = engine.describe(cadence)
-            if run.moved:
-                moved_from = run.original.astimezone(contract_zone(timezone))
-                reason = f": {run.reason}" if run.reason else ""
-                description += f" (moved from {moved_from:%Y-%m-%d}, blackout{reason})"
-            planned.append((run.at, str(process), description))
-    note = "Not planned: " + "; ".join(problems) if problems else None
-    return planned, note
+    out = []
+    for v in versions:
+        assert v.id is not None
+        out.append(
+            BackupVerification(
+                id=v.id,
+                system=v.system,
+                kind=v.kind,
+                backup=v.backup,
+                taken_at=None if v.taken_at is None else v.taken_at.astimezone(zone),
+                verified_at=v.verified_at.astimezone(zone),
+                outcome=v.outcome,
+                fault=v.fault,
+                reason=v.reason,
+                drill=v.drill,
+                run_id=run_of(v),
+            )
+        )
+    return out
 
 
 def _approvals(
     session: Session, contract: Contract, start: datetime, end: datetime, zone: tzinfo
 ) -> ApprovalSummary:
     figures = gate_report(session=session, contract_code=contract.code, since=start, until=end)
-    code = contract.code
     gates = session.exec(
         select(Approval)
         .where(
@@ -560,26 +772,22 @@ def _approvals(
     gates = [g for g in gates if not g.gate.endswith("-revision")]
     escalated: set[int] = set()
     if gates:
-        escalated = set(
-            session.exec(
+        escalated = {
+            e
+            for e in session.exec(
                 select(ApprovalEvent.approval_id).where(
                     ApprovalEvent.kind == "escalated",
                     col(ApprovalEvent.approval_id).in_([g.id for g in gates]),
                 )
             ).all()
-        )
-    return ApprovalSummary(
-        gates=figures.gates.get(code, 0),
-        escalations=figures.escalations.get(code, 0),
-        expiries=figures.expiries.get(code, 0),
-        pending=figures.pending.get(code, 0),
-        times=tuple(
-            ApproverTimes(t.approver, t.decisions, t.median, t.p90, t.longest)
-            for t in figures.times
-            if t.contract == code
-        ),
-        rows=tuple(
+            if e is not None
+        }
+    rows = []
+    for g in gates:
+        assert g.id is not None
+        rows.append(
             GateRow(
+                id=g.id,
                 gate=g.gate,
                 subject=g.subject,
                 requested_at=g.requested_at.astimezone(zone),
@@ -588,8 +796,14 @@ def _approvals(
                 approver=g.approver,
                 escalated=g.id in escalated,
             )
-            for g in gates
+        )
+    return ApprovalSummary(
+        times=tuple(
+            ApproverTimes(t.approver, t.decisions, t.median, t.p90, t.longest)
+            for t in figures.times
+            if t.contract == contract.code
         ),
+        rows=tuple(rows),
     )
 
 
@@ -600,18 +814,19 @@ def build_service_report(
     kind: PeriodKind,
     start: date,
     end: date,
-    planned: Sequence[PlannedInput] = (),
-    plan_note: str | None = None,
+    plan: NextPeriodPlan | None = None,
     generated_at: datetime | None = None,
     flow_run_id: str | None = None,
 ) -> ServiceReport:
     """Gather the contract's records of ``[start, end)`` into a :class:`ServiceReport`.
 
     ``start`` and ``end`` are local dates of the contract's timezone, ``end`` exclusive.
-    ``planned`` is the next period's plan, ``(when, process, description)`` each, as the
-    caller computed it (the cadence engine); ``plan_note`` says why it may be incomplete.
-    Reads only, writes nothing. Raises :class:`RecordNotFound` for an unknown contract and
-    :class:`ValueError` for an empty period.
+    Runs, findings (of hosts and of backups), backup verifications and approval gates are
+    read from their tables; a run that completed while a backup it verified failed, or a host
+    it could not inspect, counts as completed *with failures*. ``plan`` is the next period's
+    plan as the caller computed it from the cadences. Reads only, writes nothing. Raises
+    :class:`RecordNotFound` for an unknown contract and :class:`ValueError` for an empty
+    period.
     """
     if end <= start:
         raise ValueError(f"empty period: {start} – {end}")
@@ -623,18 +838,21 @@ def build_service_report(
     zone = contract_zone(contract.timezone)
     start_utc, end_utc = local_midnight(start, zone), local_midnight(end, zone)
 
-    runs = _runs(session, contract.id, start_utc, end_utc, zone)
-    opened, resolved, still = _findings(session, contract.id, start_utc, end_utc, zone)
     backups = backup_verifications(
-        session=session, contract_id=contract.id, start=start_utc, end=end_utc
+        session=session, contract_id=contract.id, start=start_utc, end=end_utc, zone=zone
     )
+    runs = _runs(session, contract.id, start_utc, end_utc, zone, backups)
+    opened, resolved, still = _findings(session, contract.id, start_utc, end_utc, zone)
     next_start, next_end = next_period(kind, end)
-    plan = sorted(
-        (
-            PlannedRun(at.astimezone(zone), process, description)
-            for at, process, description in planned
+    plan = plan or NextPeriodPlan()
+    plan = replace(
+        plan,
+        runs=tuple(
+            sorted(
+                (replace(p, at=p.at.astimezone(zone)) for p in plan.runs),
+                key=lambda p: (p.at, p.process),
+            )
         ),
-        key=lambda p: (p.at, p.process),
     )
     return ServiceReport(
         customer=CustomerInfo(code=customer.code, name=customer.name),
@@ -654,9 +872,11 @@ def build_service_report(
         approvals=_approvals(session, contract, start_utc, end_utc, zone),
         next_start=next_start,
         next_end=next_end,
-        planned=tuple(plan),
-        plan_note=plan_note,
+        plan=plan,
         generated_at=(generated_at or utcnow()).astimezone(zone),
+        backup_sources=tuple(
+            str(s.get("system")) for s in contract.backup_sources or () if s.get("system")
+        ),
         flow_run_id=flow_run_id,
     )
 
@@ -685,8 +905,18 @@ def render_service_report_html(
         report=report,
         title=report_title(report),
         no_backups=NO_BACKUPS,
+        no_plan=NO_PLAN,
         flow_run_url=flow_run_url(prefect_ui_url, report.flow_run_id),
     )
+
+
+def _refs(refs: Sequence[str]) -> str:
+    return ", ".join(refs) if refs else "none"
+
+
+def plan_when(run: PlannedRun) -> str:
+    """``2026-12-08 02:00 CET``."""
+    return format_dt(run.at)
 
 
 def render_service_report_markdown(
@@ -694,8 +924,8 @@ def render_service_report_markdown(
 ) -> str:
     """A Markdown summary for a Prefect artifact, linking the full report when given.
 
-    Every value from the inventory or a host goes through ``md_escape``, so ``|`` or a line
-    break in a finding cannot break the tables.
+    Every figure names the records it counts. Every value from the inventory or a host goes
+    through ``md_escape``, so ``|`` or a line break in a finding cannot break the tables.
     """
     a = report.approvals
     lines = [
@@ -703,22 +933,46 @@ def render_service_report_markdown(
         f"{md_escape(report.customer.name)}",
         "",
         f"- Period: {report.period_text} ({md_escape(report.contract.timezone)})",
-        f"- Runs: {report.runs_total} ({report.runs_failed} failed)",
-        f"- Findings: {len(report.opened)} opened, {len(report.resolved)} resolved, "
-        f"{len(report.open_at_end)} open at the end of the period",
-        f"- Backups verified: {len(report.backups) if report.backups else NO_BACKUPS}",
-        f"- Approval gates: {a.gates} ({a.escalations} escalated, {a.expiries} expired, "
-        f"{a.pending} pending)",
-        f"- Planned next period ({report.next_period_text}): {len(report.planned)} run(s)",
     ]
+    lines += [f"- {f.label.capitalize()}: {f.count} ({_refs(f.refs)})" for f in report.figures]
+    lines.append(
+        f"- Approval gates: {a.escalations} escalated, {a.expiries} expired, {a.pending} pending"
+    )
+    if not report.backups:
+        lines.append(f"- Backups: {NO_BACKUPS}")
+    if report.unverified_sources:
+        lines.append(
+            "- Backup sources with no verification in the period: "
+            + ", ".join(md_escape(s) for s in report.unverified_sources)
+        )
+    lines.append(f"- Planned next period ({report.next_period_text}): {len(report.planned)} run(s)")
     if report_url is not None:
         lines += ["", f"[Open the full report]({link_target(report_url)})"]
     if report.runs:
-        lines += ["", "## Runs", "", "| Started | Kind | Status | Finished |", "|---|---|---|---|"]
         lines += [
-            f"| {format_dt(r.started_at)} | {md_escape(r.kind)} | {md_escape(r.status)} | "
-            f"{format_dt(r.finished_at)} |"
+            "",
+            "## Runs",
+            "",
+            "| Run | Process | Started | Outcome | What went wrong |",
+            "|---:|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.id} | {md_escape(r.process)} | {format_dt(r.started_at)} | "
+            f"{md_escape(r.verdict)} | {md_escape('; '.join(r.problems))} |"
             for r in report.runs
+        ]
+    if report.backups:
+        lines += [
+            "",
+            "## Backup verifications",
+            "",
+            "| Verification | System | Verified | Outcome | Run |",
+            "|---:|---|---|---|---:|",
+        ]
+        lines += [
+            f"| {b.id} | {md_escape(b.system)}{' (drill)' if b.drill else ''} | "
+            f"{format_dt(b.verified_at)} | {md_escape(b.verdict)} | {b.run_id or '—'} |"
+            for b in report.backups
         ]
     lines += [
         "",
@@ -736,11 +990,11 @@ def render_service_report_markdown(
             "",
             "## Open at the end of the period",
             "",
-            "| Severity | Host | Check | Subject | Message | Open for |",
-            "|---|---|---|---|---|---|",
+            "| Finding | Severity | Where | Check | Subject | Message | Open for |",
+            "|---:|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {md_escape(f.severity)} | {md_escape(f.host)} | {md_escape(f.check)} | "
+            f"| {f.id} | {md_escape(f.severity)} | {md_escape(f.where)} | {md_escape(f.check)} | "
             f"{md_escape(f.subject)} | {md_escape(f.message)} | {f.age_text} |"
             for f in report.open_at_end
         ]
@@ -758,14 +1012,18 @@ def render_service_report_markdown(
             for t in a.times
         ]
     lines += ["", "## Planned next period", ""]
-    if report.planned:
-        lines += ["| When | Process | Description |", "|---|---|---|"]
+    if report.plan.runs:
+        lines += ["| When | Process | Cadence | Note |", "|---|---|---|---|"]
         lines += [
-            f"| {format_dt(p.at)} | {md_escape(p.process)} | {md_escape(p.description)} |"
-            for p in report.planned
+            f"| {'~~' + plan_when(p) + '~~' if p.skipped else plan_when(p)} | "
+            f"{md_escape(p.process)} | {md_escape(p.cadence)} | "
+            f"{md_escape('; '.join(p.notes))} |"
+            for p in report.plan.runs
         ]
     else:
-        lines.append("Nothing is scheduled.")
+        lines.append(NO_PLAN)
+    if report.plan.blackouts:
+        lines += ["", "Blackout days: " + md_escape("; ".join(report.plan.blackouts))]
     if report.plan_note:
         lines += ["", f"_{md_escape(report.plan_note)}_"]
     return "\n".join(lines) + "\n"
@@ -775,7 +1033,9 @@ def service_report_subject(report: ServiceReport) -> str:
     """One-line subject: contract, customer, period and the headline figures."""
     subject = (
         f"[upkeep] {report_title(report)} {report.contract.code} ({report.customer.name}): "
-        f"{report.runs_total} run(s), {len(report.opened)} finding(s) opened, "
+        f"{report.runs_total} run(s) ({report.runs_failed} not clean), "
+        f"{len(report.backups_failed)} failed backup verification(s), "
+        f"{len(report.opened)} finding(s) opened, "
         f"{len(report.resolved)} resolved, {len(report.open_at_end)} open"
     )
     # Inventory text goes into a header: no line breaks, whatever the inventory holds.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,9 @@ from deployments.cadence import (
     apply_blackouts,
     blackout_on,
     describe,
+    dst_shift,
     next_allowed_day,
+    next_times,
     occurrences,
     parse_blackouts,
     parse_cadence,
@@ -87,18 +89,17 @@ def year_2027(value: object) -> list[datetime]:
 def test_phrase_becomes_rrule(phrase: str, rrule: str) -> None:
     cadence = parse_cadence(phrase)
     assert cadence == Cadence(kind="phrase", text=phrase.strip(), rrule=rrule)
-    assert describe(cadence) == phrase.strip()
 
 
 def test_cron_and_rrule_forms() -> None:
     cron = parse_cadence({"cron": " 0  1 * * 6 "})
     assert (cron.kind, cron.cron, cron.rrule) == ("cron", "0 1 * * 6", None)
-    assert describe(cron) == "cron 0 1 * * 6"
+    assert describe(cron) == "every Saturday at 01:00"
 
     rule = parse_cadence({"rrule": "FREQ=MONTHLY;BYDAY=2TU;BYHOUR=4;BYMINUTE=0"})
     assert rule.kind == "rrule"
     assert rule.rrule == "FREQ=MONTHLY;BYDAY=2TU;BYHOUR=4;BYMINUTE=0;BYSECOND=0"
-    assert describe(rule) == "rrule FREQ=MONTHLY;BYDAY=2TU;BYHOUR=4;BYMINUTE=0;BYSECOND=0"
+    assert describe(rule) == "monthly, second Tuesday at 04:00"
 
     # A prefix, lower case and a trailing semicolon are tolerated.
     same = parse_cadence({"rrule": "RRULE:freq=monthly;byday=2tu;byhour=4;"})
@@ -544,3 +545,111 @@ def test_planned_runs_without_blackouts_are_the_occurrences() -> None:
     assert [r.at for r in runs] == occurrences(cadence, TZ, *YEAR_2027)
     assert not any(r.moved or r.skipped for r in runs)
     assert all(r.at - r.original == timedelta(0) for r in runs)
+
+
+# --- in words ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("quarterly, first Tuesday, 02:00", "quarterly, first Tuesday at 02:00"),
+        ("  QUARTERLY ,  Fourth   Sunday , 23:59 ", "quarterly, fourth Sunday at 23:59"),
+        ("quarterly, day 1, 08:00", "quarterly, on day 1 at 08:00"),
+        ("monthly, day 15, 03:30", "monthly, on day 15 at 03:30"),
+        ("monthly, last Friday, 18:00", "monthly, last Friday at 18:00"),
+        ("monthly, last day, 22:00", "monthly, on the last day at 22:00"),
+        ("weekly, Monday, 07:00", "every Monday at 07:00"),
+        ("Weekly, mon and THU, 07:00", "every Monday and Thursday at 07:00"),
+        ("daily, 06:00", "every day at 06:00"),
+        ("yearly, January, first Monday, 09:00", "yearly, first Monday of January at 09:00"),
+        ("annually, dec, day 31, 10:00", "yearly, on 31 December at 10:00"),
+        (
+            "twice a year, March and September, second Wednesday, 10:00",
+            "twice a year, second Wednesday of March and September at 10:00",
+        ),
+        ({"cron": "0 1 * * 6"}, "every Saturday at 01:00"),
+        ({"cron": "0 1 * * sat"}, "every Saturday at 01:00"),
+        ({"cron": "30 2 * * *"}, "every day at 02:30"),
+        ({"cron": "0 2 * * 1-5"}, "every weekday (Monday to Friday) at 02:00"),
+        ({"cron": "0 3 * * 6,0"}, "every Saturday and Sunday at 03:00"),
+        ({"cron": "0 2 * 1,4,7,10 2#1"}, "quarterly, first Tuesday at 02:00"),
+        ({"cron": "0 2 1 */3 *"}, "quarterly, on day 1 at 02:00"),
+        ({"cron": "0 4 L * *"}, "monthly, on the last day at 04:00"),
+        ({"cron": "0 4 1,15 * *"}, "monthly, on days 1 and 15 at 04:00"),
+        ({"cron": "0 3 * jan,jul mon"}, "every Monday in January and July at 03:00"),
+        ({"cron": "15 6,18 * * *"}, "every day at 06:15 and 18:15"),
+        ({"rrule": "FREQ=MONTHLY;BYDAY=2TU;BYHOUR=4"}, "monthly, second Tuesday at 04:00"),
+        (
+            {"rrule": "FREQ=MONTHLY;BYMONTH=1,4,7,10;BYDAY=+1TU;BYHOUR=2"},
+            "quarterly, first Tuesday at 02:00",
+        ),
+        ({"rrule": "FREQ=WEEKLY;INTERVAL=2;BYDAY=SA;BYHOUR=1"}, "every other Saturday at 01:00"),
+        (
+            {"rrule": "FREQ=MONTHLY;BYDAY=+1MO,+3MO;BYHOUR=1"},
+            "monthly, first and third Monday at 01:00",
+        ),
+        (
+            {"rrule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=-1;BYHOUR=5"},
+            "yearly, on the last day of February at 05:00",
+        ),
+    ],
+)
+def test_cadences_read_in_words(written: object, words: str) -> None:
+    assert describe(parse_cadence(written)) == words
+
+
+def test_phrases_cron_and_rrules_of_one_shape_read_the_same() -> None:
+    shapes = [
+        "weekly, Saturday, 01:00",
+        {"cron": "0 1 * * 6"},
+        {"rrule": "FREQ=WEEKLY;BYDAY=SA;BYHOUR=1;BYMINUTE=0"},
+    ]
+    assert {describe(parse_cadence(s)) for s in shapes} == {"every Saturday at 01:00"}
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        {"cron": "*/15 * * * *"},
+        {"cron": "0 2 13 * 5"},  # the 13th or a Friday: cron's either-or
+        {"rrule": "FREQ=MONTHLY;BYDAY=MO,TU;BYSETPOS=1;BYHOUR=1"},
+        {"rrule": "FREQ=MONTHLY;BYHOUR=1"},  # the day the rule was anchored on
+    ],
+)
+def test_untranslatable_cadences_say_custom_and_list_the_next_runs(written: object) -> None:
+    cadence = parse_cadence(written)
+    assert describe(cadence) == "on a custom schedule"
+    after = datetime(2026, 12, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+    words = describe(cadence, "Europe/Berlin", after)
+    expected = ", ".join(
+        f"{t:%Y-%m-%d %H:%M}" for t in next_times(cadence, "Europe/Berlin", after, 3)
+    )
+    assert words == f"on a custom schedule (next: {expected})"
+    assert len(next_times(cadence, "Europe/Berlin", after, 3)) == 3
+    raw = cadence.cron or cadence.rrule
+    assert raw is not None and raw not in words and "FREQ" not in words
+
+
+def test_custom_schedule_lists_the_next_runs_in_the_contracts_timezone() -> None:
+    cadence = parse_cadence({"cron": "0 2 13 * 5"})
+    words = describe(cadence, "Europe/Berlin", datetime(2026, 12, 1, tzinfo=UTC))
+    assert (
+        words == "on a custom schedule (next: 2026-12-04 02:00, 2026-12-11 02:00, 2026-12-13 02:00)"
+    )
+
+
+def test_dst_shift_names_the_time_a_spring_forward_run_was_meant_for() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    cadence = parse_cadence("daily, 02:30")
+    (moved,) = [
+        t
+        for t in occurrences(cadence, "Europe/Berlin", datetime(2027, 3, 27), datetime(2027, 3, 30))
+        if t.date() == date(2027, 3, 28)
+    ]
+    assert moved == datetime(2027, 3, 28, 1, 30, tzinfo=berlin)
+    assert dst_shift(cadence, moved) == time(2, 30)
+    assert dst_shift(cadence, datetime(2027, 3, 29, 2, 30, tzinfo=berlin)) is None
+    # Fall back: 02:30 exists twice and runs once, at its time: nothing moved.
+    assert dst_shift(cadence, datetime(2026, 10, 25, 2, 30, tzinfo=berlin)) is None
+    assert dst_shift(parse_cadence({"cron": "30 2 * * 0"}), moved) == time(2, 30)

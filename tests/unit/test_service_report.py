@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-import tasks.service_report
+from flows.service_report import next_period_plan
 from models import (
     Approval,
     ApprovalEvent,
@@ -27,12 +27,13 @@ from models import (
 from tasks.records import RecordNotFound
 from tasks.service_report import (
     NO_BACKUPS,
-    NO_CADENCE_ENGINE,
+    NO_PLAN,
+    NextPeriodPlan,
+    PlannedRun,
     ServiceReport,
     build_service_report,
     local_midnight,
     next_period,
-    next_period_plan,
     period_bounds,
     period_label,
     render_service_report_email,
@@ -120,35 +121,95 @@ def q4_2026() -> dict:
 
 
 def test_no_cadences_plan_nothing_and_say_nothing() -> None:
-    assert next_period_plan(cadences={}, **q4_2026()) == ([], None)
+    assert next_period_plan(cadences={}, **q4_2026()) == NextPeriodPlan()
 
 
-def test_without_the_cadence_engine_the_plan_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks.service_report, "_cadence_engine", lambda: None)
-    planned, note = next_period_plan(cadences={"inspection": "quarterly, 02:00"}, **q4_2026())
-    assert planned == [] and note == NO_CADENCE_ENGINE
-
-
-def test_plan_from_cadences_with_the_cadence_engine() -> None:
-    pytest.importorskip("deployments.cadence")
-    planned, note = next_period_plan(
+def test_plan_respects_blackouts_names_processes_and_says_cadences_in_words() -> None:
+    plan = next_period_plan(
         cadences={
             "inspection": "quarterly, first Tuesday, 02:00",
-            "backup-restore": "monthly, day 24, 03:30",
-            "patch-advisory": "monthly, day 31, 03:30",
+            "backup_verification": "monthly, day 24, 03:30",
+            "recheck": {"cron": "0 1 * * 6"},
+            "drill": {"rrule": "FREQ=YEARLY;BYMONTH=11;BYDAY=+2TU;BYHOUR=4"},
+            "patch_advisory": "monthly, day 31, 03:30",
         },
         blackouts=[{"from": "2026-12-24", "to": "2026-12-26", "reason": "Christmas"}],
         **q4_2026(),
     )
-    assert note is not None and note.startswith("Not planned: patch-advisory:")
-    assert [(at.isoformat(), process) for at, process, _ in planned] == [
-        ("2026-10-24T03:30:00+02:00", "backup-restore"),
-        ("2026-11-24T03:30:00+01:00", "backup-restore"),
-        ("2026-12-27T03:30:00+01:00", "backup-restore"),
-        ("2026-10-06T02:00:00+02:00", "inspection"),
+    assert plan.note == "Not planned: Patch advisory: its cadence cannot be read."
+    backups = [p for p in plan.runs if p.process == "Backup-restore verification"]
+    assert [p.at.isoformat() for p in backups] == [
+        "2026-10-24T03:30:00+02:00",
+        "2026-11-24T03:30:00+01:00",
+        "2026-12-27T03:30:00+01:00",
     ]
-    assert planned[2][2] == "monthly, day 24, 03:30 (moved from 2026-12-24, blackout: Christmas)"
-    assert planned[3][2] == "quarterly, first Tuesday, 02:00"
+    assert backups[0].cadence == "monthly, on day 24 at 03:30"
+    assert backups[2].notes == ("moved from 2026-12-24 03:30: blackout day (Christmas)",)
+    (inspection,) = [p for p in plan.runs if p.process == "Health inspection"]
+    assert inspection.at.isoformat() == "2026-10-06T02:00:00+02:00"
+    assert inspection.cadence == "quarterly, first Tuesday at 02:00"
+    saturdays = [p for p in plan.runs if p.process == "Re-check of open findings"]
+    assert len(saturdays) == 13 and saturdays[0].cadence == "every Saturday at 01:00"
+    # Boxing Day is a Saturday: the re-check moves to the 27th, where nothing else of its kind is.
+    assert [p.notes for p in saturdays if p.notes] == [
+        ("moved from 2026-12-26 01:00: blackout day (Christmas)",)
+    ]
+    (drill,) = [p for p in plan.runs if p.process == "Disaster-recovery drill"]
+    assert drill.cadence == "yearly, second Tuesday of November at 04:00"
+    assert plan.blackouts == ("2026-12-24 – 2026-12-26: Christmas",)
+    assert plan.policy is not None and "next allowed day" in plan.policy
+    for run in plan.runs:
+        assert "FREQ" not in run.cadence and "* *" not in run.cadence
+        assert "_" not in run.process
+
+
+def test_plan_under_the_skip_policy_keeps_the_skipped_run_and_says_why() -> None:
+    plan = next_period_plan(
+        cadences={"backup_verification": "monthly, day 24, 03:30"},
+        blackouts=[{"from": "2026-12-24", "reason": "Christmas Eve"}, "2027-02-01"],
+        policy="skip",
+        **q4_2026(),
+    )
+    assert [(p.at.isoformat(), p.skipped, p.notes) for p in plan.runs][-1] == (
+        "2026-12-24T03:30:00+01:00",
+        True,
+        ("skipped: blackout day (Christmas Eve)",),
+    )
+    assert plan.blackouts == ("2026-12-24: Christmas Eve",)  # February is not in Q4
+    assert plan.policy == "A run that falls on a blackout day is skipped."
+
+
+def test_plan_says_when_daylight_saving_moves_a_run() -> None:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(BERLIN)
+    plan = next_period_plan(
+        cadences={"backup_verification": {"cron": "30 2 * * 0"}},
+        timezone=BERLIN,
+        start=local_midnight(date(2027, 3, 1), zone),
+        end=local_midnight(date(2027, 4, 1), zone),
+    )
+    last = plan.runs[-1]
+    assert last.at.isoformat() == "2027-03-28T01:30:00+01:00"
+    assert last.cadence == "every Sunday at 02:30"
+    assert last.notes == (
+        "at 01:30 instead of 02:30: 02:30 does not exist on 2027-03-28, when the clocks go forward",
+    )
+    assert all(not p.notes for p in plan.runs[:-1])
+
+
+def test_plan_names_what_it_cannot_plan_without_the_raw_expression() -> None:
+    plan = next_period_plan(
+        cadences={"inspection": {"cron": "0 25 * * *"}, "drill": {"cron": "0 0 30 2 *"}},
+        not_scheduled=["patch_advisory"],
+        **q4_2026(),
+    )
+    assert plan.runs == ()
+    assert plan.note == (
+        "Not planned: Disaster-recovery drill: no run time can be computed from its cadence; "
+        "Health inspection: its cadence cannot be read; Patch advisory: not scheduled by "
+        "upkeep yet."
+    )
 
 
 # --- records --------------------------------------------------------------------------------
@@ -321,9 +382,9 @@ def test_build_counts_runs_of_the_period_in_the_contracts_timezone(engine: sa.En
     assert [r.id for r in report.runs][0] == seeded.edge_run
     assert report.runs[0].started_at.isoformat() == "2026-11-01T00:30:00+01:00"
     assert report.runs_total == 3 and report.runs_failed == 1
-    assert [(t.kind, t.completed, t.failed, t.total) for t in report.run_tallies] == [
-        ("inspection", 2, 0, 2),
-        ("recheck", 0, 1, 1),
+    assert [(t.process, len(t.completed), t.failed, t.total) for t in report.run_tallies] == [
+        ("Health inspection", 2, (), 2),
+        ("Re-check of open findings", 0, (seeded.failed_run,), 1),
     ]
     assert [r.id for r in report.runs_not_done] == [seeded.failed_run]
 
@@ -372,19 +433,23 @@ def test_build_limits_approvals_to_the_period(engine: sa.Engine) -> None:
     assert a.rows[0].requested_at.isoformat() == "2026-11-03T09:00:00+01:00"
 
 
+def _planned(at: datetime, process: str, cadence: str = "monthly") -> PlannedRun:
+    return PlannedRun(at=at, process=process, cadence=cadence)
+
+
 def test_build_takes_the_plan_as_given_in_local_time(engine: sa.Engine) -> None:
     seed(engine)
-    report = build(
-        engine,
-        planned=[
-            (utc(12, 8, 1), "inspection", "quarterly health inspection"),
-            (utc(12, 2, 1), "backup-restore", "monthly restore test"),
-        ],
+    plan = NextPeriodPlan(
+        runs=(
+            _planned(utc(12, 8, 1), "Health inspection"),
+            _planned(utc(12, 2, 1), "Backup-restore verification"),
+        )
     )
+    report = build(engine, plan=plan)
     assert (report.next_start, report.next_end) == (date(2026, 12, 1), date(2027, 1, 1))
     assert [(p.process, p.at.isoformat()) for p in report.planned] == [
-        ("backup-restore", "2026-12-02T02:00:00+01:00"),
-        ("inspection", "2026-12-08T02:00:00+01:00"),
+        ("Backup-restore verification", "2026-12-02T02:00:00+01:00"),
+        ("Health inspection", "2026-12-08T02:00:00+01:00"),
     ]
 
 
@@ -415,8 +480,8 @@ def test_an_empty_contract_still_has_every_section(engine: sa.Engine) -> None:
         assert f'<section id="{section}">' in html
     assert "No runs were recorded in this period." in html
     assert f"{NO_BACKUPS.capitalize()} in this period." in html
-    assert "Nothing is scheduled for the next period." in html
-    assert "Nothing is scheduled." in render_service_report_markdown(report)
+    assert NO_PLAN in html
+    assert NO_PLAN in render_service_report_markdown(report)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -424,12 +489,14 @@ def test_an_empty_contract_still_has_every_section(engine: sa.Engine) -> None:
 
 def test_html_is_self_contained_and_escapes_host_output(engine: sa.Engine) -> None:
     seed(engine)
-    report = build(engine, planned=[(utc(12, 8, 1), "inspection", "quarterly <b>inspection</b>")])
+    report = build(
+        engine, plan=NextPeriodPlan(runs=(_planned(utc(12, 8, 1), "Health <b>inspection</b>"),))
+    )
     html = render_service_report_html(report, TEMPLATES, prefect_ui_url="http://ui:4200")
     assert XSS not in html
     assert "kernel says &lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "ACME &amp; Söhne &lt;GmbH&gt;" in html
-    assert "quarterly &lt;b&gt;inspection&lt;/b&gt;" in html
+    assert "Health &lt;b&gt;inspection&lt;/b&gt;" in html
     assert NO_BACKUPS.capitalize() in html
     assert "2026-11-01 00:30 CET" in html  # the edge run, in Berlin time
     assert not re.search(r"""(src|href)=["']https?://""", html)  # no external assets
@@ -441,8 +508,8 @@ def test_markdown_escapes_pipes_and_newlines(engine: sa.Engine) -> None:
     md = render_service_report_markdown(build(engine), Path("/srv/reports/r.html"))
     row = next(line for line in md.splitlines() if "kernel says" in line)
     assert "\\| oops next line" in row
-    assert "\\<script\\>" in row
-    assert row.count("|") - row.count("\\|") == 7  # six cells: nothing broke out of the table
+    assert "<script>" not in row  # escaped (the form is tasks.markup's)
+    assert row.count("|") - row.count("\\|") == 8  # seven cells: nothing broke out of the table
     assert "[Open the full report](file:///srv/reports/r.html)" in md
     assert "| Alice Owner | 1 | 2h 00m | 2h 00m | 2h 00m |" in md
 
@@ -455,10 +522,11 @@ def test_email_has_one_line_subject_and_names_the_attachment(engine: sa.Engine) 
     )
     assert "\n" not in subject
     assert subject.startswith("[upkeep] Monthly service report 2026-11 ACME")
-    assert "3 run(s), 3 finding(s) opened, 2 resolved, 3 open" in subject
+    assert "3 run(s) (1 not clean), 0 failed backup verification(s), 3 finding(s) opened" in subject
+    assert "3 finding(s) opened, 2 resolved, 3 open" in subject
     assert "attached (service-report-ACME-2026-11.html)" in text
     assert "Backups verified:  no backup verification recorded" in text
-    assert "run " in text and "recheck" in text and "failed" in text  # what was not done
+    assert "Re-check of open findings" in text and ": failed" in text  # what was not done
     assert "replace the disk" in text and "replace the disk" in html
     assert XSS not in html
 
