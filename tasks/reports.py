@@ -10,7 +10,7 @@ Three separate steps, so each can be tested alone and nothing here sends mail:
 * :func:`save_report` writes the page under the report directory, atomically.
 
 Everything a host printed (messages, evidence) is untrusted text: the HTML templates are
-autoescaped and the Markdown escapes every character that could change its structure.
+autoescaped and the Markdown goes through :func:`tasks.markup.md_escape`, the one escaper.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from models import (
     InspectionRun,
     utcnow,
 )
+from tasks.markup import md_escape
 from tasks.records import RecordNotFound, run_results
 
 log = logging.getLogger(__name__)
@@ -531,16 +532,6 @@ def render_inspection_html(
     return template.render(
         report=report, flow_run_url=flow_run_url(prefect_ui_url, report.run.flow_run_id)
     )
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
-_NEWLINES = re.compile(r"\s*[\r\n]+\s*")
-
-
-def md_escape(text: object) -> str:
-    """Text safe inside a Markdown table cell: one line, no character with Markdown meaning."""
-    one_line = _NEWLINES.sub(" ", str(text)).strip()
-    return _MD_SPECIAL.sub(r"\\\1", one_line)
 
 
 def link_target(report_url: str | Path) -> str:

@@ -137,7 +137,7 @@ def test_monthly_report_is_saved_published_and_mailed(
     assert artifact is not None
     assert "Monthly service report 2026-11" in str(artifact.data)
     assert path.as_uri() in str(artifact.data)
-    assert "disk \\| is \\<bad\\>" in str(artifact.data)
+    assert "disk \\| is &lt;bad&gt;" in str(artifact.data)
 
     (mail,) = smtp_server.handler.wait_for(1)
     assert sorted(mail.rcpt_tos) == sorted(RECIPIENTS)
