@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -38,8 +41,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "info": "cyan"}
 
 
+def esc(value: object) -> str:
+    """``value`` as text Rich prints as it is: names, comments and host output may hold ``[``."""
+    return escape(str(value))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {esc(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -85,9 +93,9 @@ def db_upgrade() -> None:
     before, after = upgrade(engine)
     url = engine.url.render_as_string(hide_password=True)
     if before == after:
-        out.print(f"{url}: schema already at {after}")
+        out.print(f"{url}: schema already at {after}", markup=False)
     else:
-        out.print(f"{url}: schema upgraded from {before or 'nothing'} to {after}")
+        out.print(f"{url}: schema upgraded from {before or 'nothing'} to {after}", markup=False)
 
 
 @db_app.command("current")
@@ -108,19 +116,26 @@ def inventory_load(
     file: Annotated[Path, typer.Argument(help="Inventory YAML file")],
 ) -> None:
     """Validate FILE and make the database match it, in one transaction."""
-    from upkeep.inventory import InventoryError, apply_inventory, load_inventory_file
+    from upkeep.inventory import (
+        InventoryError,
+        apply_inventory,
+        approver_warnings,
+        load_inventory_file,
+    )
 
     try:
         spec = load_inventory_file(file)
     except InventoryError as exc:
-        err.print(f"[bold red]error:[/] {file}: the inventory was not loaded:", markup=True)
+        err.print(f"[bold red]error:[/] {esc(file)}: the inventory was not loaded:", markup=True)
         for problem in exc.problems:
             err.print(f"  {problem}", markup=False)
         raise typer.Exit(1) from None
     with db_session() as session:
         report = apply_inventory(session, spec)
     for line in report.lines():
-        out.print(line)
+        out.print(line, markup=False)
+    for warning in approver_warnings(spec):
+        err.print(f"[bold yellow]warning:[/] {esc(warning)}", markup=True)
 
 
 @inventory_app.command("show")
@@ -147,16 +162,19 @@ def inventory_show(
             customer = session.get(Customer, c.customer_id)
             assert customer is not None
             state = "" if c.active else " (inactive)"
-            out.print(f"[bold]{c.code}[/]{state}: {c.name} — {customer.name} ({customer.code})")
+            out.print(
+                f"[bold]{esc(c.code)}[/]{state}: {esc(c.name)} — "
+                f"{esc(customer.name)} ({esc(customer.code)})"
+            )
             approvers = ", ".join(f"{a['name']} <{a['email']}>" for a in c.approvers)
-            out.print(f"  timezone {c.timezone}; approvers: {approvers}")
+            out.print(f"  timezone {c.timezone}; approvers: {approvers}", markup=False)
             if c.backup_approver:
                 b = c.backup_approver
-                out.print(f"  backup approver: {b['name']} <{b['email']}>")
+                out.print(f"  backup approver: {b['name']} <{b['email']}>", markup=False)
             if c.report_recipients:
-                out.print(f"  reports to: {', '.join(c.report_recipients)}")
+                out.print(f"  reports to: {', '.join(c.report_recipients)}", markup=False)
             if c.thresholds:
-                out.print(f"  thresholds: {c.thresholds}")
+                out.print(f"  thresholds: {c.thresholds}", markup=False)
             table = Table("host", "address", "user", "tags", "role", "system", "key", "active")
             hosts = session.exec(select(Host).where(Host.contract_id == c.id).order_by(Host.name))
             for h in hosts:
@@ -164,14 +182,19 @@ def inventory_show(
                     continue
                 key = h.key_file or (f"secret:{h.key_secret}" if h.key_secret else "default")
                 table.add_row(
-                    h.name,
-                    f"{h.address}:{h.port}",
-                    h.user or "(default)",
-                    ",".join(h.tags),
-                    h.role or "",
-                    h.system or "",
-                    key,
-                    "yes" if h.active else "no",
+                    *map(
+                        esc,
+                        (
+                            h.name,
+                            f"{h.address}:{h.port}",
+                            h.user or "(default)",
+                            ",".join(h.tags),
+                            h.role or "",
+                            h.system or "",
+                            key,
+                            "yes" if h.active else "no",
+                        ),
+                    )
                 )
             out.print(table)
 
@@ -185,11 +208,28 @@ def hosts_trust(
     contract: Annotated[
         str | None, typer.Option(help="Contract, when the name is ambiguous")
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Trust without asking")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Trust a new key without asking")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(help="Replace a CHANGED recorded key without asking (check it first)"),
+    ] = False,
 ) -> None:
-    """Fetch HOST's SSH key, show its fingerprint and record it in upkeep's known_hosts."""
+    """Fetch HOST's SSH key, show its fingerprint and record it in upkeep's known_hosts.
+
+    A key that differs from the one recorded is shown loudly with both fingerprints and is
+    replaced only when you type the host's name (or give --replace; --yes alone never does).
+    """
     from tasks.records import RecordNotFound, find_hosts
-    from tasks.ssh import SshError, fetch_host_key, fingerprint_sha256, trust_host_key
+    from tasks.ssh import (
+        SshError,
+        fetch_host_key,
+        fingerprint_sha256,
+        known_hosts_name,
+        load_known_hosts,
+        trust_host_key,
+    )
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -209,11 +249,47 @@ def hosts_trust(
     except OSError as exc:
         fail(f"cannot fetch the key of {h.name} ({h.address}:{h.port}): {exc}")
     fp = fingerprint_sha256(key)
-    out.print(f"{h.name} ({h.address}:{h.port}) offers a {key.get_name()} key {fp}")
-    if not yes and not typer.confirm("Trust this key?", default=False):
-        fail("not trusted: nothing was recorded")
+    where = f"{h.name} ({h.address}:{h.port})"
+    out.print(f"{where} offers a {key.get_name()} key {fp}", markup=False)
+    recorded = load_known_hosts(settings.known_hosts_file).lookup(
+        known_hosts_name(h.address, h.port)
+    )
+    old = list(recorded.values()) if recorded else []
+    if any(k.get_name() == key.get_name() and k.asbytes() == key.asbytes() for k in old):
+        out.print(f"already trusted: {settings.known_hosts_file} is unchanged", markup=False)
+        return
+    if not old:
+        if not yes and not typer.confirm("Trust this key?", default=False):
+            fail("not trusted: nothing was recorded")
+    else:
+        err.print(
+            f"[bold red]WARNING: THE SSH HOST KEY OF {esc(where)} HAS CHANGED[/] since it was "
+            "trusted.\n"
+            + "".join(f"  recorded: {k.get_name()} {fingerprint_sha256(k)}\n" for k in old)
+            + f"  offered:  {key.get_name()} {fp}\n"
+            "The host may have been reinstalled, or someone may be intercepting the connection. "
+            "Check the new fingerprint with the host's administrator before you replace the "
+            "recorded key.",
+            markup=True,
+        )
+        if not replace:
+            if yes:
+                fail(
+                    f"the key of {h.name} changed: --yes never replaces a changed key; after "
+                    "checking the new fingerprint, run again with --replace. Nothing was recorded"
+                )
+            typed = typer.prompt(
+                f"Type the host name ({h.name}) to replace the recorded key",
+                default="",
+                show_default=False,
+            )
+            if typed.strip() != h.name:
+                fail("not replaced: the recorded key stays trusted, nothing was changed")
     trust_host_key(settings.known_hosts_file, h.address, h.port, key)
-    out.print(f"trusted: recorded in {settings.known_hosts_file}")
+    out.print(
+        f"{'replaced' if old else 'trusted'}: recorded in {settings.known_hosts_file}",
+        markup=False,
+    )
 
 
 # --- findings ---------------------------------------------------------------------------------
@@ -240,13 +316,13 @@ def findings_list(
     for f, h in rows:
         table.add_row(
             str(f.id),
-            h.name if h else "(backup)",
-            f.check,
-            f.subject,
+            esc(h.name if h else "(backup)"),
+            esc(f.check),
+            esc(f.subject),
             _sev(f.severity),
-            f.status,
+            esc(f.status),
             f.first_seen_at.strftime("%Y-%m-%d %H:%M"),
-            f.message,
+            esc(f.message),
         )
     out.print(table)
 
@@ -254,7 +330,8 @@ def findings_list(
 def _sev(severity: str | None) -> str:
     if not severity:
         return "[green]ok[/]"
-    return f"[{SEVERITY_STYLE.get(severity, '')}]{severity}[/]"
+    style = SEVERITY_STYLE.get(severity)
+    return f"[{style}]{esc(severity)}[/]" if style else esc(severity)
 
 
 def print_run_summary(session: Session, run_id: int) -> None:
@@ -263,7 +340,9 @@ def print_run_summary(session: Session, run_id: int) -> None:
 
     for result, host in run_results(session=session, run_id=run_id):
         state = (
-            "reachable" if result.reachable else f"[bold red]NOT REACHED[/] ({result.error_kind})"
+            "reachable"
+            if result.reachable
+            else f"[bold red]NOT REACHED[/] ({esc(result.error_kind)})"
         )
         table = Table(
             "check",
@@ -272,17 +351,17 @@ def print_run_summary(session: Session, run_id: int) -> None:
             "threshold",
             "severity",
             "message",
-            title=f"{host.name} ({host.address}:{host.port}) — {state}",
+            title=f"{esc(host.name)} ({esc(host.address)}:{host.port}) — {state}",
             title_justify="left",
         )
         for m in result.measurements:
             table.add_row(
-                m["check"],
-                m.get("subject", ""),
-                str(m.get("value", "")),
-                str(m.get("threshold", "")),
+                esc(m["check"]),
+                esc(m.get("subject", "")),
+                esc(m.get("value", "")),
+                esc(m.get("threshold", "")),
                 _sev(m.get("severity")),
-                m.get("message", "") if m.get("severity") else "",
+                esc(m.get("message", "")) if m.get("severity") else "",
             )
         out.print(table)
 
@@ -297,15 +376,32 @@ def run_sweep_cmd(
 ) -> None:
     """Inspect the contract's hosts now (every check, no plan or approval) and print the result."""
     from flows.sweep import SweepParams, run_sweep
+    from tasks.guards import Refused, hosts_for_run
 
     settings = settings_or_exit()
-    engine_or_exit(settings)
-    summary = run_sweep(SweepParams(contract=contract, tags=tag or []))
+    with db_session(settings) as session:
+        try:
+            hosts_for_run(
+                session=session, contract=active_contract(session, contract), tags=tag or []
+            )
+        except Refused as exc:
+            fail(f"nothing was run: {exc}")
+    summary = run_sweep(SweepParams(contract=contract, tags=tag or [], requested_by=_whoami()))
     with db_session(settings) as session:
         print_run_summary(session, summary.run_id)
     if summary.unreachable:
-        err.print(f"not reached: {', '.join(summary.unreachable)}")
+        err.print(f"not reached: {', '.join(summary.unreachable)}", markup=False)
         raise typer.Exit(3)
+
+
+def active_contract(session: Session, code: str) -> Any:
+    """The active contract ``code``, or exit naming the contracts there are."""
+    from tasks.records import RecordNotFound, get_contract
+
+    try:
+        return get_contract(session=session, code=code)
+    except RecordNotFound as exc:
+        fail(f"nothing was run: {exc}")
 
 
 def require_prefect_api() -> str:
@@ -339,11 +435,16 @@ def run_inspection_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Run the quarterly health inspection now; it waits at the plan approval if needed."""
-    from flows.inspection import InspectionParams, quarterly_health_inspection
+    from flows.inspection import (
+        InspectionParams,
+        check_alone,
+        check_inventory_allows,
+        quarterly_health_inspection,
+    )
+    from tasks.guards import Refused
 
     settings = settings_or_exit()
     engine_or_exit(settings)
-    require_prefect_api()
     params = InspectionParams(
         contract=contract,
         tags=tag or [],
@@ -352,6 +453,12 @@ def run_inspection_cmd(
         require_approval=approval,
         requested_by=requested_by or _whoami(),
     )
+    try:
+        check_inventory_allows(params)
+        require_prefect_api()
+        check_alone(contract, None)
+    except Refused as exc:
+        fail(f"nothing was run: {exc}")
     state = quarterly_health_inspection(params, return_state=True)
     _report_final_state(state)
 
@@ -366,7 +473,8 @@ def run_recheck_cmd(
     from flows.inspection import RecheckParams, recheck_findings
 
     settings = settings_or_exit()
-    engine_or_exit(settings)
+    with db_session(settings) as session:
+        active_contract(session, contract)
     params = RecheckParams(
         contract=contract, email_report=email, requested_by=requested_by or _whoami()
     )
@@ -399,9 +507,14 @@ def _run_backups(
     contract: str, source: str | None, drill: bool, email: bool, requested_by: str | None
 ) -> None:
     from flows.backup_verification import BackupParams, backup_verification
+    from tasks.guards import Refused, check_backup_source
 
     settings = settings_or_exit()
-    engine_or_exit(settings)
+    with db_session(settings) as session:
+        try:
+            check_backup_source(active_contract(session, contract), source)
+        except Refused as exc:
+            fail(f"nothing was run: {exc}")
     params = BackupParams(
         contract=contract,
         source=source,
@@ -420,7 +533,7 @@ def _run_backups(
         elif s.get("duration_s"):
             line += f" — restored and checked in {s['duration_s']:.1f} s"
         out.print(line, markup=False)
-    out.print(f"report: {outcome.report_path}")
+    out.print(f"report: {outcome.report_path}", markup=False)
     if outcome.failed:
         raise typer.Exit(3)
 
@@ -433,19 +546,19 @@ def _whoami() -> str:
 
 def _report_final_state(state: Any) -> None:
     if state.is_cancelled():
-        out.print(f"cancelled: {state.message}")
+        out.print(f"cancelled: {state.message}", markup=False)
         raise typer.Exit(4)
     if not state.is_completed():
         fail(f"the flow run ended {state.type.value}: {state.message}")
     outcome = state.result()
-    out.print(f"report: {outcome.report_path}")
+    out.print(f"report: {outcome.report_path}", markup=False)
     if outcome.email is not None:
         out.print(
             f"mail sent: {len(outcome.email['sent'])}; "
             f"kept in the outbox: {len(outcome.email['failed'])}"
         )
     if outcome.unreachable:
-        err.print(f"not reached: {', '.join(outcome.unreachable)}")
+        err.print(f"not reached: {', '.join(outcome.unreachable)}", markup=False)
         raise typer.Exit(3)
 
 
@@ -468,13 +581,13 @@ def approvals_list(
     for a in rows:
         table.add_row(
             str(a.id),
-            a.flow_run_id,
-            a.gate,
-            a.subject,
+            esc(a.flow_run_id),
+            esc(a.gate),
+            esc(a.subject),
             a.requested_at.strftime("%Y-%m-%d %H:%M:%S"),
-            a.decision or "[bold]pending[/]",
-            a.approver or "",
-            a.comment or "",
+            esc(a.decision) if a.decision else "[bold]pending[/]",
+            esc(a.approver or ""),
+            esc(a.comment or ""),
         )
     out.print(table)
 
@@ -490,18 +603,19 @@ def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id"
         if a is None:
             fail(f"no approval {approval_id} (see `upkeep approvals list`)")
         log = events(session=session, approval_id=approval_id)
-    out.print(f"[bold]approval {a.id}[/]: {a.subject}")
-    out.print(f"gate {a.gate}; flow run {a.flow_run_id}")
+    out.print(f"[bold]approval {a.id}[/]: {esc(a.subject)}")
+    out.print(f"gate {a.gate}; flow run {a.flow_run_id}", markup=False)
     out.print(
         f"requested {a.requested_at:%Y-%m-%d %H:%M:%S} UTC; "
         f"decision: {a.decision or 'pending'}"
-        + (f" by {a.approver} at {a.decided_at:%Y-%m-%d %H:%M:%S} UTC" if a.decided_at else "")
+        + (f" by {a.approver} at {a.decided_at:%Y-%m-%d %H:%M:%S} UTC" if a.decided_at else ""),
+        markup=False,
     )
     if a.comment:
         out.print(f"comment: {a.comment}", markup=False)
     table = Table("when (UTC)", "event", "who", "detail")
     for e in log:
-        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.kind, e.actor or "", e.detail)
+        table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", esc(e.kind), esc(e.actor or ""), esc(e.detail))
     out.print(table)
     out.print("[bold]evidence shown:[/]")
     out.print(a.evidence, markup=False)
@@ -528,8 +642,8 @@ def approvals_report(
     table = Table("contract", "approver", "decisions", "median", "90th pct", "longest")
     for t in report.times:
         table.add_row(
-            t.contract,
-            t.approver,
+            esc(t.contract),
+            esc(t.approver),
             str(t.decisions),
             human(t.median),
             human(t.p90),
@@ -539,7 +653,7 @@ def approvals_report(
     summary = Table("contract", "gates", "pending", "escalations", "expiries")
     for code in sorted(report.gates):
         summary.add_row(
-            code,
+            esc(code),
             str(report.gates[code]),
             str(report.pending.get(code, 0)),
             str(report.escalations.get(code, 0)),
@@ -627,12 +741,12 @@ def outbox_list() -> None:
     for m in rows:
         table.add_row(
             str(m.id),
-            m.kind,
-            m.subject,
-            ", ".join(m.recipients),
-            m.status,
+            esc(m.kind),
+            esc(m.subject),
+            esc(", ".join(m.recipients)),
+            esc(m.status),
             str(m.attempts),
-            m.last_error or "",
+            esc(m.last_error or ""),
         )
     out.print(table)
 
@@ -656,7 +770,16 @@ def outbox_send() -> None:
 @app.command("serve")
 def serve_cmd() -> None:
     """Serve every active contract's flows on their cadences, and the approval watchdog."""
-    from deployments import active_contracts, build_deployments, pause_gone, serve_all, unsupported
+    from deployments import (
+        active_contracts,
+        all_specs,
+        build_deployments,
+        load_flow,
+        pause_gone,
+        serve_all,
+        unsupported,
+    )
+    from deployments.health import expected_runs, utcnow, watch_scheduled_runs
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -665,6 +788,10 @@ def serve_cmd() -> None:
         if not contracts:
             fail("no active contract: load an inventory first")
         deps = build_deployments(session)
+        scheduled = [
+            (f"{load_flow(s.flow).name}/{s.name}", s.cadence, s.timezone)
+            for s in all_specs(contracts)
+        ]
         for c in contracts:
             for process in unsupported(c):
                 err.print(
@@ -677,7 +804,27 @@ def serve_cmd() -> None:
             f"serving {d.flow_name}/{d.name}"
             + (f" on {len(d.schedules)} schedule(s)" if d.schedules else "")
         )
+    if settings.serve_check_seconds:
+        expected = expected_runs(
+            scheduled,
+            {"approval-watchdog/upkeep": timedelta(minutes=settings.watchdog_minutes)},
+            utcnow(),
+        )
+        threading.Thread(
+            target=watch_scheduled_runs,
+            args=(expected, settings.serve_check_seconds, _say, _shout),
+            name="schedule-check",
+            daemon=True,
+        ).start()
     serve_all(deps)
+
+
+def _say(message: str) -> None:
+    out.print(message, markup=False)
+
+
+def _shout(message: str) -> None:
+    err.print(f"[bold red]{escape(message)}[/]")
 
 
 @app.command("deploy")
@@ -730,13 +877,13 @@ def plan_cmd(
             fail(str(exc))
     html, ics = write_plan_files(plan, settings)
     for title, count in sorted(plan_summary(plan).items()):
-        out.print(f"{title}: {count}")
+        out.print(f"{title}: {count}", markup=False)
     moved = [i for i in plan.items if i.moved]
     skipped = [i for i in plan.items if i.skipped]
     if moved or skipped:
         out.print(f"blackouts: {len(moved)} moved, {len(skipped)} skipped")
-    out.print(f"plan: {html}")
-    out.print(f"calendar: {ics}")
+    out.print(f"plan: {html}", markup=False)
+    out.print(f"calendar: {ics}", markup=False)
 
 
 # --- demo -------------------------------------------------------------------------------------
@@ -766,7 +913,7 @@ def main() -> Any:
     try:
         return app()
     except SettingsError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {exc}", markup=False)
         sys.exit(2)
 
 

@@ -33,8 +33,15 @@ def api_healthy(api_url: str, timeout: float = 2.0) -> bool:
 class LocalPrefectServer:
     """``prefect server start`` on 127.0.0.1:<free port> with its own home under ``home``."""
 
-    def __init__(self, home: Path, port: int | None = None, startup_timeout: float = 90.0):
+    def __init__(
+        self,
+        home: Path,
+        port: int | None = None,
+        startup_timeout: float = 90.0,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.home = home
+        self.extra_env = extra_env or {}
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,6 +67,7 @@ class LocalPrefectServer:
             }
         )
         env.pop("PREFECT_API_URL", None)
+        env.update(self.extra_env)
         return env
 
     def start(self) -> LocalPrefectServer:

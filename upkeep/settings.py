@@ -35,6 +35,9 @@ class SshSettings(BaseSettings):
     connect_timeout: float = Field(10.0, gt=0)
     banner_timeout: float = Field(15.0, gt=0)
     auth_timeout: float = Field(15.0, gt=0)
+    channel_timeout: float = Field(15.0, gt=0)
+    """How long a logged-in host may take to open a channel, start a command or answer a
+    keepalive; past it the host is taken as not answering and the connection is closed."""
     command_timeout: float = Field(60.0, gt=0)
     retries: int = Field(2, ge=0, le=10)
     retry_backoff: float = Field(1.0, ge=0)
@@ -76,6 +79,9 @@ class Settings(BaseSettings):
     """How often a paused flow asks the Prefect API whether it was resumed."""
     watchdog_minutes: int = Field(5, ge=1, le=1440)
     """How often the served approval watchdog checks for gates to escalate or expire."""
+    serve_check_seconds: int = Field(180, ge=0, le=3600)
+    """How long ``upkeep serve`` waits for the Prefect server to schedule runs of what it
+    serves before it says loudly that the server's scheduler is not working (0: no check)."""
     approval_timeout_hours: float = Field(72, gt=0)
     """How long a gate waits for a decision before the run fails."""
     ssh: SshSettings = Field(default_factory=SshSettings)
