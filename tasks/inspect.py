@@ -33,7 +33,8 @@ from upkeep.settings import Settings, get_settings
 RECOMMEND_UNREACHABLE = {
     "dns": "Check the host's address in the inventory and the DNS record.",
     "refused": "Check that sshd runs on the host and the port in the inventory is right.",
-    "timeout": "Check that the host is up and that no firewall drops the connection.",
+    "timeout": "Check that the host is up and not hung or overloaded, and that no firewall "
+    "drops the connection.",
     "auth": "Check that the inspection key is in the user's authorized_keys.",
     "host_key_unknown": "Verify the fingerprint with the customer, then `upkeep hosts trust`.",
     "host_key_changed": "Find out why the key changed before trusting it: it may be an attack.",

@@ -18,9 +18,18 @@ the default ``~/.ssh/id_*`` keys are tried (paramiko ``allow_agent``/``look_for_
 Passphrase-protected key files are not supported (use the agent for those).
 
 Every failure is an :class:`SshError` with ``host``, ``kind`` and ``transient``. Transient
-connect failures (refused, timeout, reset, banner) are retried with jittered exponential
-backoff; authentication and host-key failures never are. Commands are not retried: the
-caller knows whether a command is safe to repeat.
+connect failures (refused, timeout, reset) are retried with jittered exponential backoff;
+authentication and host-key failures never are. Commands are not retried: the caller knows
+whether a command is safe to repeat.
+
+Every wait on a host is bounded by :class:`SshSettings` (see :func:`connect_bound` and
+:func:`command_bound`): the TCP connect, the handshake (banner, key exchange, login), each
+request to a logged-in host (open a channel, start a command, a keepalive) and each command's
+output. paramiko's channel requests wait without a timeout, so each is run under a
+:class:`_Watchdog` that closes the connection when its time is up: a host that stops answering
+after login is a ``timeout`` error, never a hang. Sessions opened inside :func:`session_group`
+are aborted together when the group's block is left by an exception (a flow stopped by
+SIGTERM), so the threads running them end at once with :class:`SessionAborted`.
 
 Neither command output nor key material is logged.
 """
@@ -37,8 +46,12 @@ import random
 import select
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+import weakref
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +71,29 @@ from tasks.checks.base import RawResult
 from upkeep.settings import SshSettings
 
 logger = logging.getLogger(__name__)
+
+
+class _QuietTransportLog(logging.Filter):
+    """Keep paramiko's transport thread from logging the failures it hands back to us.
+
+    The transport logs every exception of its thread at ERROR, its traceback one line per
+    record ("Exception (client): Error reading SSH protocol banner", "Traceback ..."). The same
+    failure reaches the caller as an :class:`SshError`, which is what gets reported; the copy
+    is kept only when someone turned paramiko's debug logging on, at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_TRANSPORT_LOGGER = logging.getLogger("paramiko.transport")
+if not any(isinstance(f, _QuietTransportLog) for f in _TRANSPORT_LOGGER.filters):
+    _TRANSPORT_LOGGER.addFilter(_QuietTransportLog())
 
 DEFAULT_PORT = 22
 MAX_BACKOFF = 60.0
@@ -118,6 +154,23 @@ class ConnectionRefused(SshError):
 class ConnectTimeout(SshError):
     kind = "timeout"
     default_transient = True
+
+
+class HostNotAnswering(SshError):
+    """A logged-in host stopped answering: a request got no reply within its bound.
+
+    The connection is closed by then. Same ``kind`` as a connect timeout: for the report, the
+    host did not answer."""
+
+    kind = "timeout"
+    default_transient = True
+
+
+class SessionAborted(Exception):
+    """The session's :func:`session_group` was aborted (its run is stopping).
+
+    Deliberately not an :class:`SshError`: it says nothing about the host, so no finding must
+    be recorded for it."""
 
 
 class AuthFailed(SshError):
@@ -407,7 +460,8 @@ def _socket_error(target: SshTarget, exc: OSError) -> SshError:
 
 
 def _open_socket(target: SshTarget, timeout: float) -> socket.socket:
-    """A TCP connection to the target, trying each resolved address in turn."""
+    """A TCP connection to the target, trying each resolved address in turn, all of them
+    within ``timeout`` seconds."""
     try:
         infos = socket.getaddrinfo(target.address, target.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -419,9 +473,14 @@ def _open_socket(target: SshTarget, timeout: float) -> socket.socket:
             transient=exc.errno == socket.EAI_AGAIN,
         ) from None
     last: OSError = OSError(errno.EHOSTUNREACH, "no usable address")
+    deadline = time.monotonic() + timeout
     for family, kind, proto, _, sockaddr in infos:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            last = TimeoutError(errno.ETIMEDOUT, "timed out")
+            break
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(timeout)
+        sock.settimeout(remaining)
         try:
             sock.connect(sockaddr)
         except OSError as exc:
@@ -447,6 +506,18 @@ def _ssh_error(target: SshTarget, exc: BaseException) -> SshError | None:
         return SshProtocolError(
             f"{target.where}: no common SSH algorithms ({exc})", transient=False, **ctx
         )
+    if isinstance(exc, SSHException) and str(exc).startswith("Error reading SSH protocol banner"):
+        # paramiko raises this inside ``except``: the cause is the timeout, or EOF (closed).
+        if isinstance(exc.__context__, TimeoutError):
+            return ConnectTimeout(
+                f"{target.where}: accepted the connection but sent no SSH banner "
+                "(a hung sshd, or not an SSH server)",
+                **ctx,
+            )
+        return SshProtocolError(f"{target.where}: connection closed before the SSH banner", **ctx)
+    if isinstance(exc, SSHException) and str(exc) == "No existing session":
+        # start_client gave up waiting for the key exchange (its timeout is connect_timeout).
+        return ConnectTimeout(f"{target.where}: the SSH key exchange did not finish", **ctx)
     if isinstance(exc, SSHException):
         return SshProtocolError(f"{target.where}: SSH handshake failed ({exc})", **ctx)
     if isinstance(exc, EOFError):
@@ -456,35 +527,112 @@ def _ssh_error(target: SshTarget, exc: BaseException) -> SshError | None:
     return None
 
 
+class _Watchdog:
+    """Call ``expire`` from a timer thread unless the ``with`` block ends within ``seconds``.
+
+    paramiko waits for some replies without a timeout (a channel's exec and subsystem
+    requests, a global request); ``expire`` closes the connection, which ends those waits with
+    an exception. ``fired`` tells the caller that this, not the host, ended the wait.
+    """
+
+    def __init__(self, seconds: float, expire: Callable[[], None]) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._expire = expire
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._expire()
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Wake every thread blocked on ``sock`` (paramiko's transport thread reads it)."""
+    with suppress(OSError):  # not connected, or already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def handshake_bound(settings: SshSettings) -> float:
+    """Longest one login may take once TCP is connected: banner, key exchange and login all
+    within ``banner_timeout + auth_timeout`` (a watchdog enforces it)."""
+    return settings.banner_timeout + settings.auth_timeout
+
+
+def connect_bound(settings: SshSettings) -> float:
+    """Longest :meth:`SshSession.connect` can take, retries and their delays included."""
+    attempt = settings.connect_timeout + handshake_bound(settings)
+    delays = sum(
+        min(MAX_BACKOFF, settings.retry_backoff * 2**i * 1.5) for i in range(settings.retries)
+    )
+    return (settings.retries + 1) * attempt + delays
+
+
+def command_bound(settings: SshSettings, timeout: float | None = None) -> float:
+    """Longest :meth:`SshSession.run` can take for a command limited to ``timeout`` (default
+    ``command_timeout``): the command itself, plus one ``channel_timeout`` to start it and
+    one for the keepalive that tells a slow command from a host that stopped answering."""
+    limit = settings.command_timeout if timeout is None else timeout
+    return max(limit, settings.channel_timeout) + settings.channel_timeout
+
+
 def _connect_once(
-    target: SshTarget, settings: SshSettings, creds: _Credentials, known_hosts: Path
+    target: SshTarget,
+    settings: SshSettings,
+    creds: _Credentials,
+    known_hosts: Path,
+    on_socket: Callable[[socket.socket | None], None] = lambda sock: None,
 ) -> paramiko.SSHClient:
+    """One connection attempt. ``on_socket`` is told the socket while the handshake runs (and
+    None after), so that :meth:`SshSession.abort` can wake it."""
     sock = _open_socket(target, settings.connect_timeout)
     client = paramiko.SSHClient()
     # HostKeys.load, not SSHClient.load_host_keys: the client must never write the file back.
     load_known_hosts(known_hosts, client.get_host_keys())
     client.set_missing_host_key_policy(_RefuseUnknownHostKey(target))
+    watchdog = _Watchdog(handshake_bound(settings), lambda: _shutdown(sock))
+    on_socket(sock)
     try:
-        client.connect(
-            target.address,
-            port=target.port,
-            username=target.user or settings.user,
-            pkey=creds.pkey,
-            sock=sock,
-            timeout=settings.connect_timeout,
-            banner_timeout=settings.banner_timeout,
-            auth_timeout=settings.auth_timeout,
-            channel_timeout=settings.connect_timeout,
-            allow_agent=creds.use_agent_and_defaults,
-            look_for_keys=creds.use_agent_and_defaults,
-        )
+        with watchdog:
+            client.connect(
+                target.address,
+                port=target.port,
+                username=target.user or settings.user,
+                pkey=creds.pkey,
+                sock=sock,
+                timeout=settings.connect_timeout,
+                banner_timeout=settings.banner_timeout,
+                auth_timeout=settings.auth_timeout,
+                channel_timeout=settings.channel_timeout,
+                allow_agent=creds.use_agent_and_defaults,
+                look_for_keys=creds.use_agent_and_defaults,
+            )
+        if watchdog.fired:
+            raise EOFError("handshake watchdog fired")
     except BaseException as exc:
         client.close()
         sock.close()
+        if watchdog.fired and not isinstance(exc, SshError):
+            raise ConnectTimeout(
+                f"{target.where}: no SSH login within {watchdog.seconds:g}s "
+                "(the host stopped answering during the handshake)",
+                host=target.name,
+                address=target.address,
+                port=target.port,
+            ) from None
         err = _ssh_error(target, exc)
         if err is None or err is exc:
             raise
         raise err from None
+    finally:
+        on_socket(None)
     return client
 
 
@@ -526,6 +674,62 @@ def call_with_retries(
 # -- sessions ----------------------------------------------------------------------------------
 
 
+class SessionGroup:
+    """The sessions opened while this group is current (see :func:`session_group`).
+
+    :meth:`abort` ends them all from any thread: each one's connection is closed and the
+    thread using it gets :class:`SessionAborted` at once, and sessions opened afterwards fail
+    the same way before they connect.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: weakref.WeakSet[SshSession] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.aborted = threading.Event()
+        self.reason = ""
+
+    def add(self, session: SshSession) -> None:
+        with self._lock:
+            self._sessions.add(session)
+        if self.aborted.is_set():
+            session.abort(self.reason)
+
+    def discard(self, session: SshSession) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def abort(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            self.aborted.set()
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.abort(reason)
+
+
+_GROUP: ContextVar[SessionGroup | None] = ContextVar("upkeep_ssh_session_group", default=None)
+
+
+@contextmanager
+def session_group() -> Iterator[SessionGroup]:
+    """Make a new :class:`SessionGroup` current for the block; abort it if the block raises.
+
+    The group is a context variable, so Prefect tasks submitted inside the block (which run
+    in a copy of the submitter's context) open their sessions in it. A flow stopped by SIGTERM
+    raises ``TerminationSignal`` in its main thread: leaving the block then ends every
+    session of the sweep, instead of waiting for each host's timeouts.
+    """
+    group = SessionGroup()
+    token = _GROUP.set(group)
+    try:
+        yield group
+    except BaseException as exc:
+        group.abort(f"the run is stopping ({type(exc).__name__})")
+        raise
+    finally:
+        _GROUP.reset(token)
+
+
 class SshSession:
     """One SSH connection to one host. Use as a context manager (connects on entry)."""
 
@@ -536,20 +740,54 @@ class SshSession:
         self.attempts = 0
         """Connection attempts made by the last :meth:`connect`."""
         self._client: paramiko.SSHClient | None = None
+        self._handshake_sock: socket.socket | None = None
+        self._aborted = threading.Event()
+        self._abort_reason = ""
+        self._group = _GROUP.get()
 
     @property
     def connected(self) -> bool:
         transport = self._client.get_transport() if self._client is not None else None
         return transport is not None and transport.is_active()
 
+    def abort(self, reason: str = "aborted") -> None:
+        """End this session from any thread: the thread using it gets :class:`SessionAborted`."""
+        self._abort_reason = reason
+        self._aborted.set()
+        sock = self._handshake_sock
+        if sock is not None:
+            _shutdown(sock)
+        client = self._client
+        transport = client.get_transport() if client is not None else None
+        if transport is not None:
+            transport.close()
+
+    def _check_aborted(self) -> None:
+        if self._aborted.is_set():
+            raise SessionAborted(f"{self.target.where}: {self._abort_reason}")
+
+    def _sleep(self, seconds: float) -> None:
+        """A retry delay that :meth:`abort` cuts short."""
+        if self._aborted.wait(seconds):
+            self._check_aborted()
+
+    def _on_socket(self, sock: socket.socket | None) -> None:
+        self._handshake_sock = sock
+        if sock is not None and self._aborted.is_set():
+            _shutdown(sock)
+
     def connect(self) -> SshSession:
         """Connect and authenticate, retrying transient failures; return ``self``.
 
         Raises an :class:`SshError` (with ``attempts`` set) once retries are exhausted, or at
-        once for DNS, authentication and host-key failures. No command has run by then.
+        once for DNS, authentication and host-key failures. No command has run by then. Takes
+        at most :func:`connect_bound` seconds.
         """
         if self._client is not None:
             return self
+        if self._group is not None:
+            self._group.add(self)
+        self._check_aborted()
         target, settings = self.target, self.settings
         creds = _credentials(target, settings)
         delays = backoff_delays(settings.retries, settings.retry_backoff, random.Random())
@@ -561,13 +799,24 @@ class SshSession:
 
         def attempt() -> paramiko.SSHClient:
             self.attempts += 1
-            return _connect_once(target, settings, creds, self.known_hosts)
+            try:
+                return _connect_once(target, settings, creds, self.known_hosts, self._on_socket)
+            except SshError:
+                self._check_aborted()
+                raise
 
-        self._client, self.attempts = call_with_retries(attempt, delays, on_retry=on_retry)
+        client, self.attempts = call_with_retries(
+            attempt, delays, sleep=self._sleep, on_retry=on_retry
+        )
+        self._client = client
+        if self._aborted.is_set():  # aborted between the handshake and here
+            self.close()
+            self._check_aborted()
         logger.debug("connected to %s as %s", target.where, target.user or settings.user)
         return self
 
     def _transport(self) -> paramiko.Transport:
+        self._check_aborted()
         transport = self._client.get_transport() if self._client is not None else None
         if transport is None or not transport.is_active():
             raise SshProtocolError(
@@ -578,6 +827,23 @@ class SshSession:
             )
         return transport
 
+    def _not_answering(self, what: str) -> HostNotAnswering:
+        return HostNotAnswering(
+            f"{self.target.where}: the host stopped answering ({what}); connection closed",
+            host=self.target.name,
+            address=self.target.address,
+            port=self.target.port,
+        )
+
+    def _answers(self, transport: paramiko.Transport) -> bool:
+        """Whether the host still answers a keepalive within ``channel_timeout``; if it does
+        not, the connection is closed."""
+        seconds = self.settings.channel_timeout
+        with _Watchdog(seconds, transport.close) as watchdog:
+            # OpenSSH answers an unknown global request with a failure: either reply will do.
+            transport.global_request("keepalive@openssh.com", wait=True)
+        return not watchdog.fired and transport.is_active()
+
     def run(
         self, command: str, timeout: float | None = None, stdin: bytes | None = None
     ) -> RawResult:
@@ -585,31 +851,55 @@ class SshSession:
 
         stdout and stderr are read together (large output on both cannot deadlock) and decoded
         as UTF-8 with replacement. ``timeout`` (default ``SshSettings.command_timeout``) bounds
-        the whole command: past it the command is sent SIGTERM (best effort, not for root
-        logins), the channel is closed and :class:`CommandTimeout` raised.
+        the whole command. Past it, a keepalive tells the two cases apart: a host that still
+        answers gets the command sent SIGTERM (best effort, not for root logins) and
+        :class:`CommandTimeout` raised; a host that does not answer is
+        :class:`HostNotAnswering`, as is one that does not open the channel or start the
+        command within ``channel_timeout``. At most :func:`command_bound` seconds.
         Exit code -1 means the command ended without an exit status (e.g. killed by a signal).
         ``stdin``, when given, is written to the command's standard input, which is then
         closed: the way to hand a command a secret without putting it on its command line.
         """
         limit = self.settings.command_timeout if timeout is None else timeout
+        channel_timeout = self.settings.channel_timeout
         transport = self._transport()
         started = datetime.now(UTC)
         deadline = time.monotonic() + limit
         chan: paramiko.Channel | None = None
+        starting = _Watchdog(channel_timeout, transport.close)
         try:
-            chan = transport.open_session(timeout=max(0.1, min(limit, self.settings.auth_timeout)))
-            chan.exec_command(command)
-            if stdin is not None:
-                chan.sendall(stdin)
-                chan.shutdown_write()
+            with starting:
+                chan = transport.open_session(timeout=channel_timeout)
+                chan.settimeout(channel_timeout)
+                chan.exec_command(command)
+                if stdin is not None:
+                    chan.sendall(stdin)
+                    chan.shutdown_write()
+            if starting.fired:
+                raise EOFError("the start watchdog fired")
             drained = _drain(chan, deadline)
             if drained is None:
+                if not self._answers(transport):
+                    raise self._not_answering(
+                        f"no output for {limit:g}s, then no answer to a keepalive within "
+                        f"{channel_timeout:g}s"
+                    )
                 _terminate_remote(chan)
                 raise CommandTimeout(self.target, command, limit)
             exit_code = chan.recv_exit_status()
             if exit_code == -1 and not transport.is_active():
                 raise EOFError("connection lost before the exit status")
         except (SSHException, EOFError, OSError) as exc:
+            self._check_aborted()
+            if starting.fired:
+                raise self._not_answering(
+                    f"a command was not started within {channel_timeout:g}s"
+                ) from None
+            if isinstance(exc, SSHException) and str(exc) == "Timeout opening channel.":
+                transport.close()
+                raise self._not_answering(
+                    f"no channel opened within {channel_timeout:g}s"
+                ) from None
             raise SshProtocolError(
                 f"{self.target.where}: connection failed while running a command "
                 f"({type(exc).__name__}: {exc})",
@@ -631,10 +921,30 @@ class SshSession:
         )
 
     def open_sftp(self) -> paramiko.SFTPClient:
-        """An SFTP client on this connection (same host key, same login); close it when done."""
-        self._transport()
+        """An SFTP client on this connection (same host key, same login); close it when done.
+
+        Opening it takes at most ``channel_timeout``; each of its reads then waits at most
+        ``command_timeout`` for the host (a stall raises ``TimeoutError``, an ``OSError``)."""
+        transport = self._transport()
         assert self._client is not None
-        return self._client.open_sftp()
+        watchdog = _Watchdog(self.settings.channel_timeout, transport.close)
+        try:
+            with watchdog:
+                sftp = self._client.open_sftp()
+            if watchdog.fired:
+                sftp.close()
+                raise EOFError("the start watchdog fired")
+        except (SSHException, EOFError, OSError):
+            self._check_aborted()
+            if watchdog.fired:
+                raise self._not_answering(
+                    f"SFTP not started within {watchdog.seconds:g}s"
+                ) from None
+            raise
+        channel = sftp.get_channel()
+        assert channel is not None
+        channel.settimeout(self.settings.command_timeout)
+        return sftp
 
     def run_checked(
         self, command: str, timeout: float | None = None, ok_exit_codes: Collection[int] = (0,)
@@ -651,6 +961,8 @@ class SshSession:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        if self._group is not None:
+            self._group.discard(self)
 
     def __enter__(self) -> SshSession:
         return self.connect()

@@ -6,6 +6,7 @@ import logging
 import socket
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -19,6 +20,7 @@ from tasks.ssh import (
     CommandFailed,
     CommandTimeout,
     ConnectionRefused,
+    ConnectTimeout,
     DnsError,
     SshProtocolError,
     SshSession,
@@ -287,7 +289,7 @@ def test_a_secret_that_is_not_a_key_fails_auth_without_leaking_it(
     assert "hunter2" not in str(failed.value)
 
 
-def test_a_server_that_never_sends_a_banner_is_a_retried_protocol_error(
+def test_a_server_that_never_sends_a_banner_is_a_retried_timeout(
     ssh_settings: SshSettings, tmp_path: Path
 ) -> None:
     with socket.socket() as silent:
@@ -296,7 +298,30 @@ def test_a_server_that_never_sends_a_banner_is_a_retried_protocol_error(
         target = SshTarget(name="mute", address="127.0.0.1", port=silent.getsockname()[1])
         settings = ssh_settings.model_copy(update={"banner_timeout": 0.3, "retries": 1})
         session = SshSession(target, settings, tmp_path / "known_hosts")
-        with pytest.raises(SshProtocolError) as failed:
+        with pytest.raises(ConnectTimeout) as failed:
             session.connect()
     assert session.attempts == 2 and failed.value.transient
-    assert "banner" in str(failed.value)
+    assert failed.value.kind == "timeout" and "banner" in str(failed.value)
+
+
+def test_a_server_that_closes_before_the_banner_is_a_protocol_error(
+    ssh_settings: SshSettings, tmp_path: Path
+) -> None:
+    with socket.socket() as closing:
+        closing.bind(("127.0.0.1", 0))
+        closing.listen(8)
+        target = SshTarget(name="slam", address="127.0.0.1", port=closing.getsockname()[1])
+        settings = ssh_settings.model_copy(update={"retries": 0})
+        session = SshSession(target, settings, tmp_path / "known_hosts")
+
+        def slam() -> None:
+            conn, _ = closing.accept()
+            conn.close()
+
+        slammer = threading.Thread(target=slam)
+        slammer.start()
+        with pytest.raises(SshProtocolError) as failed:
+            session.connect()
+        slammer.join()
+    assert failed.value.kind == "protocol"
+    assert "closed before the SSH banner" in str(failed.value)

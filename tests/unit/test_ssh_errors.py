@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import pickle
 import random
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from paramiko.ssh_exception import SSHException
 
 from tasks.checks.base import RawResult
 from tasks.ssh import (
@@ -22,18 +24,30 @@ from tasks.ssh import (
     ConnectionRefused,
     ConnectTimeout,
     DnsError,
+    HostNotAnswering,
+    SessionAborted,
     SshError,
     SshProtocolError,
+    SshSession,
     SshTarget,
     UnknownHostKey,
+    _QuietTransportLog,
+    _ssh_error,
     backoff_delays,
     call_with_retries,
+    command_bound,
+    connect_bound,
     fingerprint_sha256,
+    handshake_bound,
     known_hosts_entry,
     known_hosts_name,
     load_known_hosts,
+    session_group,
     trust_host_key,
 )
+from upkeep.settings import SshSettings
+
+BANNER_ERROR = "Error reading SSH protocol banner"
 
 # Two ed25519 public keys and what `ssh-keygen -lf` printed for them.
 KEY1_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEy2NHnHgVql0e5s/sOSjcZvJZtTRp3qo4yb3lzbfg9G"
@@ -224,3 +238,108 @@ def test_target_validation() -> None:
         SshTarget(name="a", address="a", key_file=Path("k"), key_secret="s")
     with pytest.raises(ValueError, match="port"):
         SshTarget(name="a", address="a", port=0)
+
+
+# -- hangs: bounds, kinds, quiet logs ----------------------------------------------------------
+
+
+def _raised_in_except(cause: BaseException, message: str) -> SSHException:
+    """An SSHException raised while handling ``cause``, as paramiko's banner reader does."""
+    try:
+        try:
+            raise cause
+        except BaseException:
+            raise SSHException(message) from None
+    except SSHException as exc:
+        return exc
+
+
+def test_no_banner_before_the_timeout_is_a_timeout_and_a_closed_socket_is_protocol() -> None:
+    silent = _ssh_error(TARGET, _raised_in_except(TimeoutError(), BANNER_ERROR))
+    assert isinstance(silent, ConnectTimeout) and silent.kind == "timeout" and silent.transient
+    assert "no SSH banner" in str(silent) and "web1 (10.0.0.5:2222)" in str(silent)
+    closed = _ssh_error(TARGET, _raised_in_except(EOFError(), BANNER_ERROR))
+    assert isinstance(closed, SshProtocolError) and closed.kind == "protocol"
+    assert "closed before the SSH banner" in str(closed)
+
+
+def test_an_unfinished_key_exchange_is_a_timeout() -> None:
+    err = _ssh_error(TARGET, SSHException("No existing session"))
+    assert isinstance(err, ConnectTimeout) and err.kind == "timeout"
+
+
+def test_host_not_answering_is_a_timeout_kind() -> None:
+    err = HostNotAnswering("stopped", host="web1")
+    assert (err.kind, err.transient) == ("timeout", True)
+    assert not issubclass(SessionAborted, SshError)  # an aborted run is no finding on the host
+
+
+SETTINGS = SshSettings(
+    connect_timeout=10,
+    banner_timeout=15,
+    auth_timeout=15,
+    channel_timeout=15,
+    command_timeout=60,
+    retries=2,
+    retry_backoff=1.0,
+)
+
+
+def test_connect_bound_is_every_attempt_plus_the_longest_retry_delays() -> None:
+    assert handshake_bound(SETTINGS) == 30
+    # 3 attempts x (10 TCP + 30 handshake) + delays of at most 1.5 and 3.0 s
+    assert connect_bound(SETTINGS) == 3 * 40 + 1.5 + 3.0
+    assert connect_bound(SETTINGS.model_copy(update={"retries": 0})) == 40
+    many = SETTINGS.model_copy(update={"retries": 10, "retry_backoff": 30.0})
+    assert connect_bound(many) == 11 * 40 + 45 + 9 * MAX_BACKOFF  # 30 x 1.5, then capped
+
+
+def test_the_retry_delays_never_exceed_what_connect_bound_counts() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        delays = backoff_delays(SETTINGS.retries, SETTINGS.retry_backoff, rng)
+        assert sum(delays) <= connect_bound(SETTINGS) - 3 * 40
+
+
+def test_command_bound_is_the_command_plus_starting_it_and_one_keepalive() -> None:
+    assert command_bound(SETTINGS) == 60 + 15
+    assert command_bound(SETTINGS, 120) == 120 + 15
+    assert command_bound(SETTINGS, 1) == 15 + 15  # a start takes up to channel_timeout anyway
+
+
+def _record(level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord("paramiko.transport", level, __file__, 1, msg, None, None)
+
+
+def test_paramiko_transport_errors_are_dropped_unless_paramiko_debugging_is_on() -> None:
+    quiet = _QuietTransportLog()
+    transport_log = logging.getLogger("paramiko.transport")
+    before = transport_log.level
+    try:
+        transport_log.setLevel(logging.WARNING)
+        assert not quiet.filter(_record(logging.ERROR, "Exception (client): banner"))
+        assert quiet.filter(_record(logging.WARNING, "Oops"))
+        transport_log.setLevel(logging.DEBUG)
+        kept = _record(logging.ERROR, "Traceback (most recent call last):")
+        assert quiet.filter(kept) and kept.levelno == logging.DEBUG
+    finally:
+        transport_log.setLevel(before)
+    assert any(isinstance(f, _QuietTransportLog) for f in transport_log.filters)
+
+
+def test_an_aborted_group_refuses_new_sessions_before_any_connection(tmp_path: Path) -> None:
+    with session_group() as group:
+        group.abort("the run is stopping")
+        session = SshSession(TARGET, SETTINGS, tmp_path / "known_hosts")
+        with pytest.raises(SessionAborted, match="the run is stopping"):
+            session.connect()
+    assert session.attempts == 0
+
+
+def test_leaving_the_group_by_an_exception_aborts_it() -> None:
+    with pytest.raises(KeyboardInterrupt), session_group() as group:
+        raise KeyboardInterrupt
+    assert group.aborted.is_set() and "KeyboardInterrupt" in group.reason
+    with session_group() as calm:
+        pass
+    assert not calm.aborted.is_set()
