@@ -36,6 +36,7 @@ from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
 from models import OutboxMessage, OutboxStatus, utcnow
+from tasks.markup import markdown_html, markdown_plain
 from tasks.reports import InspectionReport, template_env
 from upkeep.settings import SmtpSettings, TlsMode
 
@@ -84,6 +85,42 @@ def render_report_email(
     text = template_env(Path(templates_dir), html=False).get_template(TEXT_TEMPLATE)
     html = template_env(Path(templates_dir), html=True).get_template(HTML_TEMPLATE)
     return report_subject(report), text.render(**context), html.render(**context)
+
+
+BACKUP_TEXT_TEMPLATE = "email/backup_report.txt.j2"
+BACKUP_HTML_TEMPLATE = "email/backup_report.html.j2"
+
+
+def render_backup_email(
+    *,
+    templates_dir: str | Path,
+    contract_code: str,
+    run_id: int,
+    outcomes: Sequence[dict[str, Any]],
+    drill: bool,
+    report_name: str,
+) -> tuple[str, str, str]:
+    """(subject, text, html) of the mail about a backup verification or drill run.
+
+    ``outcomes`` are the per-source dicts of the flow (system, kind, outcome, fault, reason,
+    message). From ``email/backup_report.txt.j2`` and ``.html.j2`` (autoescaped,
+    ``StrictUndefined``); the subject names the contract, the run and how many failed.
+    """
+    what = "Disaster-recovery drill" if drill else "Backup verification"
+    bad = [o for o in outcomes if o.get("outcome") != "good"]
+    context: dict[str, Any] = {
+        "what": what,
+        "contract_code": contract_code,
+        "outcomes": [
+            {k: o.get(k) or "" for k in ("system", "kind", "outcome", "fault", "reason", "message")}
+            for o in outcomes
+        ],
+        "system_fault": any(o.get("fault") == "system" for o in bad),
+        "report_name": report_name,
+    }
+    text, html = _render_pair(templates_dir, BACKUP_TEXT_TEMPLATE, BACKUP_HTML_TEMPLATE, context)
+    verdict = f"{len(bad)} FAILED" if bad else "all backups restored"
+    return _one_line(f"[upkeep] {what} {contract_code} · run {run_id}: {verdict}"), text, html
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,6 +524,14 @@ def _shell_arg(value: str) -> str:
     return shlex.quote(value)
 
 
+def mail_subject(prefix: str, contract_code: str, subject: str, run_id: str | None) -> str:
+    """``[upkeep] Approval needed: ACME · inspection plan ACME 2026-Q4 (revision 2) · run
+    0a1b2c3d``: contract, what is asked (process, period, round) and the run, so two gates
+    of one contract are told apart in an inbox. One line, whatever the inventory holds."""
+    run = f" · run {run_id[:8]}" if run_id and _RUN_ID.fullmatch(run_id) else ""
+    return _one_line(f"[upkeep] {prefix}: {contract_code} · {subject}{run}")
+
+
 def _render_pair(
     templates_dir: str | Path, text_name: str, html_name: str, context: dict[str, Any]
 ) -> tuple[str, str]:
@@ -514,12 +559,15 @@ def render_approval_email(
     """(subject, text, html) of the mail asking ``person_name`` to decide a gate.
 
     ``role`` is ``"approver"`` or ``"backup approver"`` (the gate was escalated because nobody
-    decided in time). Both bodies show what is asked, the evidence (Markdown as is; in the HTML
-    part as escaped preformatted text, never rendered), who started the run, the deadline, the
-    link to the flow run, the code and how to answer in the UI or with ``upkeep approve`` /
-    ``upkeep reject``. The code is in the bodies only, never in the subject. ``flow_run_id``
-    defaults to the last segment of ``run_url``. From ``email/approval_request.txt.j2`` and
-    ``.html.j2``; the HTML is autoescaped, both use ``StrictUndefined``.
+    decided in time). Both bodies show what is asked, the evidence, who started the run, the
+    deadline, the link to the flow run, the code and how to answer in the UI or with
+    ``upkeep approve`` / ``upkeep reject``. The evidence is Markdown upkeep built (every name in
+    it escaped with ``md_escape``): the HTML part shows it rendered (tables as tables, raw HTML
+    as text, see :func:`tasks.markup.markdown_html`), the text part as Markdown with the
+    escapes dropped. The subject names the contract, what is asked and the run, never the
+    code. ``flow_run_id`` defaults to the last segment of ``run_url``. From
+    ``email/approval_request.txt.j2`` and ``.html.j2``; the HTML is autoescaped, both use
+    ``StrictUndefined``.
     """
     if role not in APPROVAL_ROLES:
         raise ValueError(f"role must be one of {', '.join(APPROVAL_ROLES)}, not {role!r}")
@@ -532,7 +580,8 @@ def render_approval_email(
         "gate": gate,
         "contract_code": contract_code,
         "subject": subject,
-        "evidence_markdown": evidence_markdown,
+        "evidence_text": markdown_plain(evidence_markdown),
+        "evidence_html": markdown_html(evidence_markdown),
         "run_url": run_url,
         "flow_run_id": run_id,
         "deadline_text": deadline_text,
@@ -544,8 +593,7 @@ def render_approval_email(
         templates_dir, APPROVAL_TEXT_TEMPLATE, APPROVAL_HTML_TEMPLATE, context
     )
     prefix = "Escalated approval" if escalated else "Approval needed"
-    mail_subject = _one_line(f"[upkeep] {prefix}: {contract_code} · {subject}")
-    return mail_subject, text, html
+    return mail_subject(prefix, contract_code, subject, run_id), text, html
 
 
 def render_gate_notice(
@@ -578,7 +626,7 @@ def render_gate_notice(
     }
     text, html = _render_pair(templates_dir, NOTICE_TEXT_TEMPLATE, NOTICE_HTML_TEMPLATE, context)
     prefix = "Approval expired" if kind == "expired" else "Approval escalated"
-    return _one_line(f"[upkeep] {prefix}: {contract_code} · {subject}"), text, html
+    return mail_subject(prefix, contract_code, subject, _run_id_from_url(run_url)), text, html
 
 
 def send_now(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pytest
 
+from flows.inspection import InspectionPlan, PlanHost, render_plan_markdown
 from tasks.codes import new_code
+from tasks.markup import md_escape
 from tasks.notify import DeliveryError, render_approval_email, render_gate_notice, send_now
 from tests.smtp_fixtures import (
     SENDER,
@@ -24,7 +27,9 @@ pytestmark = pytest.mark.e2e
 TEMPLATES = PROJECT_ROOT / "templates"
 RUN_ID = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 RUN_URL = f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}"
-EVIDENCE = "## Plan\n\n| host | checks |\n|---|---|\n| web-1 <script>alert('x')</script> | disk |\n"
+HOSTILE_HOST = "web-1 <script>alert('x')</script>"
+# Evidence is Markdown upkeep builds: every inventory value in it goes through md_escape.
+EVIDENCE = f"## Plan\n\n| host | checks |\n|---|---|\n| {md_escape(HOSTILE_HOST)} | disk |\n"
 
 
 def approval_mail(code: str, role: str = "approver") -> tuple[str, str, str]:
@@ -81,17 +86,22 @@ def test_send_now_delivers_the_approval_mail(smtp_server: SmtpServer) -> None:
     assert f'upkeep approve {RUN_ID} --as "Dana Owner" --code {code}' in text_part
     assert f"upkeep approve {RUN_ID} --as &#34;Dana Owner&#34; --code {code}" in html_part
     assert "upkeep reject" in text_part and "--comment" in text_part
-    # Markdown as is in the text part, escaped preformatted text in the HTML part.
-    assert "<script>alert('x')</script>" in text_part
-    assert "<script>" not in html_part
-    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html_part
-    assert "<pre" in html_part and "## Plan" in html_part
+    # The plan as Markdown (escapes dropped) in the text part, rendered in the HTML part,
+    # with the host name as text in a table cell.
+    assert "## Plan" in text_part and f"| {HOSTILE_HOST} | disk |" in text_part
+    assert "<script>" not in html_part and "## Plan" not in html_part
+    assert re.search(r"<h2[^>]*>Plan</h2>", html_part)
+    assert re.search(
+        r"<td[^>]*>web-1 &lt;script&gt;alert\('x'\)&lt;/script&gt;</td>\s*<td[^>]*>disk</td>",
+        html_part,
+    )
 
 
 def test_escalation_says_why_the_backup_gets_it() -> None:
     subject, text, html = approval_mail(new_code(), role="backup approver")
 
     assert subject.startswith("[upkeep] Escalated approval: ACME-1")
+    assert subject.endswith(f"· run {RUN_ID[:8]}")
     assert "escalated to you as backup approver because nobody decided in time" in text
     assert "escalated to you as backup approver</strong> because nobody decided in time" in html
 
@@ -279,3 +289,85 @@ def test_an_unknown_notice_kind_is_refused() -> None:
             detail="",
             recipients_role="approver",
         )
+
+
+XSS_LINK = "<a href=https://evil.example>Mallory</a>"
+
+
+def hostile_plan() -> InspectionPlan:
+    return InspectionPlan(
+        contract="ACME-1",
+        contract_id=1,
+        contract_name="Acme *main* [contract](javascript:alert(1))",
+        customer="ACME & Söhne <GmbH>",
+        timezone="Europe/Berlin",
+        window="2025-Q1",
+        hosts=[
+            PlanHost(id=1, name="web-1", address="10.0.0.1", port=22, role="web", tags=["prod"]),
+            PlanHost(id=2, name=XSS_LINK, address="10.0.0.2", port=2222, role="db|primary"),
+        ],
+        checks=[("disk", "Disk space"), ("updates", "Pending updates")],
+        thresholds={},
+        approvers=[{"name": XSS_LINK, "email": "mallory@example.com"}],
+        requires_approval=True,
+        preflight={"web-1": "ok", XSS_LINK: "cannot log in: <b>auth</b> refused"},
+    )
+
+
+def test_the_plan_arrives_rendered_with_every_name_escaped(smtp_server: SmtpServer) -> None:
+    """The real plan renderer, the real mail renderer, a real SMTP server: the HTML part
+    shows the plan as a table and every hostile name as text."""
+    code = new_code()
+    plan = hostile_plan()
+    mail = render_approval_email(
+        templates_dir=TEMPLATES,
+        person_name=XSS_LINK,
+        role="approver",
+        gate="inspection-plan",
+        contract_code=plan.contract,
+        subject="health inspection plan ACME-1 2025-Q1 (revision 1)",
+        evidence_markdown=render_plan_markdown(plan),
+        run_url=RUN_URL,
+        deadline_text="2025-01-18 10:00 CET (Europe/Berlin)",
+        code=code,
+        requested_by="<i>Eve</i>",
+    )
+
+    send(smtp_server, ["mallory@example.com"], mail)
+
+    (received,) = smtp_server.handler.wait_for(1)
+    message = received.message()
+    assert message["Subject"] == (
+        "[upkeep] Approval needed: ACME-1 · health inspection plan ACME-1 2025-Q1 "
+        f"(revision 1) · run {RUN_ID[:8]}"
+    )
+    html_part = message.get_body(preferencelist=("html",))
+    plain = message.get_body(preferencelist=("plain",))
+    assert html_part is not None and plain is not None
+    html, text = html_part.get_content(), plain.get_content()
+    # Rendered: a heading, the facts as a list, the hosts as a table with one row each.
+    assert re.search(r"<h3[^>]*>Health inspection plan · ACME &amp; Söhne &lt;GmbH&gt;", html)
+    assert "<li><strong>Window:</strong> 2025-Q1 (Europe/Berlin)</li>" in html
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in rows]
+    cells = [c for c in cells if len(c) == 5]
+    assert cells == [
+        ["web-1", "10.0.0.1:22", "web", "prod", "ok"],
+        [
+            "&lt;a href=https://evil.example&gt;Mallory&lt;/a&gt;",
+            "10.0.0.2:2222",
+            "db|primary",
+            "",
+            "cannot log in: &lt;b&gt;auth&lt;/b&gt; refused",
+        ],
+    ]
+    # No name became markup: not a link, not bold, not italic, not a script.
+    assert "<a href=https://evil" not in html and 'href="https://evil' not in html
+    assert 'href="javascript' not in html and "<em>" not in html and "<b>" not in html
+    assert "<i>" not in html and "&lt;i&gt;Eve&lt;/i&gt;" in html
+    assert "Hello &lt;a href=https://evil.example&gt;Mallory&lt;/a&gt;," in html
+    assert "Acme *main* [contract](javascript:alert(1))" in html  # shown, not rendered
+    # The text part reads as typed.
+    assert f"Hello {XSS_LINK}," in text
+    assert f"| {XSS_LINK} | 10.0.0.2:2222 | db|primary |" in text
+    assert code in html and code in text
