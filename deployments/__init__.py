@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models import Contract
+from tasks.markup import md_escape
 
 ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
 NO_FLOW_YET = ("patch_advisory",)
@@ -112,8 +113,9 @@ def specs_for(contract: Contract) -> list[DeploymentSpec]:
                 parameters={"params": params},
                 cadence=cadence,
                 tags=["upkeep", f"contract:{contract.code}", f"process:{process}"],
-                description=f"{TITLES[process]} of {contract.name}"
-                + (f" ({cadence})" if isinstance(cadence, str) else ""),
+                # The UI renders a deployment's description as Markdown.
+                description=f"{TITLES[process]} of {md_escape(contract.name)}"
+                + (f" ({md_escape(cadence)})" if isinstance(cadence, str) else ""),
             )
         )
     return out

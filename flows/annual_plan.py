@@ -27,8 +27,9 @@ from deployments.calendar import (
     plan_items,
     render_annual_plan_html,
 )
+from tasks.markup import md_escape
 from tasks.records import get_contract, get_customer
-from tasks.reports import write_atomic
+from tasks.reports import link_target, write_atomic
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings, get_settings
 
@@ -185,12 +186,12 @@ def send_annual_plan(params: AnnualPlanParams) -> AnnualPlanOutcome | State[Any]
     year = params.year or datetime.now(ZoneInfo(tz)).year
     html, ics, planned = write_annual_plan(params.contract, year)
     lines = [
-        f"## Service plan {year} · {params.contract}",
+        f"## Service plan {year} · {md_escape(params.contract)}",
         "",
-        f"[HTML]({Path(html).as_uri()}) · [iCalendar]({Path(ics).as_uri()})",
+        f"[HTML]({link_target(Path(html))}) · [iCalendar]({link_target(Path(ics))})",
         "",
     ]
-    lines += [f"- {title}: {n}" for title, n in sorted(planned.items())]
+    lines += [f"- {md_escape(title)}: {n}" for title, n in sorted(planned.items())]
     create_markdown_artifact(
         markdown="\n".join(lines),
         key=f"annual-plan-{params.contract.lower()}".replace("_", "-").replace(".", "-"),

@@ -186,7 +186,7 @@ def write_backup_report(run_id: int, outcomes: list[dict[str, Any]], drill: bool
     create_markdown_artifact(
         markdown="\n".join(lines),
         key=f"{kind}-{code.lower()}".replace("_", "-").replace(".", "-"),
-        description=f"{kind} of {code}",
+        description=f"{kind} of {md_escape(code)}",
     )
     return str(path)
 
