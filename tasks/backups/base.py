@@ -41,6 +41,7 @@ Reason = Literal[
     "corrupt",
     "checksum_mismatch",
     "missing_file",
+    "unlisted_file",
     "size_mismatch",
     "empty",
     "missing_manifest",
@@ -98,8 +99,8 @@ class UnsafeTarget(ValueError):
 class VerificationResult:
     """A backup that restored and passed every check.
 
-    ``checks`` may hold lines with ``ok=False``: observations that do not fail the restore
-    (e.g. files in the archive the manifest does not list); :attr:`warnings` lists them.
+    ``checks`` may hold lines with ``ok=False``: observations that do not fail the restore;
+    :attr:`warnings` lists them.
     """
 
     kind: BackupKind
@@ -404,7 +405,7 @@ def manifest_checks(
 ) -> list[CheckResult]:
     """The three manifest lines of a file restore: ``listed`` manifest entries, of which
     ``missing`` were not restored and ``mismatched`` differ; ``unlisted`` restored files (names,
-    or only their number) that the manifest does not name, a warning."""
+    or only their number) that the manifest does not name."""
     extra = unlisted if isinstance(unlisted, int) else len(unlisted)
     return [
         CheckResult(
@@ -431,13 +432,22 @@ def raise_for_files(
     checks: list[CheckResult],
     missing: Sequence[str],
     mismatched: Sequence[str],
+    unlisted: Sequence[str],
     absent: Sequence[str],
 ) -> None:
     """The verdict of a file restore, in this order: manifest files not restored, files that
-    differ from the manifest, contract-expected files missing (each backup/…)."""
+    differ from the manifest, files in the archive that the manifest does not list (nothing
+    vouches for their content: the archive or the manifest was altered or cut), contract-
+    expected files missing (each backup/…)."""
     for names, reason, message in (
         (missing, "missing_file", f"{len(missing)} manifest files not in the archive"),
         (mismatched, "checksum_mismatch", f"{len(mismatched)} files differ from the manifest"),
+        (
+            unlisted,
+            "unlisted_file",
+            f"{len(unlisted)} files in the archive are not in the manifest"
+            + name_list(unlisted, 5),
+        ),
         (absent, "missing_file", f"expected files missing: {', '.join(absent[:5])}"),
     ):
         if names:

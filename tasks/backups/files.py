@@ -249,6 +249,10 @@ def _write_archive(source: Path, target: Path, compress: bool) -> dict[str, str]
                 if stat.S_ISREG(st.st_mode):
                     with path.open("rb") as f:
                         info = tar.gettarinfo(arcname=rel, fileobj=f)
+                        # every name carries its own bytes, also a second name of a hard-linked
+                        # file (a link member has none, and its manifest line no checksum).
+                        info.type, info.linkname = tarfile.REGTYPE, ""
+                        info.size = os.fstat(f.fileno()).st_size
                         reader = _HashingReader(f)
                         tar.addfile(info, reader)  # type: ignore[arg-type]
                     entries[rel] = reader.h.hexdigest()
@@ -378,19 +382,21 @@ def _extract(archive: Path, target: Path) -> list[CheckResult]:
 
 
 def _manifest_checks(
-    root: Path, manifest: dict[str, str], archived: set[str]
-) -> tuple[list[CheckResult], list[str], list[str]]:
-    """Hash every restored file the manifest names. Returns (checks, missing, mismatched)."""
+    root: Path, manifest: dict[str, str], archived: set[str], linked: set[str]
+) -> tuple[list[CheckResult], list[str], list[str], list[str]]:
+    """Hash every restored file the manifest names. ``archived`` are the archive's regular
+    files, ``linked`` its hard links (their bytes are those of a regular member). Returns
+    (checks, missing, mismatched, unlisted)."""
     missing, mismatched = [], []
     for rel, digest in sorted(manifest.items()):
         path = root / rel
-        if rel not in archived or not path.is_file():
+        if rel not in archived | linked or not path.is_file():
             missing.append(rel)
         elif sha256_file(path) != digest:
             mismatched.append(rel)
     unlisted = sorted(archived - manifest.keys())
     checks = manifest_checks(len(manifest), missing, mismatched, unlisted)
-    return checks, missing, mismatched
+    return checks, missing, mismatched, unlisted
 
 
 def verify(
@@ -404,17 +410,17 @@ def verify(
     """Restore ``archive`` into a scratch directory under ``scratch_parent`` and check it.
 
     Passes when the archive reads to its end, every manifest entry was restored with its
-    SHA-256, and every ``expected`` path (relative to the archive root) exists. Raises
-    VerificationError: backup/missing_manifest, empty, truncated, corrupt, missing_file,
-    checksum_mismatch; system/no_space (checked before extracting, and on ENOSPC). Files in
-    the archive that the manifest does not list are a warning (``ok=False`` check), not a
-    failure. Each of ``commands`` (argv lists) runs in the restored tree and must exit 0, else
+    SHA-256, every file in the archive is in the manifest, and every ``expected`` path
+    (relative to the archive root) exists. Raises VerificationError: backup/missing_manifest,
+    empty, truncated, corrupt, missing_file, checksum_mismatch, unlisted_file; system/no_space
+    (checked before extracting, and on ENOSPC); system/no_backup (no such file). Each of
+    ``commands`` (argv lists) runs in the restored tree and must exit 0, else
     backup/check_failed. The scratch directory is gone when this returns or raises.
     ``source_dir``, when given, must not overlap ``scratch_parent``.
     """
     started = time.monotonic()
     if not archive.is_file():
-        raise VerificationError("backup", "no_backup", f"{archive} does not exist")
+        raise VerificationError("system", "no_backup", f"{archive} does not exist")
     manifest_path = manifest_for(archive)
     if not manifest_path.is_file():
         raise VerificationError(
@@ -437,6 +443,7 @@ def verify(
 
     listing = _list_archive(archive)
     files = {m.name.removeprefix("./") for m in listing.members if m.isfile()}
+    linked = {m.name.removeprefix("./") for m in listing.members if m.islnk()}
     if not files:
         raise VerificationError(
             "backup",
@@ -453,7 +460,7 @@ def verify(
     free_space_ok(scratch_parent, listing.total_size)
     with Scratch(scratch_parent, source=source_dir) as root:
         checks += _extract(archive, root)
-        restored, missing, mismatched = _manifest_checks(root, manifest, files)
+        restored, missing, mismatched, unlisted = _manifest_checks(root, manifest, files, linked)
         checks += restored
         checks += expected_checks(root, expected)
         ran = command_checks(commands, cwd=root)
@@ -464,7 +471,7 @@ def verify(
         for c in checks
         if c.name.startswith("expected ") and not c.ok
     ]
-    raise_for_files(checks, missing, mismatched, absent)
+    raise_for_files(checks, missing, mismatched, unlisted, absent)
     raise_for_commands(ran, checks)
     parsed = parse_backup_name(archive.name)
     taken_at = parsed[1] if parsed else datetime.fromtimestamp(archive.stat().st_mtime, UTC)

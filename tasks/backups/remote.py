@@ -76,7 +76,9 @@ def files_backup_command(source: str, dest: str, stem: str, *, compress: bool = 
     """A tar archive of ``source`` as ``dest/stem.tar[.gz]`` with its ``.sha256`` manifest.
 
     Both files are written as ``.partial`` and renamed (manifest first) when complete, as a
-    local backup is; a failed run leaves nothing behind. GNU tar's exit 1 ("file changed as
+    local backup is; a failed run leaves nothing behind. Hard links are archived as files
+    (``--hard-dereference``): ``--to-command`` skips link members, and every name in the
+    archive must have its manifest line. GNU tar's exit 1 ("file changed as
     we read it") is accepted: the manifest is computed from the archive itself.
     """
     ext = ".tar.gz" if compress else ".tar"
@@ -95,7 +97,7 @@ def files_backup_command(source: str, dest: str, stem: str, *, compress: bool = 
             f'for f in "$arc" "$man"; do [ ! -e "$f" ] || {{ echo "upkeep: $f exists" >&2; '
             f"exit {EXIT_EXISTS}; }}; done",
             'trap \'rm -f -- "$arc.partial" "$man.partial"\' EXIT',
-            f'tar --format=pax -C "$src" -c{z}f "$arc.partial" .; rc=$?',
+            f'tar --format=pax --hard-dereference -C "$src" -c{z}f "$arc.partial" .; rc=$?',
             '[ "$rc" -le 1 ] || exit "$rc"',
             f'tar -x{z}f "$arc.partial" --to-command=\'h=$(sha256sum) || exit 1; '
             'printf "%s  %s\\n" "${h%% *}" "$TAR_FILENAME"\' > "$man.partial" || exit 1',
@@ -213,7 +215,7 @@ class BackupHost:
         size = self.size(remote)
         if size is None:
             raise VerificationError(
-                "backup", "no_backup", f"{self.name}:{remote} does not exist", evidence=remote
+                "system", "no_backup", f"{self.name}:{remote} does not exist", evidence=remote
             )
         free_space_ok(local.parent, size)
         try:
@@ -356,6 +358,18 @@ def fetch_file(host: BackupHost, remote: str, staging: Path) -> Path:
 # --- restoring on a scratch host ------------------------------------------------------------
 
 EXIT_NO_ARCHIVE = 66
+# Files in the restored tree that the manifest does not name, as "@@unlisted <path>" lines.
+# A second name of a listed file (a hard link in the archive) is vouched for by its inode.
+_UNLISTED_AWK = "\n".join(
+    [
+        r'FILENAME == ARGV[1] { sub(/^\\?[0-9a-fA-F]+ [ *]/, ""); sub(/^\.\//, "");',
+        "  listed[$0] = 1; next }",
+        '{ i = $1; sub(/^[0-9]+ /, ""); n++; name[n] = $0; ino[n] = i;',
+        "  if ($0 in listed) ok[i] = 1 }",
+        "END { for (k = 1; k <= n; k++)",
+        '  if (!(name[k] in listed) && !(ino[k] in ok)) print "@@unlisted " name[k] }',
+    ]
+)
 EXIT_NO_MANIFEST = 67
 EXIT_EXTRACT_FAILED = 74
 EXIT_NO_SPACE = 75
@@ -427,6 +441,8 @@ def files_verify_command(
             "-printf '%s\\n' | awk '{ s += $1 } END { printf \"%d\", s }')\"",
             "echo @@extracted",
             '(cd "$dir/root" && LC_ALL=C sha256sum -c -- "$man" 2>/dev/null); echo "@@sha-exit $?"',
+            '(cd "$dir/root" && find . -type f -printf \'%i %P\\n\') > "$dir/found" || exit 1',
+            f'LC_ALL=C awk \'{_UNLISTED_AWK}\' "$man" "$dir/found"',
             *checks,
         ]
     )
@@ -447,10 +463,12 @@ class RemoteRestore:
     missing: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)
 
 
 def parse_verify_output(stdout: str) -> RemoteRestore:
-    """Read the ``@@`` lines and ``sha256sum -c`` verdicts (``name: OK``, ``name: FAILED``,
+    """Read the ``@@`` lines (``@@unlisted``: a file the manifest does not name) and
+    ``sha256sum -c`` verdicts (``name: OK``, ``name: FAILED``,
     ``name: FAILED open or read``) of one remote restore."""
     out = RemoteRestore()
     for line in stdout.splitlines():
@@ -471,6 +489,8 @@ def parse_verify_output(stdout: str) -> RemoteRestore:
                 out.present.append(value)
             elif key == "absent":
                 out.absent.append(value)
+            elif key == "unlisted":
+                out.unlisted.append(value)
             continue
         for suffix, bucket in (
             (": FAILED open or read", out.missing),
@@ -507,16 +527,14 @@ def judge_restore(
         CheckResult(
             "archive readable", True, f"{restored.files} files, {restored.total_size} bytes"
         ),
-        *manifest_checks(
-            listed, restored.missing, restored.mismatched, max(0, restored.files - listed)
-        ),
+        *manifest_checks(listed, restored.missing, restored.mismatched, restored.unlisted),
     ]
     absent = [p for p in expected if p not in restored.present]
     checks += [
         CheckResult(f"expected {p}", p not in absent, "missing" if p in absent else "present")
         for p in expected
     ]
-    raise_for_files(checks, restored.missing, restored.mismatched, absent)
+    raise_for_files(checks, restored.missing, restored.mismatched, restored.unlisted, absent)
     return checks
 
 
@@ -537,7 +555,7 @@ def _upload(src: BackupHost, dst: BackupHost, remote: str, target: str) -> None:
             dst.sftp().putfo(cast(IO[bytes], f), target, confirm=True)
     except FileNotFoundError as exc:
         raise VerificationError(
-            "backup", "no_backup", f"{src.name}:{remote} does not exist", evidence=remote
+            "system", "no_backup", f"{src.name}:{remote} does not exist", evidence=remote
         ) from exc
     except (OSError, paramiko.SSHException) as exc:
         if is_no_space(exc):

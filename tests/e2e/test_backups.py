@@ -107,6 +107,37 @@ def test_manifest_entry_missing_from_archive(files_backup: Path, scratch_parent:
     assert "etc/shadow" in err.evidence
 
 
+def test_a_file_the_manifest_does_not_list_is_a_backup_fault(
+    source_tree: Path, tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+
+    archive = files.take_backup(source_tree, tmp_path / "b", "plain", compress=False)
+    with tarfile.open(archive, "a") as tar:  # slipped in after the manifest was written
+        extra = b"#!/bin/sh\necho surprise\n"
+        info = tarfile.TarInfo("etc/cron.d/extra")
+        info.size = len(extra)
+        tar.addfile(info, io.BytesIO(extra))
+    scratch = tmp_path / "scratch"
+    err = _verify_fails(files.verify, archive, scratch)
+    assert (err.fault, err.reason) == ("backup", "unlisted_file")
+    assert "etc/cron.d/extra" in err.message and "etc/cron.d/extra" in err.evidence
+    assert any(c.name == "files not in manifest" and not c.ok for c in err.checks)
+    assert list(scratch.iterdir()) == []
+
+
+def test_hard_linked_files_are_backed_up_with_their_bytes(
+    source_tree: Path, tmp_path: Path
+) -> None:
+    (source_tree / "etc" / "hostname.bak").hardlink_to(source_tree / "etc" / "hostname")
+    archive = files.take_backup(source_tree, tmp_path / "b", "linked")
+    manifest = files.parse_manifest(files.manifest_for(archive).read_text())
+    assert manifest["etc/hostname.bak"] == manifest["etc/hostname"]
+    result = files.verify(archive, tmp_path / "scratch", expected=["etc/hostname.bak"])
+    assert all(c.ok for c in result.checks)
+
+
 def test_expected_file_missing(files_backup: Path, scratch_parent: Path) -> None:
     err = _verify_fails(files.verify, files_backup, scratch_parent, expected=["etc/passwd"])
     assert (err.fault, err.reason) == ("backup", "missing_file")

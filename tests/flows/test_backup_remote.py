@@ -309,6 +309,7 @@ def test_a_backup_restored_on_a_scratch_host(engine, flow_env, on_hosts, shop, s
         ("truncate", "backup", {"truncated"}),
         ("manifest", "backup", {"missing_manifest"}),
         ("entry", "backup", {"missing_file"}),
+        ("unlisted", "backup", {"unlisted_file"}),
     ],
 )
 def test_a_damaged_backup_restored_on_a_host_names_the_cause(
@@ -325,13 +326,28 @@ def test_a_damaged_backup_restored_on_a_host_names_the_cause(
         archive.write_bytes(data[: len(data) // 2])
     elif damage == "manifest":
         manifest.unlink()
-    else:
+    elif damage == "entry":
         manifest.write_text(manifest.read_text() + f"{'0' * 64}  ./etc/gone.conf\n")
+    else:  # the archive holds data.csv, the manifest no longer vouches for it
+        lines = manifest.read_text().splitlines(keepends=True)
+        manifest.write_text("".join(x for x in lines if not x.endswith("./data.csv\n")))
     on_hosts(on_host_source(shop, validity_hours=1000))
     (result,) = run().sources
     assert (result["outcome"], result["fault"]) == ("bad", fault), result
     assert result["reason"] in reasons, result
+    if damage == "unlisted":
+        assert "data.csv" in result["message"] and "not in the manifest" in result["message"]
     assert list(remote_scratch(shop).iterdir()) == []
+
+
+def test_hard_links_are_listed_and_restore_on_the_host(engine, flow_env, on_hosts, shop):
+    (shop["source"] / "data-link.csv").hardlink_to(shop["source"] / "data.csv")
+    on_hosts(on_host_source(shop))
+    (result,) = run().sources
+    assert result["outcome"] == "good", result
+    (manifest,) = shop["backups"].glob("*.sha256")
+    listed = {line.split("  ", 1)[1] for line in manifest.read_text().splitlines()}
+    assert {"./data.csv", "./data-link.csv"} <= listed
 
 
 def test_a_killed_runs_scratch_on_the_host_is_removed_by_the_next_run(

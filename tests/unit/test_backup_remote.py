@@ -154,6 +154,17 @@ def test_parse_a_remote_restore_with_a_mismatch_and_a_missing_file() -> None:
     assert not next(c for c in info.value.checks if c.name == "manifest checksums").ok
 
 
+def test_a_file_the_remote_manifest_does_not_list_is_a_backup_fault() -> None:
+    out = parse_verify_output((REMOTE / "verify-unlisted.out").read_text())
+    assert out.ok == ["etc/a", "linked", "b c"] and out.unlisted == ["extra"]
+    with pytest.raises(VerificationError) as info:
+        judge_restore(out, label="web1:/b/x.tar.gz", expected=[])
+    assert (info.value.fault, info.value.reason) == ("backup", "unlisted_file")
+    assert "extra" in info.value.message and info.value.evidence == "extra"
+    unlisted = next(c for c in info.value.checks if c.name == "files not in manifest")
+    assert not unlisted.ok and unlisted.detail == "1: extra"
+
+
 @pytest.mark.parametrize(
     ("stderr", "verdict"),
     [
