@@ -485,19 +485,23 @@ class ServiceReport:
 
     @property
     def figures(self) -> tuple[Figure, ...]:
-        """The headline numbers, each with the records it counts."""
+        """The headline numbers, each with the records it counts (in id order)."""
+
+        def refs(noun: str, ids: Iterable[int]) -> tuple[str, ...]:
+            return tuple(f"{noun} {i}" for i in sorted(ids))
+
         return (
-            Figure("runs", tuple(f"run {r.id}" for r in self.runs)),
-            Figure("runs not completed cleanly", tuple(f"run {r.id}" for r in self.runs_not_done)),
-            Figure("findings opened", tuple(f"finding {f.id}" for f in self.opened)),
-            Figure("findings resolved", tuple(f"finding {f.id}" for f in self.resolved)),
-            Figure("open at the end", tuple(f"finding {f.id}" for f in self.open_at_end)),
-            Figure("backup verifications", tuple(f"verification {b.id}" for b in self.backups)),
+            Figure("runs", refs("run", (r.id for r in self.runs))),
+            Figure("runs not completed cleanly", refs("run", (r.id for r in self.runs_not_done))),
+            Figure("findings opened", refs("finding", (f.id for f in self.opened))),
+            Figure("findings resolved", refs("finding", (f.id for f in self.resolved))),
+            Figure("open at the end", refs("finding", (f.id for f in self.open_at_end))),
+            Figure("backup verifications", refs("verification", (b.id for b in self.backups))),
             Figure(
                 "failed backup verifications",
-                tuple(f"verification {b.id}" for b in self.backups_failed),
+                refs("verification", (b.id for b in self.backups_failed)),
             ),
-            Figure("approval gates", tuple(f"gate {g.id}" for g in self.approvals.rows)),
+            Figure("approval gates", refs("gate", (g.id for g in self.approvals.rows))),
         )
 
     @property
@@ -936,7 +940,8 @@ def render_service_report_markdown(
     ]
     lines += [f"- {f.label.capitalize()}: {f.count} ({_refs(f.refs)})" for f in report.figures]
     lines.append(
-        f"- Approval gates: {a.escalations} escalated, {a.expiries} expired, {a.pending} pending"
+        f"- Of the approval gates: {a.escalations} escalated, {a.expiries} expired, "
+        f"{a.pending} pending"
     )
     if not report.backups:
         lines.append(f"- Backups: {NO_BACKUPS}")
@@ -1024,6 +1029,8 @@ def render_service_report_markdown(
         lines.append(NO_PLAN)
     if report.plan.blackouts:
         lines += ["", "Blackout days: " + md_escape("; ".join(report.plan.blackouts))]
+        if report.plan.policy:
+            lines += ["", md_escape(report.plan.policy)]
     if report.plan_note:
         lines += ["", f"_{md_escape(report.plan_note)}_"]
     return "\n".join(lines) + "\n"

@@ -24,7 +24,8 @@ from models import (
     OutboxMessage,
     RunStatus,
 )
-from tasks.service_report import NO_CADENCE_ENGINE, _cadence_engine
+from tasks.service_report import NO_PLAN
+from tests.service_report_fixtures import REFERENCE, TRUNCATED, UNREACHABLE, plant_bad_month
 from tests.smtp_fixtures import SmtpServer
 
 pytestmark = pytest.mark.flows
@@ -127,9 +128,7 @@ def test_monthly_report_is_saved_published_and_mailed(
     assert "disk | is &lt;bad&gt;" in html
     assert "No backup verification recorded" in html
     # The quarterly inspection runs in January: nothing is planned for December.
-    assert outcome.planned == 0 and "Nothing is scheduled for the next period." in html
-    if _cadence_engine() is None:
-        assert NO_CADENCE_ENGINE in html
+    assert outcome.planned == 0 and NO_PLAN in html
 
     from prefect.artifacts import Artifact
 
@@ -172,10 +171,10 @@ def test_mail_server_down_keeps_the_mail_and_completes(
     outcome = state.result()
     assert outcome.label == "2026-Q3" and outcome.runs == 0
     assert Path(outcome.report_path).name == "service-report-ACME-2026-Q3.html"
-    if _cadence_engine() is not None:
-        # "quarterly, first Tuesday, 02:00": 6 October 2026 in Q4.
-        assert outcome.planned == 1
-        assert "2026-10-06 02:00 CEST" in Path(outcome.report_path).read_text()
+    # "quarterly, first Tuesday, 02:00": 6 October 2026 in Q4.
+    assert outcome.planned == 1
+    html = Path(outcome.report_path).read_text()
+    assert "2026-10-06 02:00 CEST" in html and "quarterly, first Tuesday at 02:00" in html
     assert outcome.email is not None and outcome.email["failed"]
     with Session(engine) as s:
         (row,) = s.exec(select(OutboxMessage)).all()
@@ -192,3 +191,101 @@ def test_without_a_reference_date_reports_the_previous_month(engine: sa.Engine, 
     previous = (first - timedelta(days=1)).replace(day=1)
     assert (outcome.period_start, outcome.period_end) == (previous, first)
     assert outcome.email is None
+
+
+def test_a_bad_month_is_reported_as_it_was(
+    engine: sa.Engine, flow_env, smtp_server: SmtpServer
+) -> None:
+    """Failures planted as the flows record them come out of the flow's page, artifact and
+    mail; the plan is the deployments' cadences after the blackout, with the DST move."""
+    planted = plant_bad_month(engine, recipients=["it@acme.example"])
+    state = service_report(
+        ServiceReportParams(contract="ACME", reference_date=REFERENCE, email_report=True),
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    outcome = state.result()
+    assert outcome.label == "2027-02"
+    assert (outcome.runs, outcome.failed_runs) == (4, 4)
+    assert (outcome.backups_verified, outcome.backups_failed) == (2, 1)
+    assert outcome.findings_opened == 3 and outcome.planned == 5
+
+    html = Path(outcome.report_path).read_text()
+    assert "Every run of the period completed" not in html
+    assert "No backup verification recorded" not in html
+    assert (
+        f"backup of erp-db failed verification {planted.failed_verification}: "
+        "the backup is at fault (truncated)"
+    ) in html
+    assert TRUNCATED in html and "backups of erp-db" in html
+    assert f"host db1 could not be inspected: {UNREACHABLE}" in html
+    assert f"<td>{planted.failed_run}</td><td>Re-check of open findings</td>" in html
+    assert f"<td>{planted.crashed_run}</td><td>Ad-hoc sweep</td>" in html
+    assert "/var is 97% full" in html
+    assert "moved from 2027-03-07 02:30: blackout day (Trade fair)" in html
+    assert "2027-03-28 01:30 CET" in html and "when the clocks go forward" in html
+    assert "every Sunday at 02:30" in html and "30 2 * * 0" not in html
+
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get("service-report-acme")
+    assert artifact is not None
+    assert f"Failed backup verifications: 1 (verification {planted.failed_verification})" in str(
+        artifact.data
+    )
+
+    (mail,) = smtp_server.handler.wait_for(1)
+    assert "1 failed backup verification(s)" in str(mail.message()["Subject"])
+    body = mail.message().get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Backups verified:  2 (1 failed)" in text
+    assert "the backup is at fault (truncated)" in text
+
+
+def test_a_truncated_backup_verified_by_the_backup_flow_shows_in_the_report(
+    engine: sa.Engine, flow_env, tmp_path: Path
+) -> None:
+    """The production path: the backup flow finds a truncated archive (its run completes),
+    and the month's service report says that backup failed and the run did not go well."""
+    from zoneinfo import ZoneInfo
+
+    from flows.backup_verification import BackupParams, backup_verification
+    from tests.backup_fixtures import make_shop
+    from tests.flow_fixtures import inventory_text
+    from upkeep.inventory import apply_inventory, parse_inventory
+
+    shop = make_shop(tmp_path, tmp_path / "scratch")
+    shop["backups"].mkdir(parents=True)
+    (shop["backups"] / "shop-files-20261120T010000Z.tar.gz").write_bytes(b"\x1f\x8b\x08trunc")
+    source = {
+        "system": "shop-files",
+        "kind": "files",
+        "location": str(shop["backups"]),
+        "source": str(shop["source"]),
+        "scratch": str(shop["scratch"]),
+        "importance": "high",
+        "validity_hours": 100000,
+    }
+    with Session(engine) as s:
+        apply_inventory(s, parse_inventory(inventory_text([], backup_sources=[source])))
+        s.commit()
+    backup = backup_verification(BackupParams(contract="ACME"))
+    assert backup.sources[0]["outcome"] == "bad"
+
+    # Report on the month the backup run started in (Berlin time).
+    with Session(engine) as s:
+        run = s.get(InspectionRun, backup.run_id)
+        assert run is not None
+        started = run.started_at.astimezone(ZoneInfo("Europe/Berlin")).date()
+    next_month = (started.replace(day=1) + timedelta(days=32)).replace(day=1)
+    outcome = service_report(ServiceReportParams(contract="ACME", reference_date=next_month))
+    assert (outcome.backups_verified, outcome.backups_failed) == (1, 1)
+    assert outcome.failed_runs == 1
+    html = Path(outcome.report_path).read_text()
+    assert "No backup verification recorded" not in html
+    assert "Every run of the period completed" not in html
+    assert f"<td>{backup.run_id}</td><td>Backup-restore verification</td>" in html
+    assert "completed with failures" in html
+    assert "backup of shop-files failed verification" in html
+    assert "backups of shop-files" in html  # the backup finding, which has no host

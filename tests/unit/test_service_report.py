@@ -27,6 +27,7 @@ from models import (
 from tasks.records import RecordNotFound
 from tasks.service_report import (
     NO_BACKUPS,
+    NO_END,
     NO_PLAN,
     NextPeriodPlan,
     PlannedRun,
@@ -41,6 +42,15 @@ from tasks.service_report import (
     render_service_report_markdown,
     save_service_report,
     service_report_path,
+)
+from tests.service_report_fixtures import (
+    BLACKOUTS,
+    CADENCES,
+    FEBRUARY,
+    TRUNCATED,
+    UNREACHABLE,
+    Planted,
+    plant_bad_month,
 )
 from upkeep.settings import PROJECT_ROOT
 
@@ -553,3 +563,138 @@ def test_save_refuses_a_contract_code_that_is_not_a_name(tmp_path: Path) -> None
         save_service_report("x", report_dir=tmp_path, contract_code="..", label="2026")
     path = save_service_report("x", report_dir=tmp_path, contract_code="../evil", label="2026")
     assert path.resolve().is_relative_to(tmp_path.resolve())
+
+
+# --- a bad month, written as the flows write it -----------------------------------------------
+
+
+def bad_month(engine: sa.Engine) -> tuple[Planted, ServiceReport]:
+    from zoneinfo import ZoneInfo
+
+    planted = plant_bad_month(engine)
+    zone = ZoneInfo(BERLIN)
+    plan = next_period_plan(
+        cadences=CADENCES,
+        timezone=BERLIN,
+        start=local_midnight(date(2027, 3, 1), zone),
+        end=local_midnight(date(2027, 4, 1), zone),
+        blackouts=BLACKOUTS,
+    )
+    with Session(engine) as s:
+        report = build_service_report(
+            session=s,
+            contract_code="ACME",
+            kind="month",
+            start=FEBRUARY[0],
+            end=FEBRUARY[1],
+            plan=plan,
+            generated_at=datetime(2027, 3, 3, 6, tzinfo=UTC),
+        )
+    return planted, report
+
+
+def test_a_run_whose_backup_failed_did_not_complete_cleanly(engine: sa.Engine) -> None:
+    p, report = bad_month(engine)
+    verdicts = {r.id: (r.verdict, r.problems) for r in report.runs}
+    assert verdicts[p.backup_run] == (
+        "completed with failures",
+        (
+            f"backup of erp-db failed verification {p.failed_verification}: the backup is at "
+            "fault (truncated)",
+        ),
+    )
+    assert verdicts[p.inspection_run] == (
+        "completed with failures",
+        (f"host db1 could not be inspected: {UNREACHABLE}",),
+    )
+    assert verdicts[p.failed_run][0] == "failed"
+    assert verdicts[p.crashed_run] == ("not finished", (NO_END,))
+    assert [r.id for r in report.runs_not_done] == [
+        p.inspection_run,
+        p.backup_run,
+        p.failed_run,
+        p.crashed_run,
+    ]
+    tallies = {t.process: t for t in report.run_tallies}
+    assert tallies["Backup-restore verification"].with_failures == (p.backup_run,)
+    assert tallies["Ad-hoc sweep"].unfinished == (p.crashed_run,)
+    assert tallies["Re-check of open findings"].failed == (p.failed_run,)
+
+
+def test_backup_verifications_and_backup_findings_are_read_from_the_records(
+    engine: sa.Engine,
+) -> None:
+    p, report = bad_month(engine)
+    assert [(b.id, b.system, b.good, b.run_id) for b in report.backups] == [
+        (p.failed_verification, "erp-db", False, p.backup_run),
+        (p.good_verification, "fileserver", True, p.backup_run),
+    ]
+    assert report.backups_failed[0].verdict == "FAILED: the backup is at fault (truncated)"
+    assert report.unverified_sources == ("mail",)
+    backup = next(f for f in report.opened if f.id == p.backup_finding)
+    assert (backup.host, backup.where, backup.severity) == (None, "backups of erp-db", "critical")
+    assert backup.run_id == p.backup_run
+    assert [(f.where, f.check) for f in report.opened] == [
+        ("backups of erp-db", "backup"),
+        ("db1", "reachability"),
+        ("web1", "disk"),
+    ]
+    assert {t.host: t.open_at_end for t in report.by_host} == {
+        "backups of erp-db": 1,
+        "db1": 1,
+        "web1": 1,
+    }
+    assert [f.id for f in report.advice][0] in (p.backup_finding, p.disk_finding)
+
+
+def test_every_figure_lists_the_records_it_counts(engine: sa.Engine) -> None:
+    p, report = bad_month(engine)
+    figures = {f.label: f for f in report.figures}
+    assert figures["runs"].refs == tuple(
+        f"run {i}" for i in (p.inspection_run, p.backup_run, p.failed_run, p.crashed_run)
+    )
+    assert figures["runs not completed cleanly"].count == 4
+    assert figures["failed backup verifications"].refs == (f"verification {p.failed_verification}",)
+    assert figures["backup verifications"].count == 2
+    assert f"finding {p.backup_finding}" in figures["findings opened"].refs
+    assert f"finding {p.disk_finding}" in figures["open at the end"].refs
+    assert figures["approval gates"].refs == (f"gate {p.gate}",)
+    for figure in report.figures:
+        assert figure.count == len(figure.refs)
+
+
+def test_every_planted_failure_is_in_the_page_the_artifact_and_the_mail(engine: sa.Engine) -> None:
+    p, report = bad_month(engine)
+    html = render_service_report_html(report, TEMPLATES)
+    md = render_service_report_markdown(report)
+    _, text, mail_html = render_service_report_email(report, Path("/r/x.html"), TEMPLATES)
+    for page in (html, md, text):
+        assert f"backup of erp-db failed verification {p.failed_verification}" in page
+        assert "the backup is at fault (truncated)" in page
+        assert UNREACHABLE in page
+        assert "Every run of the period completed" not in page
+        assert NO_BACKUPS not in page and NO_BACKUPS.capitalize() not in page
+    assert "completed with failures" in mail_html and "truncated" in mail_html
+    # The page: the run's outcome, the verification, the backup finding, the dead sweep.
+    assert f"run {p.backup_run}" in html and f"verification {p.failed_verification}" in html
+    assert "backups of erp-db" in html and "/var is 97% full" in html
+    assert "not finished" in html and NO_END in html
+    assert "Re-check of open findings" in html and "Ad-hoc sweep" in html
+    assert f"<td>{p.backup_run}</td><td>Backup-restore verification</td>" in html
+    assert "Not verified in this period:</strong> mail" in html
+    assert TRUNCATED in html
+    # The plan: by name, in words, the blackout and the spring-forward day said.
+    assert "Health inspection" in html and "monthly, first Tuesday at 02:00" in html
+    assert "every Sunday at 02:30" in html
+    assert "2027-03-08 02:30 CET" in html
+    assert "moved from 2027-03-07 02:30: blackout day (Trade fair)" in html
+    assert "2027-03-07: Trade fair" in html
+    assert "2027-03-28 01:30 CET" in html
+    assert "02:30 does not exist on 2027-03-28, when the clocks go forward" in html
+    for raw in (
+        "30 2 * * 0",
+        "FREQ=",
+        "backup_verification",
+        "<td>inspection</td>",
+    ):
+        assert raw not in html and raw not in md
