@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.approvals import ApprovalRequest, Decision, close_approval, ensure_gate
@@ -25,6 +25,16 @@ from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from tasks.checks import CATALOGUE
 from tasks.findings import REACHABILITY
 from tasks.gates import GatePolicy, policy_for
+from tasks.guards import (
+    Refused,
+    RunInfo,
+    active_runs,
+    already_running_message,
+    blocking_run,
+    hosts_for_run,
+    this_run,
+    unapprovable,
+)
 from tasks.records import (
     contract_thresholds,
     finish_run,
@@ -485,6 +495,49 @@ def _sweep_report_mail(
     )
 
 
+class AlreadyRunning(Refused):
+    """Another inspection of the contract is under way."""
+
+
+def check_start(params: InspectionParams, me: RunInfo | None) -> None:
+    """Refused (naming why) when this inspection must not start: unknown or inactive contract,
+    no host in scope, a plan nobody could approve, or another inspection of the contract under
+    way. The CLI asks before it creates the run (``me`` None), the flow again at its start."""
+    check_inventory_allows(params)
+    check_alone(params.contract, me)
+
+
+def check_inventory_allows(params: InspectionParams) -> None:
+    """Refused when the records say this inspection cannot run (see :func:`check_start`)."""
+    from tasks.records import RecordNotFound
+
+    with session_scope(engine_for(get_settings().db_url)) as db:
+        try:
+            contract = get_contract(session=db, code=params.contract)
+        except RecordNotFound as exc:
+            raise Refused(str(exc)) from None
+        hosts_for_run(session=db, contract=contract, tags=params.tags)
+        needs_approval = (
+            contract.plan_requires_approval
+            if params.require_approval is None
+            else params.require_approval
+        )
+        policy = policy_for(contract.approval_policy, contract.gate_policies, PLAN_GATE)
+        why = unapprovable(
+            contract.approvers, contract.backup_approver, policy, params.requested_by
+        )
+    if needs_approval and why is not None:
+        raise Refused(f"the plan of {params.contract} needs approval, but {why}")
+
+
+def check_alone(contract: str, me: RunInfo | None) -> None:
+    """AlreadyRunning when another inspection of ``contract`` goes before ``me``: one plan and
+    one gate per contract at a time."""
+    other = blocking_run(me, active_runs("inspection", contract))
+    if other is not None:
+        raise AlreadyRunning(already_running_message("inspection", contract, other))
+
+
 @flow(
     name="inspection",
     flow_run_name=inspection_run_name,
@@ -493,6 +546,14 @@ def _sweep_report_mail(
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
+    try:
+        check_start(params, this_run())
+    except AlreadyRunning as exc:
+        logger.warning("not started: %s", exc)
+        return Cancelled(message=f"not started: {exc}")
+    except Refused as exc:
+        logger.error("not started: %s", exc)
+        return Failed(message=f"not started: {exc}")
     if (ended := blackout_guard(params.contract)) is not None:
         return ended
     plan = build_plan(params)

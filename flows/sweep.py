@@ -16,8 +16,9 @@ from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict, Field
 
 from models import RunStatus
+from tasks.guards import hosts_for_run
 from tasks.inspect import inspect_host
-from tasks.records import finish_run, get_contract, hosts_in_scope, start_run
+from tasks.records import finish_run, get_contract, start_run
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -112,7 +113,6 @@ class SweepParams(BaseModel):
 
     contract: str = Field(description="Contract code, as in the inventory")
     tags: list[str] = Field(default_factory=list, description="Only hosts with any of these tags")
-    kind: str = Field("inspection", description="What the run is recorded as")
     requested_by: str | None = Field(None, description="Who started the run")
     concurrency: int | None = Field(
         None, ge=1, le=500, description="Hosts at once (default: UPKEEP_SWEEP_CONCURRENCY)"
@@ -136,13 +136,13 @@ def host_sweep(params: SweepParams) -> SweepResult:
         contract = get_contract(session=db, code=params.contract)
         targets = [
             HostTarget(id=h.id, name=h.name)
-            for h in hosts_in_scope(session=db, contract=contract, tags=params.tags)
+            for h in hosts_for_run(session=db, contract=contract, tags=params.tags)
             if h.id is not None
         ]
         run = start_run(
             session=db,
             contract=contract,
-            kind=params.kind,
+            kind="sweep",
             flow_run_id=current_flow_run_id(),
             requested_by=params.requested_by,
         )

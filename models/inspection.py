@@ -23,7 +23,7 @@ class InspectionRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     contract_id: int = Field(foreign_key="contract.id", index=True)
     kind: str = Field(default="inspection", max_length=32)
-    """inspection, recheck or demo."""
+    """inspection, recheck, sweep (ad hoc, `upkeep run sweep`) or demo."""
     flow_run_id: str | None = Field(default=None, max_length=64, index=True)
     requested_by: str | None = Field(default=None, max_length=200)
     window: str | None = Field(default=None, max_length=200)

@@ -312,9 +312,58 @@ def _bad_value(text: str, source: str, exc: ValueError) -> str:
     return f"{source}:{bad.start_mark.line + 1}: {bad.value!r} is not a valid date ({exc})"
 
 
+MAX_EXPANDED_VALUES = 200_000
+"""How many values (scalars, lists, mappings) the inventory may hold once its YAML aliases are
+expanded. Thousands of hosts stay far below; an alias bomb ("billion laughs"), a few lines that
+expand to billions of values, is refused before anything walks the expanded tree. Without
+aliases there is no limit: the file is as big as it looks."""
+
+
+def check_alias_expansion(text: str, source: str, limit: int = MAX_EXPANDED_VALUES) -> None:
+    """InventoryError when expanding the aliases of ``text`` gives more than ``limit`` values.
+
+    Reads the event stream once and never expands anything: each anchored node's expanded
+    size is counted when it ends and reused for every alias to it. Linear in the text.
+    """
+    sizes: dict[str, int] = {}
+    stack: list[tuple[str | None, int]] = [(None, 0)]
+    aliased = False  # without aliases the size is the text's own: nothing to refuse
+
+    def add(size: int, mark: Any, alias: str | None) -> None:
+        anchor, total = stack[-1]
+        stack[-1] = (anchor, total + size)
+        if aliased and stack[-1][1] > limit:
+            what = f"the alias *{alias}" if alias else "this value"
+            raise InventoryError(
+                source,
+                [
+                    f"{source}:{mark.line + 1}: {what} makes the inventory expand to more than "
+                    f"{limit:,} values (YAML aliases nested into an alias bomb?): refused; "
+                    "write the repeated parts out, or use fewer nested aliases"
+                ],
+            )
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliased = True
+            add(sizes.get(event.anchor or "", 1), event.start_mark, event.anchor)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                sizes[event.anchor] = 1
+            add(1, event.start_mark, None)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            stack.append((event.anchor, 1))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+            if anchor:
+                sizes[anchor] = size
+            add(size, event.start_mark, None)
+
+
 def parse_inventory(text: str, source: str = "<inventory>") -> InventorySpec:
     """Validate inventory YAML. Raises :class:`InventoryError` listing every problem found."""
     try:
+        check_alias_expansion(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except ValueError as exc:  # a date YAML reads as a timestamp but no calendar has
@@ -428,6 +477,29 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
                         "key_secret, not both"
                     )
     return problems
+
+
+def approver_warnings(spec: InventorySpec) -> list[str]:
+    """Per contract, the gates its approvers could leave unapprovable (too few people for the
+    approvals needed, or a gate the starter cannot approve when they are one of too few)."""
+    from tasks.gates import policy_for
+    from tasks.guards import approver_warnings as gate_warnings
+
+    out: list[str] = []
+    for customer in spec.customers:
+        for contract in customer.contracts:
+            default = contract.approval_policy.model_dump(exclude_unset=True)
+            policies = {"approval_policy": policy_for(default, {}, "")}
+            for gate, policy in contract.gate_policies.items():
+                policies[f"gate_policies.{gate}"] = policy_for(
+                    default, {gate: policy.model_dump(exclude_unset=True)}, gate
+                )
+            approvers = [p.model_dump() for p in contract.approvers]
+            backup = contract.backup_approver.model_dump() if contract.backup_approver else None
+            out += [
+                f"contract {contract.code}: {w}" for w in gate_warnings(approvers, backup, policies)
+            ]
+    return out
 
 
 def load_inventory_file(path: Path) -> InventorySpec:

@@ -289,3 +289,73 @@ def test_scratch_host_needs_a_files_source_on_a_host_and_no_commands() -> None:
         )
     )
     assert "backup_sources[0].scratch_host" in msg and "unknown host 'nope'" in msg
+
+
+def _bomb(levels: int = 12) -> str:
+    """A "billion laughs": each level is a list of nine aliases to the level below; 9**12
+    values once expanded, from 14 short lines."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 9) + "]")
+    lines.append(f"customers: [*lol{levels}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_quickly_naming_file_and_line(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_bomb())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as info:
+        load_inventory_file(bomb)
+    assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB
+    (msg,) = info.value.problems
+    assert msg.startswith(f"{bomb}:")
+    line = int(msg.split(":")[1])
+    assert "*lol" in bomb.read_text().splitlines()[line - 1]
+    assert "alias" in msg and "refused" in msg
+
+
+def test_a_few_aliases_for_shared_values_still_load() -> None:
+    text = GOOD.replace(
+        "        approvers:\n          - {name: Alice Owner, email: alice@acme.example}",
+        "        approvers:\n          - &alice {name: Alice Owner, email: alice@acme.example}",
+        1,
+    ).replace(
+        "          - {name: Gina Globex, email: gina@globex.example}",
+        "          - {name: Gina Globex, email: gina@globex.example}\n          - *alice",
+    )
+    spec = parse_inventory(text, "aliases.yaml")
+    assert spec.customers[1].contracts[0].approvers[1].name == "Alice Owner"
+
+
+def test_the_alias_bound_counts_expanded_values() -> None:
+    from upkeep.inventory import check_alias_expansion
+
+    text = "a: &a [1, 2, 3]\nb: [*a, *a, *a]\n"
+    check_alias_expansion(text, "x.yaml", limit=20)
+    with pytest.raises(InventoryError, match=r"x.yaml:2: the alias \*a"):
+        check_alias_expansion(text, "x.yaml", limit=12)
+    check_alias_expansion("a: [" + ", ".join(["1"] * 50) + "]\n", "x.yaml", limit=10)
+
+
+def test_approvers_that_could_leave_a_gate_unapprovable_are_warned_about() -> None:
+    from upkeep.inventory import approver_warnings
+
+    spec = parse_inventory(GOOD, "good.yaml")
+    assert approver_warnings(spec) == [
+        "contract GLOBEX: approval_policy: a run started by Gina Globex could not be approved "
+        "(1 approval needed and self-approval is not allowed): add an approver or a backup "
+        "approver"
+    ]
+    strict = GOOD.replace(
+        "        blackout_policy: next_allowed_day   # or: skip\n",
+        "        blackout_policy: next_allowed_day   # or: skip\n"
+        "        gate_policies:\n          inspection-plan: {required_approvals: 4}\n",
+    )
+    (acme, _) = approver_warnings(parse_inventory(strict, "strict.yaml"))
+    assert acme.startswith("contract ACME-OPS: gate_policies.inspection-plan: the gate needs 4")
