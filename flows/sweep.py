@@ -19,6 +19,7 @@ from models import RunStatus
 from tasks.guards import hosts_for_run
 from tasks.inspect import inspect_host
 from tasks.records import finish_run, get_contract, start_run
+from tasks.ssh import session_group
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -70,6 +71,11 @@ def sweep_hosts(
 
     The bound is kept here rather than in the task runner, so it holds however the flow is
     started (a served deployment runs the flow as its module defines it).
+
+    Each host task ends within its SSH bounds (README, "Host keys and SSH"). If the wait here
+    is interrupted (SIGTERM raises Prefect's TerminationSignal in this thread), the SSH sessions
+    of the hosts in flight are aborted, so the task runner's shutdown does not wait for their
+    timeouts; hosts already done stay recorded and the in-flight ones record nothing.
     """
     logger = get_run_logger()
     limit = limit or get_settings().sweep_concurrency
@@ -79,19 +85,24 @@ def sweep_hosts(
     tag = f"contract:{contract}"
     per_contract = inspect_host.with_options(tags={tag}) if tag_limited(tag) else inspect_host
     futures: list[Any] = []
-    for target in targets:
-        in_flight = [f.wrapped_future for f in futures if not f.wrapped_future.done()]
-        if len(in_flight) >= limit:
-            concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-        futures.append(
-            per_contract.submit(
-                host_id=target.id, host_name=target.name, run_id=run_id, check_names=target.checks
+    with session_group():
+        for target in targets:
+            in_flight = [f.wrapped_future for f in futures if not f.wrapped_future.done()]
+            if len(in_flight) >= limit:
+                concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            futures.append(
+                per_contract.submit(
+                    host_id=target.id,
+                    host_name=target.name,
+                    run_id=run_id,
+                    check_names=target.checks,
+                )
             )
-        )
+        for fut in futures:
+            fut.wait()
     results: list[dict[str, Any]] = []
     crashed: list[str] = []
     for fut, target in zip(futures, targets, strict=True):
-        fut.wait()
         state = fut.state
         if state.is_completed():
             results.append(fut.result())
@@ -155,6 +166,10 @@ def host_sweep(params: SweepParams) -> SweepResult:
     try:
         result = sweep_hosts(run_id, params.contract, targets, limit=params.concurrency)
         status = RunStatus.FAILED if result.crashed else RunStatus.COMPLETED
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # SIGTERM (TerminationSignal), Ctrl-C: stopped
+            status = RunStatus.CANCELLED
+        raise
     finally:
         with session_scope(engine) as db:
             finish_run(session=db, run_id=run_id, status=status)

@@ -26,9 +26,16 @@ from tasks.checks.base import (
 )
 from tasks.findings import REACHABILITY, Observed
 from tasks.records import HostInspection, contract_thresholds, store_host_inspection
-from tasks.ssh import CommandTimeout, SshError, SshSession, SshTarget
+from tasks.ssh import (
+    CommandTimeout,
+    SshError,
+    SshSession,
+    SshTarget,
+    command_bound,
+    connect_bound,
+)
 from upkeep.db import engine_for, session_scope
-from upkeep.settings import Settings, get_settings
+from upkeep.settings import Settings, SshSettings, get_settings
 
 RECOMMEND_UNREACHABLE = {
     "dns": "Check the host's address in the inventory and the DNS record.",
@@ -50,6 +57,26 @@ def target_for(host: Host, settings: Settings) -> SshTarget:
         key_file=Path(host.key_file).expanduser() if host.key_file else None,
         key_secret=host.key_secret,
     )
+
+
+def host_bound(ssh: SshSettings, checks: tuple[Check[Any], ...] = CATALOGUE) -> float:
+    """Longest one host's inspection can take (seconds): logging in, then every check's
+    command at its own bound. A host that stops answering ends the inspection at the command
+    it was running (the session is closed, :func:`run_catalogue` stops)."""
+    return connect_bound(ssh) + sum(
+        command_bound(ssh, check.timeout or ssh.command_timeout) for check in checks
+    )
+
+
+def sweep_bound(hosts: int, at_once: int, per_host: float) -> float:
+    """Longest a sweep of ``hosts`` hosts, at most ``at_once`` at a time, can take when none
+    takes longer than ``per_host``: ``ceil(hosts / at_once)`` rounds.
+
+    Host ``i`` (0-based) starts by ``(i // at_once) * per_host``: by then every host of an
+    earlier round has ended, so fewer than ``at_once`` are in flight."""
+    if hosts <= 0:
+        return 0.0
+    return -(-hosts // at_once) * per_host
 
 
 def _measurement_rows(outcome: CheckOutcome) -> list[dict[str, Any]]:
