@@ -175,6 +175,11 @@ class _Job:
     def where(self) -> str:
         return f"{self.host.name}:{self.location}" if self.host else self.location
 
+    def location_exists(self) -> bool:
+        if self.host is not None:
+            return self.host.is_dir(self.location)
+        return Path(self.location).is_dir()
+
     @property
     def commands(self) -> CheckCommands:
         return CheckCommands.from_lines(
@@ -213,6 +218,13 @@ class _Job:
             return (str(here[0]), here[1]) if here else None
 
         found = latest()
+        if found is None and (self.drill or not can_take) and not self.location_exists():
+            raise VerificationError(
+                "system",
+                "location_missing",
+                f"the backup location {self.where} does not exist",
+                evidence=self.where,
+            )
         taken = self.need_new(found[1] if found else None, what, can_take)
         if taken:
             if self.host is not None:

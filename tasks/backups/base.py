@@ -7,6 +7,12 @@ could not judge it: no space, tool missing, server unreachable). ``reason`` is a
 machine-readable word from :data:`Reason`; ``evidence`` is the tail of the tool's stderr and the
 names involved, never a secret.
 
+The same situation gets the same verdict for every kind: no backup where backups should be
+(``no_backup``), a backup directory or restic repository that does not exist
+(``location_missing``) and a password that does not open the repository (``wrong_password``)
+are the *system's* fault: the backup job, its storage or upkeep's settings must be fixed, and
+there is no backup to call damaged.
+
 Commands are built by small functions returning argv lists;
 :func:`run_tool` is the only place that runs them locally (remote backups: ``remote.py``).
 """
@@ -51,6 +57,8 @@ Reason = Literal[
     "backup_command_failed",
     "no_space",
     "no_backup",
+    "location_missing",
+    "wrong_password",
 ]
 
 SCRATCH_PREFIX = "upkeep-scratch-"

@@ -443,7 +443,7 @@ def verify(
     if source_url is not None and _target(source_url) == _target(scratch_server_url):
         raise UnsafeTarget(f"scratch server URL names the source database {describe(source_url)}")
     if not dump.is_file():
-        raise VerificationError("backup", "no_backup", f"{dump} does not exist")
+        raise VerificationError("system", "no_backup", f"{dump} does not exist")
     size = dump.stat().st_size
     if size == 0:
         raise VerificationError("backup", "empty", f"{dump.name} is 0 bytes", evidence=dump.name)

@@ -55,7 +55,13 @@ from tasks.backups.base import (
 )
 from tasks.backups.files import MANIFEST_SUFFIX, manifest_for, parse_backup_name
 from tasks.backups.postgresql import classify_dump_error
-from tasks.backups.restic import classify_restic_error, parse_backup_summary
+from tasks.backups.restic import (
+    classify_restic_error,
+    failure_message,
+    parse_backup_summary,
+    repo_label,
+    source_unread,
+)
 from tasks.checks.base import RawResult
 from tasks.ssh import SshError, SshSession
 
@@ -199,6 +205,16 @@ class BackupHost:
             raise self._fail("source_unreadable", f"cannot list {path}", exc) from exc
         return [e.filename for e in entries if e.st_mode is not None and stat.S_ISREG(e.st_mode)]
 
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a directory on the host (False when it does not exist)."""
+        try:
+            mode = self.sftp().stat(path).st_mode
+        except FileNotFoundError:
+            return False
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._fail("source_unreadable", f"cannot stat {path}", exc) from exc
+        return mode is not None and stat.S_ISDIR(mode)
+
     def size(self, path: str) -> int | None:
         try:
             return self.sftp().stat(path).st_size
@@ -310,10 +326,17 @@ def take_restic_backup(host: BackupHost, source: str, repo: str, *, password: st
         what="restic backup",
         stdin=f"{repo}\n{password}\n".encode(),
     )
-    if result.exit_code == 3 or (result.exit_code != 0 and "does not exist" in result.stderr):
+    if source_unread(result.exit_code, result.stderr):
         raise command_failed(host, f"restic backup of {source}", result, "source_unreadable")
     if result.exit_code != 0:
         _, reason = classify_restic_error(result.stderr, "backup_command_failed")
+        if reason in ("wrong_password", "location_missing"):
+            raise VerificationError(
+                "system",
+                reason,
+                f"{host.name}: " + failure_message("backup", reason, repo_label(repo)),
+                evidence=tail(result.stderr),
+            )
         raise command_failed(host, "restic backup", result, reason)
     try:
         return parse_backup_summary(result.stdout).snapshot_id

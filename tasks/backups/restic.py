@@ -53,13 +53,20 @@ _TIME_RE = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d{2}:\d{2})$"
 )
 _SUBSET_RE = re.compile(r"^(\d+/\d+|\d+(\.\d+)?%|\d+[KMGT]?)$")
-_SYSTEM_TROUBLE = (
-    "wrong password",
-    "already locked",
+_WRONG_PASSWORD = ("wrong password or no key found",)
+_UNREACHABLE = (
     "connection refused",
-    "permission denied",
     "no route to host",
     "timeout",
+    "timed out",
+    "no such host",
+    "temporary failure in name resolution",
+    "network is unreachable",
+    "connection reset",
+)
+_SYSTEM_TROUBLE = (
+    "already locked",
+    "permission denied",
     "unable to create lock",
 )
 _NO_REPO = ("is there a repository at the following location", "unable to open config file")
@@ -162,17 +169,48 @@ def parse_restore_size(stdout: str) -> tuple[int, int]:
 
 
 def classify_restic_error(stderr: str, step_reason: Reason) -> tuple[Fault, Reason]:
-    """(fault, reason) of a failed restic command: a missing repository is a missing backup,
-    a full disk / wrong password / lock / network is the system's, anything else (pack hash
-    mismatch, unreadable blob) is the backup's, with ``step_reason``."""
+    """(fault, reason) of a failed restic command, from its stderr.
+
+    The system's: a full disk (no_space), a password that opens no key (wrong_password), a
+    repository that cannot be reached (network, lock, permission: source_unreadable, which is
+    tried again), no repository at the location (location_missing). Anything else (pack hash
+    mismatch, unreadable blob) is the backup's, with ``step_reason``.
+    """
     low = stderr.lower()
     if is_no_space(low):
         return "system", "no_space"
+    if any(m in low for m in _WRONG_PASSWORD):
+        return "system", "wrong_password"
+    if any(m in low for m in (*_UNREACHABLE, *_SYSTEM_TROUBLE)):
+        return "system", "source_unreadable"
     if any(m in low for m in _NO_REPO):
-        return "backup", "no_backup"
-    if any(m in low for m in _SYSTEM_TROUBLE):
-        return "system", step_reason
+        return "system", "location_missing"
     return "backup", step_reason
+
+
+def repo_label(repo: str) -> str:
+    """The repository without URL credentials (``rest:https://u:p@h/`` → ``…//h/``)."""
+    return re.sub(r"//[^@/]*@", "//", repo)
+
+
+def source_unread(code: int, stderr: str) -> bool:
+    """Whether ``restic backup`` could not read its source: exit 3 (some files unreadable; an
+    incomplete snapshot was saved) or no source path exists."""
+    low = stderr.lower()
+    return code == 3 or (
+        code != 0 and "do not exist" in low and not any(m in low for m in _NO_REPO)
+    )
+
+
+def failure_message(step: str, reason: Reason, repository: str) -> str:
+    """What a failed restic ``step`` means, in words: the cause when it is known."""
+    if reason == "wrong_password":
+        return f"wrong password for the restic repository {repository}"
+    if reason == "location_missing":
+        return f"restic repository missing: there is none at {repository}"
+    if reason == "source_unreadable":
+        return f"the restic repository {repository} cannot be reached or locked (restic {step})"
+    return f"restic {step} failed"
 
 
 def no_space_evidence(stderr: str, keep: int = 5) -> str:
@@ -256,15 +294,14 @@ class _Restic:
         return done.returncode, done.stdout, done.stderr
 
     def repo_label(self) -> str:
-        """The repository without URL credentials (``rest:https://u:p@h/`` → ``…//h/``)."""
-        return re.sub(r"//[^@/]*@", "//", self.repo)
+        return repo_label(self.repo)
 
     def fail(self, step: str, stderr: str, reason: Reason, *, where: str = "") -> VerificationError:
         fault, why = classify_restic_error(stderr, reason)
         return VerificationError(
             fault,
             why,
-            f"restic {step} failed" + (f" ({where})" if where else ""),
+            failure_message(step, why, self.repo_label()) + (f" ({where})" if where else ""),
             evidence=no_space_evidence(stderr) if why == "no_space" else stderr,
         )
 
@@ -284,11 +321,12 @@ def take_backup(
 
     Raises VerificationError: system/source_unreadable when restic could not read the source
     (exit 3: a snapshot was saved but is incomplete; its id is in the evidence),
-    system/no_space, backup/no_backup (no repository), system/backup_command_failed.
+    system/no_space, system/location_missing (no repository), system/wrong_password,
+    system/backup_command_failed.
     """
     with _Restic(repo, password) as r:
         code, out, err = r.run(backup_argv([str(source_dir.resolve())], tags=tags))
-    if code == 3 or (code != 0 and "does not exist" in err):
+    if source_unread(code, err):
         evidence = err
         with contextlib.suppress(ValueError):
             evidence += f"\nincomplete snapshot {parse_backup_summary(out).snapshot_id}"
@@ -296,11 +334,11 @@ def take_backup(
             "system", "source_unreadable", f"restic could not read {source_dir}", evidence=evidence
         )
     if code != 0:
-        fault, reason = classify_restic_error(err, "backup_command_failed")
+        _, reason = classify_restic_error(err, "backup_command_failed")
         raise VerificationError(
-            "system" if reason != "no_backup" else fault,
+            "system",  # taking a backup that fails says nothing about the backups there
             reason,
-            "restic backup failed",
+            failure_message("backup", reason, r.repo_label()),
             evidence=err,
         )
     summary = parse_backup_summary(out)
@@ -366,10 +404,11 @@ def verify(
     scratch directory and check the files.
 
     ``restic check --read-data`` (or ``--read-data-subset``) failing is backup/corrupt with
-    restic's output tail; no snapshot is backup/no_backup; a restore that does not fit
-    is system/no_space (checked before restoring via ``restic stats --mode restore-size``);
-    a restore without files is backup/empty; an expected path not restored is
-    backup/missing_file; a check command (run in the restored copy of the snapshot's path, or
+    restic's output tail (or the system's fault :func:`classify_restic_error` names: wrong
+    password, no repository, unreachable); no snapshot is system/no_backup; a restore that
+    does not fit is system/no_space (checked before restoring via ``restic stats --mode
+    restore-size``); a restore without files is backup/empty; an expected path not restored
+    is backup/missing_file; a check command (run in the restored copy of the snapshot's path, or
     of the restore root when the snapshot has several) that fails is backup/check_failed.
     The scratch directory is gone when this returns or raises.
     """
@@ -383,7 +422,7 @@ def verify(
         if snapshot_id is not None:
             snaps = [s for s in _snapshots(r, latest=False) if snapshot_id in (s.id, s.short_id)]
         if not snaps:
-            raise VerificationError("backup", "no_backup", f"no snapshot in {r.repo_label()}")
+            raise VerificationError("system", "no_backup", f"no snapshot in {r.repo_label()}")
         snap = snaps[-1]
         code, out, err = r.run(stats_argv(snap.id), timeout=600)
         if code != 0:

@@ -399,10 +399,32 @@ def test_restic_missing_expected_file_leaves_no_scratch(
 def test_restic_wrong_password_and_missing_repo(
     restic_repo: tuple[Path, Path], scratch_parent: Path, tmp_path: Path
 ) -> None:
+    repo, source = restic_repo
+    bad = "not-the-password-7f3a"
+    for wrong in (
+        lambda: restic.verify(repo, scratch_parent, password=bad),
+        lambda: restic.latest_snapshot(repo, password=bad),
+        lambda: restic.take_backup(source, repo, password=bad),
+    ):
+        err = _verify_fails(wrong)
+        assert (err.fault, err.reason) == ("system", "wrong_password"), err
+        assert err.message == f"wrong password for the restic repository {repo}"
+        assert bad not in str(err) + err.evidence
+    nowhere = tmp_path / "nowhere"
+    for missing in (
+        lambda: restic.verify(nowhere, scratch_parent, password=RESTIC_PASSWORD),
+        lambda: restic.latest_snapshot(nowhere, password=RESTIC_PASSWORD),
+        lambda: restic.take_backup(source, nowhere, password=RESTIC_PASSWORD),
+    ):
+        err = _verify_fails(missing)
+        assert (err.fault, err.reason) == ("system", "location_missing"), err
+        assert "repository missing" in err.message and str(nowhere) in err.message
+    assert not nowhere.exists() and list(scratch_parent.iterdir()) == []
+
+
+def test_restic_missing_source_is_unreadable_not_a_missing_repository(
+    restic_repo: tuple[Path, Path], tmp_path: Path
+) -> None:
     repo, _ = restic_repo
-    err = _verify_fails(restic.verify, repo, scratch_parent, password="wrong")
-    assert err.fault == "system"
-    err = _verify_fails(
-        restic.verify, tmp_path / "nowhere", scratch_parent, password=RESTIC_PASSWORD
-    )
-    assert (err.fault, err.reason) == ("backup", "no_backup")
+    err = _verify_fails(restic.take_backup, tmp_path / "gone", repo, password=RESTIC_PASSWORD)
+    assert (err.fault, err.reason) == ("system", "source_unreadable")

@@ -15,6 +15,7 @@ from tasks.backups import files
 from tests.backup_fixtures import damage_gzip, make_shop
 from tests.flow_fixtures import inventory_text
 from upkeep.inventory import apply_inventory, parse_inventory
+from upkeep.prefect_server import free_port
 
 pytestmark = pytest.mark.flows
 
@@ -236,3 +237,62 @@ def test_the_next_run_removes_a_killed_runs_scratch(engine, flow_env, shop):
     load(engine, [files_source(shop)])
     assert run().sources[0]["outcome"] == "good"
     assert not leftover.exists()
+
+
+def test_a_wrong_restic_password_is_named_and_not_tried_again(
+    engine, flow_env, shop, tmp_path, monkeypatch, caplog
+):
+    from tasks.backups import restic
+
+    repo = tmp_path / "restic-repo"
+    restic.init_repo(repo, password="correct horse battery staple")
+    restic.take_backup(shop["source"], repo, password="correct horse battery staple")
+    monkeypatch.setenv("UPKEEP_RESTIC_SHOP", "not-the-password-7f3a")
+    source = {
+        "system": "shop-restic",
+        "kind": "restic",
+        "location": str(repo),
+        "scratch": str(shop["scratch"]),
+        "password_env": "UPKEEP_RESTIC_SHOP",
+    }
+    load(engine, [source])
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"], result["reason"]) == (
+        "bad",
+        "system",
+        "wrong_password",
+    )
+    assert result["message"] == f"wrong password for the restic repository {repo}"
+    assert "trying again" not in caplog.text
+    # A repository that cannot be reached right now is tried once more: the check above
+    # would see it.
+    load(engine, [{**source, "location": f"rest:http://127.0.0.1:{free_port()}/"}])
+    (result,) = run().sources
+    assert (result["fault"], result["reason"]) == ("system", "source_unreadable")
+    assert "shop-restic" in caplog.text and "trying again" in caplog.text
+    assert "not-the-password-7f3a" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["files", "postgresql", "restic"])
+def test_a_missing_backup_location_is_the_systems_fault_for_every_kind(
+    engine, flow_env, shop, tmp_path, monkeypatch, postgres_server, kind
+):
+    missing = tmp_path / "no-such-place"
+    monkeypatch.setenv("UPKEEP_PG_SCRATCH", postgres_server)
+    monkeypatch.setenv("UPKEEP_RESTIC_SHOP", "correct horse battery staple")
+    source = {
+        "files": {"scratch": str(shop["scratch"])},
+        "postgresql": {"scratch_database_env": "UPKEEP_PG_SCRATCH", "tables": {"orders": 1}},
+        "restic": {"scratch": str(shop["scratch"]), "password_env": "UPKEEP_RESTIC_SHOP"},
+    }[kind]
+    load(engine, [{"system": "shop", "kind": kind, "location": str(missing), **source}])
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"], result["reason"]) == (
+        "bad",
+        "system",
+        "location_missing",
+    ), result
+    assert str(missing) in result["message"] and not missing.exists()
+    with Session(engine) as s:
+        finding = s.exec(select(Finding).where(Finding.check == "backup")).one()
+        assert "system is at fault (location_missing)" in finding.message

@@ -294,6 +294,11 @@ def test_parse_restore_size() -> None:
     assert restic.parse_restore_size(_captured("stats_restore_size.json")) == (17, 7)
 
 
+def _captured(name: str) -> str:
+    """A captured restic stderr (its first line says how it was made)."""
+    return (RESTIC_FIXTURES / name).read_text().split("\n", 1)[1]
+
+
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [
@@ -301,21 +306,36 @@ def test_parse_restore_size() -> None:
             "Pack ID does not match, want 3094, got 831b\nFatal: repository contains errors",
             ("backup", "corrupt"),
         ),
-        ("Fatal: wrong password or no key found", ("system", "corrupt")),
-        (
-            "Fatal: unable to open config file: stat /x/config: no such file or directory\n"
-            "Is there a repository at the following location?",
-            ("backup", "no_backup"),
-        ),
+        (_captured("stderr_wrong_password.txt"), ("system", "wrong_password")),
+        (_captured("stderr_backup_wrong_password.txt"), ("system", "wrong_password")),
+        (_captured("stderr_no_repository.txt"), ("system", "location_missing")),
+        # an unreachable REST server also asks "Is there a repository…?": it is not missing
+        (_captured("stderr_rest_refused.txt"), ("system", "source_unreadable")),
         (
             "Fatal: unable to create lock in backend: repository is already locked by PID 1",
-            ("system", "corrupt"),
+            ("system", "source_unreadable"),
         ),
         ("write /t/f: no space left on device", ("system", "no_space")),
     ],
 )
 def test_classify_restic_errors(stderr: str, expected: tuple[str, str]) -> None:
     assert restic.classify_restic_error(stderr, "corrupt") == expected
+
+
+def test_restic_failures_say_what_is_wrong() -> None:
+    assert restic.failure_message("snapshots", "wrong_password", "/r") == (
+        "wrong password for the restic repository /r"
+    )
+    assert "repository missing" in restic.failure_message("check", "location_missing", "/r")
+    assert restic.failure_message("check", "corrupt", "/r") == "restic check failed"
+    assert restic.repo_label("rest:https://u:pw@h:8000/r") == "rest:https://h:8000/r"
+
+
+def test_restic_source_missing_is_told_apart_from_a_missing_repository() -> None:
+    assert restic.source_unread(1, _captured("stderr_backup_no_source.txt"))
+    assert restic.source_unread(3, "")
+    assert not restic.source_unread(1, _captured("stderr_no_repository.txt"))
+    assert not restic.source_unread(1, _captured("stderr_backup_wrong_password.txt"))
 
 
 def test_restic_argv_never_holds_secrets() -> None:
