@@ -482,6 +482,10 @@ def _sweep_report_mail(
     try:
         sweep: SweepResult = sweep_hosts(run_id, contract, targets)
         status = RunStatus.FAILED if sweep.crashed else RunStatus.COMPLETED
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # SIGTERM (TerminationSignal), Ctrl-C: stopped
+            status = RunStatus.CANCELLED
+        raise
     finally:
         _finish(run_id, status)
     report_path = write_report(run_id)
