@@ -19,9 +19,11 @@ the backup approver and when it expires (the watchdog flow acts on both).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
@@ -33,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from models import Approval, ApprovalCode, ApprovalEvent, utcnow
 from tasks.gates import GatePolicy, close_gate, log_event, open_gate
+from tasks.markup import md_escape
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
 
@@ -83,6 +86,7 @@ class ApprovalRequest(BaseModel):
     backup_approver: Person | None = None
     requested_by: str | None = None
     policy: GatePolicy = GatePolicy()
+    timezone: str = Field("UTC", description="The contract's timezone: deadlines are shown in it")
 
 
 class ApprovalResult(BaseModel):
@@ -126,28 +130,117 @@ def run_url(ui_url: str, flow_run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 
-def describe_refusals(refusals: list[str]) -> str:
+REFUSALS_SHOWN = 5
+"""How many refused answers a form lists (the newest); the rest are counted."""
+
+
+def describe_refusals(
+    refusals: Sequence[str], *, heading: str = "Earlier answers were refused"
+) -> str:
+    """The refused answers and why, newest last, as a Markdown block ("" when none).
+
+    The reasons hold what people typed (a claimed name, a comment): each is escaped.
+    """
     if not refusals:
         return ""
-    return "\n\n**Earlier answers that were refused:**\n" + "\n".join(
-        f"- {r}" for r in refusals[-5:]
-    )
+    shown = refusals[-REFUSALS_SHOWN:]
+    lines = [f"**{md_escape(heading)}** ({len(refusals)}, newest last):"]
+    if len(refusals) > len(shown):
+        lines.append(f"- … {len(refusals) - len(shown)} earlier refusal(s) not shown")
+    lines += [f"- {md_escape(r, limit=300)}" for r in shown]
+    return "\n".join(lines)
 
 
-def describe(request: ApprovalRequest, refusals: list[str]) -> str:
-    names = ", ".join(p.name for p in request.approvers)
-    need = request.policy.required_approvals
-    lines = [
-        f"## Approval needed: {request.subject}",
+def format_deadline(at: datetime, timezone: str) -> str:
+    """``at`` in the contract's timezone, named: ``2026-12-04 09:00 CET (Europe/Berlin)``.
+
+    A naive ``at`` is UTC (SQLite drops the offset); an unknown zone falls back to UTC.
+    """
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, timezone = UTC, "UTC"
+    local = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({timezone})"
+
+
+def describe(
+    request: ApprovalRequest,
+    refusals: Sequence[str],
+    *,
+    approved_by: Sequence[str] = (),
+    escalated: bool = False,
+    opened_at: datetime | None = None,
+) -> str:
+    """The approval form's Markdown: what the approver needs first, then the evidence.
+
+    In this order: refused earlier answers and why; how many approvals are given and needed;
+    who may still decide (the backup approver once the gate escalated); the deadline (and
+    when it escalates) in the contract's timezone; how to answer; the evidence. Every name,
+    subject and reason is escaped; the evidence is Markdown its requester built (escaped
+    there). ``approved_by``, ``escalated`` and ``opened_at`` are the gate's state from its
+    records.
+    """
+    policy = request.policy
+    need = policy.required_approvals
+    approved = list(dict.fromkeys(approved_by))
+    lines = [f"## Approval needed: {md_escape(request.subject)}", ""]
+    refused = describe_refusals(refusals)
+    if refused:
+        lines += [refused, ""]
+    if need > 1 or approved:
+        given = f"**{len(approved)} of {need} approved**"
+        if approved:
+            given += " (" + ", ".join(md_escape(n) for n in approved) + ")"
+        more = need - len(approved)
+        lines.append("- " + given + (f"; {more} more needed." if more > 0 else "."))
+    people = list(request.approvers)
+    if escalated and request.backup_approver is not None:
+        people.append(request.backup_approver)
+    done = {n.casefold() for n in approved}
+    still = [
+        p
+        for p in people
+        if p.name.casefold() not in done
+        and (policy.allow_self_approval or not is_starter(p, request.requested_by))
+    ]
+    if still:
+        names = ", ".join(
+            md_escape(p.name) + (" (backup approver)" if p is request.backup_approver else "")
+            for p in still
+        )
+        lines.append(f"- **Who may still decide:** {names}.")
+    else:
+        lines.append("- **Nobody who may decide is left to answer this gate.**")
+    if escalated and request.backup_approver is not None:
+        lines.append(
+            "- Nobody decided in time, so the gate was escalated to the backup approver "
+            f"{md_escape(request.backup_approver.name)}."
+        )
+    if opened_at is not None:
+        tz = request.timezone
+        deadline = opened_at + timedelta(hours=policy.expire_after_hours)
+        lines.append(f"- **Decide before:** {format_deadline(deadline, tz)}.")
+        if (
+            not escalated
+            and request.backup_approver is not None
+            and policy.escalate_after_hours is not None
+        ):
+            at = opened_at + timedelta(hours=policy.escalate_after_hours)
+            lines.append(
+                f"- Undecided at {format_deadline(at, tz)}, it goes to the backup approver "
+                f"{md_escape(request.backup_approver.name)} too."
+            )
+    lines += [
         "",
-        request.evidence.rstrip(),
-        "",
-        "---",
-        f"**Who may decide:** {names}" + (f" ({need} approvals needed)" if need > 1 else "") + ".",
         "Choose *approve* or *reject*, give your name as listed and the one-time code "
         "from your e-mail, and say why when you reject.",
+        "",
+        "---",
+        "",
+        request.evidence.rstrip(),
     ]
-    return "\n".join(lines) + describe_refusals(refusals)
+    return "\n".join(lines)
 
 
 def _flow_run() -> tuple[str, bool]:
@@ -236,7 +329,7 @@ def send_codes(
         }
         gate = db.get(Approval, approval_id)
         assert gate is not None
-        deadline = gate.requested_at.timestamp() + request.policy.expire_after_hours * 3600
+        deadline = gate.requested_at + timedelta(hours=request.policy.expire_after_hours)
     sent: list[str] = []
     for person in people:
         if person.name in live:
@@ -251,9 +344,7 @@ def send_codes(
             subject=request.subject,
             evidence_markdown=request.evidence,
             run_url=run_url(settings.prefect_ui_url, run_id),
-            deadline_text=datetime.fromtimestamp(deadline)
-            .astimezone()
-            .strftime("%Y-%m-%d %H:%M %Z"),
+            deadline_text=format_deadline(deadline, request.timezone),
             code=code,
             requested_by=request.requested_by or "(unknown)",
             flow_run_id=run_id,

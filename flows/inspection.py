@@ -35,6 +35,7 @@ from tasks.guards import (
     this_run,
     unapprovable,
 )
+from tasks.markup import md_escape
 from tasks.records import (
     contract_thresholds,
     finish_run,
@@ -48,6 +49,8 @@ from upkeep.settings import get_settings
 
 PLAN_GATE = "inspection-plan"
 REVISION_GATE = "inspection-plan-revision"
+PRECHECK_CHARS = 120
+"""A host's pre-check result is cut to this many characters in the forms."""
 
 
 # --- parameters and plan ---------------------------------------------------------------------
@@ -124,18 +127,18 @@ class InspectionPlan(BaseModel):
         return [h.name for h in self.hosts]
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_plan_markdown(plan: InspectionPlan) -> str:
-    """The plan as the approver sees it in the resume form and the e-mail."""
+    """The plan as the approver sees it in the resume form and the e-mail.
+
+    Every value from the inventory goes through ``md_escape``, so a host or contract name
+    holding Markdown or HTML shows as text.
+    """
     lines = [
-        f"### Health inspection plan · {plan.customer} · {plan.contract} "
+        f"### Health inspection plan · {md_escape(plan.customer)} · {md_escape(plan.contract)} "
         f"(revision {plan.revision})",
         "",
-        f"- **Contract:** {_md(plan.contract_name)} ({plan.contract})",
-        f"- **Window:** {_md(plan.window)} ({plan.timezone})",
+        f"- **Contract:** {md_escape(plan.contract_name)} ({md_escape(plan.contract)})",
+        f"- **Window:** {md_escape(plan.window)} ({md_escape(plan.timezone)})",
         f"- **Method:** read-only commands over SSH, host keys verified; {len(plan.checks)} checks",
         f"- **Hosts in scope:** {len(plan.hosts)}",
         "",
@@ -143,22 +146,59 @@ def render_plan_markdown(plan: InspectionPlan) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {_md(h.name)} | {_md(h.address)}:{h.port} | {_md(h.role or '')} | "
-        f"{_md(', '.join(h.tags))} | {_md(plan.preflight.get(h.name, 'not checked'))} |"
+        f"| {md_escape(h.name)} | {md_escape(f'{h.address}:{h.port}')} | "
+        f"{md_escape(h.role or '')} | {md_escape(', '.join(h.tags))} | "
+        f"{md_escape(plan.preflight.get(h.name, 'not checked'), limit=PRECHECK_CHARS)} |"
         for h in plan.hosts
     ]
     if plan.excluded:
-        lines += ["", f"**Excluded from this inspection:** {_md(', '.join(plan.excluded))}"]
-    lines += ["", "**Checks:** " + ", ".join(title for _, title in plan.checks)]
+        lines += ["", f"**Excluded from this inspection:** {md_escape(', '.join(plan.excluded))}"]
+    lines += ["", "**Checks:** " + md_escape(", ".join(title for _, title in plan.checks))]
     changed = {k: v for k, v in plan.thresholds.items() if v is not None}
     if changed:
         lines += [
             "",
             "**Contract thresholds:** "
-            + _md(", ".join(f"{k}={v}" for k, v in sorted(changed.items()))),
+            + md_escape(", ".join(f"{k}={v}" for k, v in sorted(changed.items()))),
         ]
     if plan.notes:
-        lines += ["", "**Revision notes:**"] + [f"- {_md(n)}" for n in plan.notes]
+        lines += ["", "**Revision notes:**"] + [f"- {md_escape(n)}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def render_revision_form(plan: InspectionPlan, rejection: str, problems: list[str]) -> str:
+    """The revision form's description: the rejection, what was wrong with an earlier answer,
+    what to do, then the plan compactly, one line per host (fits a normal window)."""
+    from flows.approvals import describe_refusals
+
+    lines = [
+        f"## The plan (revision {plan.revision}) was rejected",
+        "",
+        f"> {md_escape(rejection)}",
+    ]
+    refused = describe_refusals(problems, heading="Your earlier answer was refused")
+    if refused:
+        lines += ["", refused]
+    lines += [
+        "",
+        "Exclude hosts, change the window and **resubmit**, or **cancel** the inspection. "
+        "Give your name as *engineer* and say what you changed in *note*.",
+        "",
+        "---",
+        f"**{md_escape(plan.contract)}** · {md_escape(plan.customer)} · window "
+        f"{md_escape(plan.window)} ({md_escape(plan.timezone)}) · {len(plan.hosts)} host(s) · "
+        f"{len(plan.checks)} checks",
+        "",
+    ]
+    for h in plan.hosts:
+        role = f" · {md_escape(h.role)}" if h.role else ""
+        check = md_escape(plan.preflight.get(h.name, "not checked"), limit=PRECHECK_CHARS // 2)
+        address = md_escape(f"{h.address}:{h.port}")
+        lines.append(f"- {md_escape(h.name)} · {address}{role} · pre-check: {check}")
+    if plan.excluded:
+        lines += ["", f"**Excluded:** {md_escape(', '.join(plan.excluded))}"]
+    if plan.notes:
+        lines += ["", f"**Earlier revisions:** {md_escape('; '.join(plan.notes), limit=400)}"]
     return "\n".join(lines)
 
 
@@ -263,15 +303,11 @@ def revise_plan(
     plan: InspectionPlan, all_hosts: list[PlanHost], rejection: str, round_no: int
 ) -> InspectionPlan | None:
     """Wait until the engineer revises the rejected plan (or cancels: None)."""
-    from flows.approvals import describe_refusals, record_once, wait_for
+    from flows.approvals import record_once, wait_for
 
     settings = get_settings()
     run_id = current_flow_run_id() or ""
-    evidence = (
-        f"## The plan was rejected\n\n> {_md(rejection)}\n\n"
-        f"{render_plan_markdown(plan)}\n\n---\nExclude hosts, change the window and "
-        "resubmit, or cancel the inspection."
-    )
+    evidence = render_revision_form(plan, rejection, [])
     key = f"{REVISION_GATE}-r{round_no}"
     approval_id = ensure_gate(
         run_id,
@@ -286,7 +322,9 @@ def revise_plan(
     while True:
         attempt += 1
         attempt_key = f"{key}-a{attempt}"
-        form = PlanRevision.with_initial_data(description=evidence + describe_refusals(problems))
+        form = PlanRevision.with_initial_data(
+            description=render_revision_form(plan, rejection, problems)
+        )
         get_run_logger().info(
             "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
             "revise %s --as NAME [--exclude HOST] [--window W] [--note TEXT] | --cancel",
@@ -340,6 +378,7 @@ def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPl
                 backup_approver=Person(**plan.backup_approver) if plan.backup_approver else None,
                 requested_by=requested_by,
                 policy=plan.policy,
+                timezone=plan.timezone,
             )
         )
         if result.decision is Decision.APPROVE:
@@ -390,7 +429,7 @@ def write_report(run_id: int) -> str:
     create_markdown_artifact(
         markdown=render_inspection_markdown(report, url),
         key=key,
-        description=f"Health inspection {contract.code}",
+        description=f"Health inspection {md_escape(contract.code)}",
     )
     create_table_artifact(
         table=findings_table(report),
@@ -657,17 +696,19 @@ def recheck_findings(params: RecheckParams) -> InspectionOutcome | State[Any]:
             )
         ).all()
         lines = [
-            f"## Re-check of {params.contract} (run {run_id})",
+            f"## Re-check of {md_escape(params.contract)} (run {run_id})",
             "",
             f"**Resolved:** {len(resolved)} · **still open:** {len(still)}",
             "",
         ]
         lines += [
-            f"- resolved: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)}"
+            f"- resolved: {md_escape(active.get(f.host_id, f.host_id))} {md_escape(f.check)} "
+            f"{md_escape(f.subject)}"
             for f in resolved
         ]
         lines += [
-            f"- open: {active.get(f.host_id, f.host_id)} {f.check} {_md(f.subject)} ({f.severity})"
+            f"- open: {md_escape(active.get(f.host_id, f.host_id))} {md_escape(f.check)} "
+            f"{md_escape(f.subject)} ({md_escape(f.severity)})"
             for f in still
         ]
     create_markdown_artifact(markdown="\n".join(lines), description="Re-check difference")
