@@ -63,6 +63,7 @@ def _request(gate: Approval, contract: Contract) -> ApprovalRequest:
         backup_approver=Person(**backup) if backup else None,
         requested_by=gate.requested_by,
         policy=GatePolicy.model_validate(gate.policy or {}),
+        timezone=contract.timezone,
     )
 
 
