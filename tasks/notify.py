@@ -52,7 +52,7 @@ ERROR_LIMIT = 2000
 
 
 def report_subject(report: InspectionReport) -> str:
-    """One-line subject: contract, customer, score and the worst counts."""
+    """One-line subject: contract, customer, score, the worst counts, the window and the run."""
     c = report.counts
     parts = [f"score {report.overall_score}/100"]
     if c["critical"] or c["major"]:
@@ -62,6 +62,10 @@ def report_subject(report: InspectionReport) -> str:
     subject = f"[upkeep] Inspection {report.contract.code} ({report.customer.name}): " + ", ".join(
         parts
     )
+    # Which inspection: the window and the run, so two reports of one contract differ.
+    if report.run.window:
+        subject += f" · {report.run.window}"
+    subject += f" · run {report.run.id}"
     # Inventory text goes into a header: no line breaks, whatever the inventory holds.
     return " ".join(subject.split())
 

@@ -464,6 +464,7 @@ def test_report_path_keeps_the_contract_code_inside_the_dir(tmp_path: Path) -> N
 def test_report_email_subject_text_and_html(report: InspectionReport, tmp_path: Path) -> None:
     subject, text, html = render_report_email(report, tmp_path / "r.html", TEMPLATES)
     assert subject.startswith("[upkeep] Inspection ACME-01 (ACME & Söhne <GmbH>): score 55/100")
+    assert subject.endswith(f" · {report.run.window} · run {report.run.id}")  # which run
     assert "\n" not in subject
     assert "ACME & Söhne <GmbH>" in text and XSS in text  # plain text is not escaped
     assert "The full report is attached (r.html)." in text
