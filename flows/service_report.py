@@ -34,7 +34,7 @@ from tasks.markup import md_escape
 from tasks.records import get_contract
 from tasks.reports import contract_zone
 from tasks.service_report import (
-    NextPeriodPlan,
+    PeriodPlan,
     PeriodKind,
     PlannedRun,
     ServiceReport,
@@ -80,6 +80,8 @@ class ServiceReportOutcome(BaseModel):
     runs: int
     failed_runs: int
     """Runs that did not complete cleanly: with failures, failed, cancelled, unfinished."""
+    missed_runs: int = 0
+    """Runs the cadences planned in the period with no run recorded."""
     backups_verified: int = 0
     backups_failed: int = 0
     findings_opened: int
@@ -155,7 +157,7 @@ def _slot_notes(cadence: Cadence, slot: CadenceSlot, zone: tzinfo) -> tuple[str,
     return tuple(notes)
 
 
-def next_period_plan(
+def plan_for_period(
     *,
     cadences: Mapping[str, Any],
     timezone: str,
@@ -164,7 +166,7 @@ def next_period_plan(
     blackouts: object = None,
     policy: str = "next_allowed_day",
     not_scheduled: Sequence[str] = (),
-) -> NextPeriodPlan:
+) -> PeriodPlan:
     """What ``cadences`` (process key -> cadence as written) plan for ``[start, end)``.
 
     Pure. Blackouts apply with ``policy`` (moved runs and skipped ones say so, and why); a
@@ -200,13 +202,14 @@ def next_period_plan(
                 cadence=words,
                 notes=_slot_notes(cadence, slot, zone),
                 skipped=slot.skipped,
+                key=key,
             )
             for slot in slots
         ]
     problems += [f"{process_name(key)}: not scheduled by upkeep yet" for key in not_scheduled]
     first, last = start.astimezone(zone).date(), (end - timedelta(seconds=1)).astimezone(zone)
     in_period = [b for b in parsed if b.end >= first and b.start <= last.date()]
-    return NextPeriodPlan(
+    return PeriodPlan(
         runs=tuple(sorted(runs, key=lambda r: (r.at, r.process))),
         blackouts=tuple(_blackout_words(b) for b in in_period),
         policy=POLICY_WORDS.get(policy) if in_period else None,
@@ -214,10 +217,10 @@ def next_period_plan(
     )
 
 
-@task(name="plan-next-period")
-def plan_next_period(contract: str, kind: PeriodKind, end: date) -> NextPeriodPlan:
-    """What the contract's deployments will run in the period that starts on ``end``: the
-    cadences they are built from (``deployments.specs_for``), after blackouts."""
+@task(name="plan-period")
+def plan_period(contract: str, start: date, stop: date) -> PeriodPlan:
+    """What the contract's deployments run in ``[start, stop)`` (local dates): the cadences
+    they are built from (``deployments.specs_for``), after blackouts."""
     engine = engine_for(get_settings().db_url)
     with session_scope(engine) as db:
         row = get_contract(session=db, code=contract)
@@ -225,8 +228,7 @@ def plan_next_period(contract: str, kind: PeriodKind, end: date) -> NextPeriodPl
         timezone, blackouts, policy = row.timezone, list(row.blackouts), row.blackout_policy
         not_scheduled = unsupported(row)
     zone = contract_zone(timezone)
-    start, stop = next_period(kind, end)
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences=cadences,
         timezone=timezone,
         start=local_midnight(start, zone),
@@ -236,7 +238,7 @@ def plan_next_period(contract: str, kind: PeriodKind, end: date) -> NextPeriodPl
         not_scheduled=not_scheduled,
     )
     if plan.note:
-        get_run_logger().warning("plan for the next period incomplete: %s", plan.note)
+        get_run_logger().warning("plan for %s – %s incomplete: %s", start, stop, plan.note)
     return plan
 
 
@@ -249,7 +251,8 @@ def build_report(
     kind: PeriodKind,
     start: date,
     end: date,
-    plan: NextPeriodPlan,
+    plan: PeriodPlan,
+    due: PeriodPlan,
     flow_run_id: str | None = None,
 ) -> ServiceReport:
     """Read the period's records into a :class:`ServiceReport`."""
@@ -262,6 +265,7 @@ def build_report(
             start=start,
             end=end,
             plan=plan,
+            due=due.runs,
             flow_run_id=flow_run_id,
         )
 
@@ -355,8 +359,11 @@ def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[
         end,
         params.requested_by or "nobody named",
     )
-    plan = plan_next_period(params.contract, params.period, end)
-    report = build_report(params.contract, params.period, start, end, plan, current_flow_run_id())
+    plan = plan_period(params.contract, *next_period(params.period, end))
+    due = plan_period(params.contract, start, end)
+    report = build_report(
+        params.contract, params.period, start, end, plan, due, current_flow_run_id()
+    )
     path = write_report(report)
     publish_artifact(report, path)
     mail = email_report(report, path) if params.email_report else None
@@ -368,6 +375,7 @@ def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[
         period_end=end,
         runs=report.runs_total,
         failed_runs=report.runs_failed,
+        missed_runs=len(report.missed),
         backups_verified=len(report.backups),
         backups_failed=len(report.backups_failed),
         findings_opened=len(report.opened),

@@ -13,7 +13,7 @@ came, and the plan for the next period. As with inspection reports, three separa
 
 Everything is read from the records (runs, host results, findings of hosts and of backups,
 backup verifications, approval gates) and every headline figure lists the records it counts
-(:attr:`ServiceReport.figures`). The next period's plan (:class:`NextPeriodPlan`) is computed
+(:attr:`ServiceReport.figures`). The next period's plan (:class:`PeriodPlan`) is computed
 by the caller from the contract's cadences and blackouts: this module does not schedule.
 
 A period is ``[start, end)`` in local dates of the contract's timezone: a run at 23:30 UTC
@@ -360,7 +360,7 @@ class ApprovalSummary:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run the contract's cadences plan for the next period, after blackouts."""
+    """One run the contract's cadences plan, after blackouts."""
 
     at: datetime
     """When it runs (for a skipped run: the slot that will not run)."""
@@ -371,15 +371,23 @@ class PlannedRun:
     notes: tuple[str, ...] = ()
     """Why it is not at the cadence's time: moved by a blackout or by daylight saving."""
     skipped: bool = False
+    key: str = ""
+    """The process key of the inventory (``inspection``, ``backup_verification``, ...)."""
+
+    @property
+    def label(self) -> str:
+        """``Health inspection planned for 2027-02-02 02:00 CET``."""
+        return f"{self.process} planned for {format_dt(self.at)}"
 
 
 @dataclass(frozen=True)
-class NextPeriodPlan:
-    """What the contract's cadences plan for the next period, computed by the caller."""
+class PeriodPlan:
+    """What the contract's cadences plan for a period (the next one, or the reported one to
+    see what was missed), computed by the caller."""
 
     runs: tuple[PlannedRun, ...] = ()
     blackouts: tuple[str, ...] = ()
-    """The next period's blackout days, in words."""
+    """The period's blackout days, in words."""
     policy: str | None = None
     """What a blackout does to a run, in words."""
     note: str | None = None
@@ -421,10 +429,12 @@ class ServiceReport:
     approvals: ApprovalSummary
     next_start: date
     next_end: date
-    plan: NextPeriodPlan
+    plan: PeriodPlan
     generated_at: datetime
     backup_sources: tuple[str, ...] = ()
     """The systems whose backups the contract says to verify."""
+    missed: tuple[PlannedRun, ...] = ()
+    """Runs the cadences planned in the period with no run of their process recorded."""
     flow_run_id: str | None = None
 
     @property
@@ -493,6 +503,7 @@ class ServiceReport:
         return (
             Figure("runs", refs("run", (r.id for r in self.runs))),
             Figure("runs not completed cleanly", refs("run", (r.id for r in self.runs_not_done))),
+            Figure("planned runs with no run recorded", tuple(p.label for p in self.missed)),
             Figure("findings opened", refs("finding", (f.id for f in self.opened))),
             Figure("findings resolved", refs("finding", (f.id for f in self.resolved))),
             Figure("open at the end", refs("finding", (f.id for f in self.open_at_end))),
@@ -811,6 +822,50 @@ def _approvals(
     )
 
 
+RUN_KINDS: Mapping[str, str] = {
+    "inspection": "inspection",
+    "recheck": "recheck",
+    "backup_verification": "backup",
+    "drill": "drill",
+}
+"""Process key -> the kind of run its flow records; processes not listed record no run."""
+MATCH_BEFORE = timedelta(hours=1)
+MATCH_AFTER = timedelta(hours=24)
+
+
+def missed_runs(
+    due: Sequence[PlannedRun], runs: Sequence[RunRow], now: datetime
+) -> list[PlannedRun]:
+    """The planned runs (due by ``now``) with no recorded run of their process. Pure.
+
+    A run of the process's kind started from an hour before to a day after the planned time
+    (a late start, a retry, a run started by hand) counts for it; each run counts once.
+    Skipped runs and processes that record no run are never missed.
+    """
+    by_start = sorted(runs, key=lambda r: (r.started_at, r.id))
+    used: set[int] = set()
+    missed = []
+    for slot in sorted(due, key=lambda p: (p.at, p.key)):
+        kind = RUN_KINDS.get(slot.key)
+        if slot.skipped or kind is None or slot.at > now:
+            continue
+        match = next(
+            (
+                r
+                for r in by_start
+                if r.id not in used
+                and r.kind == kind
+                and slot.at - MATCH_BEFORE <= r.started_at < slot.at + MATCH_AFTER
+            ),
+            None,
+        )
+        if match is None:
+            missed.append(slot)
+        else:
+            used.add(match.id)
+    return missed
+
+
 def build_service_report(
     *,
     session: Session,
@@ -818,7 +873,8 @@ def build_service_report(
     kind: PeriodKind,
     start: date,
     end: date,
-    plan: NextPeriodPlan | None = None,
+    plan: PeriodPlan | None = None,
+    due: Sequence[PlannedRun] = (),
     generated_at: datetime | None = None,
     flow_run_id: str | None = None,
 ) -> ServiceReport:
@@ -828,7 +884,8 @@ def build_service_report(
     Runs, findings (of hosts and of backups), backup verifications and approval gates are
     read from their tables; a run that completed while a backup it verified failed, or a host
     it could not inspect, counts as completed *with failures*. ``plan`` is the next period's
-    plan as the caller computed it from the cadences. Reads only, writes nothing. Raises
+    plan as the caller computed it from the cadences; ``due`` what they planned for this
+    period, to find planned runs that never happened. Reads only, writes nothing. Raises
     :class:`RecordNotFound` for an unknown contract and :class:`ValueError` for an empty
     period.
     """
@@ -848,7 +905,9 @@ def build_service_report(
     runs = _runs(session, contract.id, start_utc, end_utc, zone, backups)
     opened, resolved, still = _findings(session, contract.id, start_utc, end_utc, zone)
     next_start, next_end = next_period(kind, end)
-    plan = plan or NextPeriodPlan()
+    generated = (generated_at or utcnow()).astimezone(zone)
+    in_period = [replace(p, at=p.at.astimezone(zone)) for p in due if start_utc <= p.at < end_utc]
+    plan = plan or PeriodPlan()
     plan = replace(
         plan,
         runs=tuple(
@@ -877,7 +936,8 @@ def build_service_report(
         next_start=next_start,
         next_end=next_end,
         plan=plan,
-        generated_at=(generated_at or utcnow()).astimezone(zone),
+        generated_at=generated,
+        missed=tuple(missed_runs(in_period, runs, generated)),
         backup_sources=tuple(
             str(s.get("system")) for s in contract.backup_sources or () if s.get("system")
         ),
@@ -965,6 +1025,12 @@ def render_service_report_markdown(
             f"| {r.id} | {md_escape(r.process)} | {format_dt(r.started_at)} | "
             f"{md_escape(r.verdict)} | {md_escape('; '.join(r.problems))} |"
             for r in report.runs
+        ]
+    if report.missed:
+        lines += ["", "## Planned but not run", ""]
+        lines += [
+            f"- {md_escape(p.label)} ({md_escape(p.cadence)}): no run recorded"
+            for p in report.missed
         ]
     if report.backups:
         lines += [

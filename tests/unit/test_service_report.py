@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from flows.service_report import next_period_plan
+from flows.service_report import plan_for_period
 from models import (
     Approval,
     ApprovalEvent,
@@ -29,11 +29,13 @@ from tasks.service_report import (
     NO_BACKUPS,
     NO_END,
     NO_PLAN,
-    NextPeriodPlan,
+    PeriodPlan,
     PlannedRun,
+    RunRow,
     ServiceReport,
     build_service_report,
     local_midnight,
+    missed_runs,
     next_period,
     period_bounds,
     period_label,
@@ -131,11 +133,11 @@ def q4_2026() -> dict:
 
 
 def test_no_cadences_plan_nothing_and_say_nothing() -> None:
-    assert next_period_plan(cadences={}, **q4_2026()) == NextPeriodPlan()
+    assert plan_for_period(cadences={}, **q4_2026()) == PeriodPlan()
 
 
 def test_plan_respects_blackouts_names_processes_and_says_cadences_in_words() -> None:
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences={
             "inspection": "quarterly, first Tuesday, 02:00",
             "backup_verification": "monthly, day 24, 03:30",
@@ -174,7 +176,7 @@ def test_plan_respects_blackouts_names_processes_and_says_cadences_in_words() ->
 
 
 def test_plan_under_the_skip_policy_keeps_the_skipped_run_and_says_why() -> None:
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences={"backup_verification": "monthly, day 24, 03:30"},
         blackouts=[{"from": "2026-12-24", "reason": "Christmas Eve"}, "2027-02-01"],
         policy="skip",
@@ -193,7 +195,7 @@ def test_plan_says_when_daylight_saving_moves_a_run() -> None:
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(BERLIN)
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences={"backup_verification": {"cron": "30 2 * * 0"}},
         timezone=BERLIN,
         start=local_midnight(date(2027, 3, 1), zone),
@@ -209,7 +211,7 @@ def test_plan_says_when_daylight_saving_moves_a_run() -> None:
 
 
 def test_plan_names_what_it_cannot_plan_without_the_raw_expression() -> None:
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences={"inspection": {"cron": "0 25 * * *"}, "drill": {"cron": "0 0 30 2 *"}},
         not_scheduled=["patch_advisory"],
         **q4_2026(),
@@ -449,7 +451,7 @@ def _planned(at: datetime, process: str, cadence: str = "monthly") -> PlannedRun
 
 def test_build_takes_the_plan_as_given_in_local_time(engine: sa.Engine) -> None:
     seed(engine)
-    plan = NextPeriodPlan(
+    plan = PeriodPlan(
         runs=(
             _planned(utc(12, 8, 1), "Health inspection"),
             _planned(utc(12, 2, 1), "Backup-restore verification"),
@@ -500,7 +502,7 @@ def test_an_empty_contract_still_has_every_section(engine: sa.Engine) -> None:
 def test_html_is_self_contained_and_escapes_host_output(engine: sa.Engine) -> None:
     seed(engine)
     report = build(
-        engine, plan=NextPeriodPlan(runs=(_planned(utc(12, 8, 1), "Health <b>inspection</b>"),))
+        engine, plan=PeriodPlan(runs=(_planned(utc(12, 8, 1), "Health <b>inspection</b>"),))
     )
     html = render_service_report_html(report, TEMPLATES, prefect_ui_url="http://ui:4200")
     assert XSS not in html
@@ -573,11 +575,18 @@ def bad_month(engine: sa.Engine) -> tuple[Planted, ServiceReport]:
 
     planted = plant_bad_month(engine)
     zone = ZoneInfo(BERLIN)
-    plan = next_period_plan(
+    plan = plan_for_period(
         cadences=CADENCES,
         timezone=BERLIN,
         start=local_midnight(date(2027, 3, 1), zone),
         end=local_midnight(date(2027, 4, 1), zone),
+        blackouts=BLACKOUTS,
+    )
+    due = plan_for_period(
+        cadences=CADENCES,
+        timezone=BERLIN,
+        start=local_midnight(FEBRUARY[0], zone),
+        end=local_midnight(FEBRUARY[1], zone),
         blackouts=BLACKOUTS,
     )
     with Session(engine) as s:
@@ -588,9 +597,49 @@ def bad_month(engine: sa.Engine) -> tuple[Planted, ServiceReport]:
             start=FEBRUARY[0],
             end=FEBRUARY[1],
             plan=plan,
+            due=due.runs,
             generated_at=datetime(2027, 3, 3, 6, tzinfo=UTC),
         )
     return planted, report
+
+
+def test_planned_runs_that_never_ran_are_reported_missed(engine: sa.Engine) -> None:
+    _, report = bad_month(engine)
+    # The inspection of 2 February and the backup test of 7 February ran; the other Sundays'
+    # backup tests have no run at all.
+    assert [p.label for p in report.missed] == [
+        f"Backup-restore verification planned for 2027-02-{day} 02:30 CET" for day in (14, 21, 28)
+    ]
+    figures = {f.label: f for f in report.figures}
+    assert figures["planned runs with no run recorded"].count == 3
+    html = render_service_report_html(report, TEMPLATES)
+    assert "Backup-restore verification planned for 2027-02-14 02:30 CET" in html
+    assert "Planned but not run (3)" in html
+
+
+def _row(run_id: int, kind: str, at: datetime) -> RunRow:
+    return RunRow(run_id, kind, "completed", at, at, None, None, None)
+
+
+def test_missed_runs_match_each_run_once_within_its_window() -> None:
+    slot = utc(11, 10, 1)
+    due = [
+        PlannedRun(slot, "Health inspection", "weekly", key="inspection"),
+        PlannedRun(slot + timedelta(days=7), "Health inspection", "weekly", key="inspection"),
+        PlannedRun(slot, "Backup", "weekly", key="backup_verification", skipped=True),
+        PlannedRun(slot, "Service report", "monthly", key="service_report"),
+        PlannedRun(utc(12, 30), "Health inspection", "weekly", key="inspection"),  # future
+    ]
+    late = _row(1, "inspection", slot + timedelta(hours=5))
+    # One run late by five hours counts for the first slot, not for the second as well.
+    missed = missed_runs(due, [late], now=utc(12, 1))
+    assert [p.at for p in missed] == [slot + timedelta(days=7)]
+    # A run of another kind, or one far from the slot, does not count.
+    other = [_row(2, "recheck", slot), _row(3, "inspection", slot + timedelta(days=2))]
+    assert len(missed_runs(due, other, now=utc(12, 1))) == 2
+    assert (
+        missed_runs(due, [late, _row(4, "inspection", slot + timedelta(days=7))], utc(12, 1)) == []
+    )
 
 
 def test_a_run_whose_backup_failed_did_not_complete_cleanly(engine: sa.Engine) -> None:
