@@ -86,6 +86,19 @@ def test_the_next_approver_sees_refusals_progress_deciders_and_deadline_first(
     (table,) = [t for t in walk(tree) if t["type"] == "table"]
     assert [len(row) for row in table["rows"]] == [5]  # the hostile role did not split a cell
 
-    answer(gate, decision="approve", approver="Paul Lead", code=wait_for_code(smtp_server, PAUL))
+    # Paul's code mail, sent by the gate itself: the plan rendered, names escaped, the run
+    # in the subject, the deadline in the contract's timezone.
+    paul = wait_for_code(smtp_server, PAUL)
+    (mail,) = [m.message() for m in smtp_server.handler.received if PAUL in m.rcpt_tos]
+    assert mail["Subject"].endswith(f"· run {gate.flow_run_id[:8]}")
+    html_part = mail.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = html_part.get_content()
+    assert "<table" in html and "<script>" not in html and "### " not in html
+    assert "**db** \\| &lt;script&gt;alert(1)&lt;/script&gt;" not in html  # not left as Markdown
+    assert "**db** | &lt;script&gt;alert(1)&lt;/script&gt;</td>" in html
+    assert "ACME &lt;b&gt;ops&lt;/b&gt;" in html and "(Europe/Berlin)" in html
+
+    answer(gate, decision="approve", approver="Paul Lead", code=paul)
     assert bg.state().is_completed()
     assert not paused(gate.flow_run_id)
