@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
-from tasks.backups.files import ARCHIVE_SUFFIXES, manifest_for
+from tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
 
 BACKUP_CHECK = "backup"
 SEVERITY_BY_IMPORTANCE = {
@@ -58,6 +58,7 @@ def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
         if v.id not in doomed_ids and v.archive_path
     }
     gone = []
+    touched: set[Path] = set()
     for v in doomed:
         if v.archive_path and v.archive_path not in still_used:
             path = Path(v.archive_path)
@@ -65,12 +66,28 @@ def prune(*, session: Session, doomed: list[BackupVersion]) -> list[str]:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-                if v.kind == "files" and path.name.endswith(ARCHIVE_SUFFIXES):
-                    manifest_for(path).unlink(missing_ok=True)
+                touched.add(path.parent)
         v.pruned_at = utcnow()
         session.add(v)
         gone.append(v.archive_path or v.backup)
+    for directory in touched:
+        _remove_orphan_manifests(directory)
     return gone
+
+
+def _remove_orphan_manifests(directory: Path) -> None:
+    """Remove the ``.sha256`` manifests in an archive directory whose archive is gone (this
+    prune's, and those that earlier prunes left behind)."""
+    if not directory.is_dir():
+        return
+    archives = {
+        manifest_for(p)
+        for p in directory.iterdir()
+        if p.name.endswith(ARCHIVE_SUFFIXES) and p.is_file()
+    }
+    for manifest in directory.glob("*" + MANIFEST_SUFFIX):
+        if manifest not in archives:
+            manifest.unlink(missing_ok=True)
 
 
 def _open_backup_finding(session: Session, contract_id: int, system: str) -> Finding | None:

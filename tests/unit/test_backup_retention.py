@@ -385,6 +385,55 @@ def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
     assert shared.exists()
 
 
+def test_pruning_removes_the_manifest_with_the_archive(engine, tmp_path) -> None:
+    """A pruned file backup's manifest goes with it, and so do manifests that earlier prunes
+    left behind; a kept archive keeps its manifest."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from models import BackupVersion, Contract, Customer, utcnow
+    from tasks.backup_records import prune
+
+    archive = tmp_path / "archive" / "2026"
+    archive.mkdir(parents=True)
+    old, kept = (archive / f"20261{n}01T000000Z-shop.tar.gz" for n in (0, 1))
+    left_behind = archive / "20260901T000000Z-shop.sha256"
+    for path in (old, kept):
+        path.write_bytes(b"archive")
+        files.manifest_for(path).write_text(f"{'0' * 64}  a\n")
+    left_behind.write_text(f"{'0' * 64}  a\n")
+    with Session(engine) as s:
+        customer = Customer(code="c", name="C")
+        s.add(customer)
+        s.flush()
+        contract = Contract(code="C", name="C", customer_id=customer.id)
+        s.add(contract)
+        s.flush()
+        common = dict(
+            contract_id=contract.id,
+            system="shop",
+            kind="files",
+            security_level="internal",
+            importance="high",
+            outcome="good",
+        )
+        first = BackupVersion(
+            verified_at=utcnow() - timedelta(days=31),
+            backup="/b/old.tar.gz",
+            archive_path=str(old),
+            **common,
+        )
+        second = BackupVersion(backup="/b/new.tar.gz", archive_path=str(kept), **common)
+        s.add_all([first, second])
+        s.flush()
+        assert prune(session=s, doomed=[first]) == [str(old)]
+        s.commit()
+    assert sorted(p.name for p in archive.iterdir()) == sorted(
+        [kept.name, files.manifest_for(kept).name]
+    )
+
+
 def test_two_backups_in_one_second_get_distinct_names(tmp_path) -> None:
     from datetime import UTC, datetime
 
