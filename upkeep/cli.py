@@ -454,9 +454,9 @@ def run_inspection_cmd(
         requested_by=requested_by or _whoami(),
     )
     try:
-        check_inventory_allows(params)
+        contract_id = check_inventory_allows(params)
         require_prefect_api()
-        check_alone(contract, None)
+        check_alone(contract, contract_id, None)
     except Refused as exc:
         fail(f"nothing was run: {exc}")
     state = quarterly_health_inspection(params, return_state=True)
@@ -597,6 +597,7 @@ def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id"
     """One gate: what was asked, the decision, and its whole event log."""
     from models import Approval
     from tasks.gates import events
+    from tasks.markup import markdown_plain
 
     with db_session() as session:
         a = session.get(Approval, approval_id)
@@ -618,7 +619,8 @@ def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id"
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", esc(e.kind), esc(e.actor or ""), esc(e.detail))
     out.print(table)
     out.print("[bold]evidence shown:[/]")
-    out.print(a.evidence, markup=False)
+    # The evidence is escaped Markdown (for the UI); the terminal shows it as typed.
+    out.print(markdown_plain(a.evidence), markup=False)
 
 
 @approvals_app.command("report")
