@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -136,3 +137,14 @@ def test_syslog_file_fallback_pipeline_runs_under_sh(tmp_path: Path) -> None:
     assert facts.source == "file" and facts.path == str(log)
     assert facts.count == 25
     assert facts.last_lines == lines[30 + 15 : 30 + 25]
+
+
+FIXTURES = sorted((Path(__file__).parents[2] / "fixtures" / "checks").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_captured_output_records_the_command_the_catalogue_runs(fixture: Path) -> None:
+    """A fixture's ``command`` is what produced its output: the catalogue's command, rendered
+    with default thresholds. A catalogue change that leaves fixtures behind fails here."""
+    recorded = json.loads(fixture.read_text())["command"]
+    assert recorded == CHECKS_BY_NAME[fixture.parent.name].render(Thresholds())
