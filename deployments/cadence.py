@@ -886,8 +886,9 @@ def _shape_words(shape: _Shape) -> str | None:
     in_months = f" in {_month_list(months)}" if months else ""
     if shape.nth or shape.monthdays:
         day = _nth_words(shape.nth) if shape.nth else _monthday_words(shape.monthdays)
-        if day is None:
-            return None
+        longest = max(_stdcalendar.monthrange(2000, m)[1] for m in months or range(1, 13))
+        if day is None or any(d > longest for d in shape.monthdays):
+            return None  # "30 February" would read well and never come
         how = _how_often(months, shape.interval, shape.unit)
         if shape.monthdays:
             if len(months) == 1 and len(shape.monthdays) == 1 and shape.monthdays[0] > 0:

@@ -433,8 +433,10 @@ class ServiceReport:
     generated_at: datetime
     backup_sources: tuple[str, ...] = ()
     """The systems whose backups the contract says to verify."""
+    due: tuple[PlannedRun, ...] = ()
+    """Runs the cadences planned in the period that should be on record."""
     missed: tuple[PlannedRun, ...] = ()
-    """Runs the cadences planned in the period with no run of their process recorded."""
+    """Of ``due``, those with no run of their process recorded."""
     flow_run_id: str | None = None
 
     @property
@@ -584,6 +586,33 @@ def _host_problems(session: Session, run_ids: Sequence[int]) -> dict[int, list[s
     return problems
 
 
+def _pending_gates(
+    session: Session, flow_run_ids: Sequence[str], zone: tzinfo
+) -> dict[str, list[str]]:
+    """Per flow run: the approval gates it still waits on (a run that waits has no end yet)."""
+    if not flow_run_ids:
+        return {}
+    gates = session.exec(
+        select(Approval)
+        .where(
+            col(Approval.decision).is_(None),
+            or_(
+                col(Approval.flow_run_id).in_(flow_run_ids),
+                col(Approval.parent_flow_run_id).in_(flow_run_ids),
+            ),
+        )
+        .order_by(col(Approval.requested_at))
+    ).all()
+    waiting: dict[str, list[str]] = {}
+    for gate in gates:
+        run = gate.parent_flow_run_id if gate.parent_flow_run_id in flow_run_ids else None
+        since = format_dt(gate.requested_at.astimezone(zone))
+        waiting.setdefault(run or gate.flow_run_id, []).append(
+            f"waiting for approval (gate {gate.id}, {gate.gate}) since {since}"
+        )
+    return waiting
+
+
 def _runs(
     session: Session,
     contract_id: int,
@@ -602,6 +631,7 @@ def _runs(
         .order_by(col(InspectionRun.started_at), col(InspectionRun.id))
     ).all()
     hosts = _host_problems(session, [r.id for r in runs if r.id is not None])
+    waiting = _pending_gates(session, [r.flow_run_id for r in runs if r.flow_run_id], zone)
     rows = []
     for run in runs:
         assert run.id is not None
@@ -610,7 +640,7 @@ def _runs(
             _verification_problem(v) for v in verifications if v.run_id == run.id and not v.good
         ]
         if run.status == RunStatus.RUNNING:
-            problems.append(NO_END)
+            problems += waiting.get(run.flow_run_id or "", [NO_END])
         rows.append(
             RunRow(
                 id=run.id,
@@ -833,6 +863,15 @@ MATCH_BEFORE = timedelta(hours=1)
 MATCH_AFTER = timedelta(hours=24)
 
 
+def checkable(due: Sequence[PlannedRun], now: datetime) -> list[PlannedRun]:
+    """The planned runs whose run should be on record by ``now``, by time: not skipped, of a
+    process that records runs, and due."""
+    return sorted(
+        (p for p in due if not p.skipped and p.key in RUN_KINDS and p.at <= now),
+        key=lambda p: (p.at, p.key),
+    )
+
+
 def missed_runs(
     due: Sequence[PlannedRun], runs: Sequence[RunRow], now: datetime
 ) -> list[PlannedRun]:
@@ -845,10 +884,8 @@ def missed_runs(
     by_start = sorted(runs, key=lambda r: (r.started_at, r.id))
     used: set[int] = set()
     missed = []
-    for slot in sorted(due, key=lambda p: (p.at, p.key)):
-        kind = RUN_KINDS.get(slot.key)
-        if slot.skipped or kind is None or slot.at > now:
-            continue
+    for slot in checkable(due, now):
+        kind = RUN_KINDS[slot.key]
         match = next(
             (
                 r
@@ -937,6 +974,7 @@ def build_service_report(
         next_end=next_end,
         plan=plan,
         generated_at=generated,
+        due=tuple(checkable(in_period, generated)),
         missed=tuple(missed_runs(in_period, runs, generated)),
         backup_sources=tuple(
             str(s.get("system")) for s in contract.backup_sources or () if s.get("system")

@@ -228,7 +228,7 @@ def test_a_bad_month_is_reported_as_it_was(
     assert "moved from 2027-03-07 02:30: blackout day (Trade fair)" in html
     assert "2027-03-28 01:30 CET" in html and "when the clocks go forward" in html
     assert "every Sunday at 02:30" in html and "30 2 * * 0" not in html
-    assert "Every run the cadences planned for the period was started." in html
+    assert "The cadences planned no inspection or backup test for the period." in html
 
     from prefect.artifacts import Artifact
 

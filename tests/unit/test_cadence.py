@@ -653,3 +653,9 @@ def test_dst_shift_names_the_time_a_spring_forward_run_was_meant_for() -> None:
     # Fall back: 02:30 exists twice and runs once, at its time: nothing moved.
     assert dst_shift(cadence, datetime(2026, 10, 25, 2, 30, tzinfo=berlin)) is None
     assert dst_shift(parse_cadence({"cron": "30 2 * * 0"}), moved) == time(2, 30)
+
+
+def test_a_custom_schedule_that_never_comes_round_says_so() -> None:
+    cadence = parse_cadence({"cron": "0 0 30 2 *"})  # 30 February
+    words = describe(cadence, "Europe/Berlin", datetime(2026, 12, 1, tzinfo=UTC))
+    assert words == "on a custom schedule (next: none)"

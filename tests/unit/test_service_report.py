@@ -615,6 +615,7 @@ def test_planned_runs_that_never_ran_are_reported_missed(engine: sa.Engine) -> N
     html = render_service_report_html(report, TEMPLATES)
     assert "Backup-restore verification planned for 2027-02-14 02:30 CET" in html
     assert "Planned but not run (3)" in html
+    assert len(report.due) == 5  # inspection on the 2nd, backup tests on every Sunday
 
 
 def _row(run_id: int, kind: str, at: datetime) -> RunRow:
@@ -747,3 +748,31 @@ def test_every_planted_failure_is_in_the_page_the_artifact_and_the_mail(engine: 
         "<td>inspection</td>",
     ):
         assert raw not in html and raw not in md
+
+
+def test_a_run_waiting_for_approval_says_so_instead_of_having_no_end(engine: sa.Engine) -> None:
+    from sqlmodel import select
+
+    from tasks.records import start_run
+
+    seed(engine)
+    with Session(engine) as s:
+        contract = s.exec(select(Contract)).one()
+        run = start_run(session=s, contract=contract, kind="inspection", flow_run_id="fr-parent")
+        run.started_at = utc(11, 25, 8)
+        gate = Approval(
+            flow_run_id="fr-gate-subflow",
+            parent_flow_run_id="fr-parent",
+            contract_id=contract.id,
+            gate="inspection-plan",
+            subject="plan",
+            requested_at=utc(11, 25, 8, 5),
+        )
+        s.add_all([run, gate])
+        s.commit()
+        run_id, gate_id = run.id, gate.id
+    row = next(r for r in build(engine).runs if r.id == run_id)
+    assert row.verdict == "not finished"
+    assert row.problems == (
+        f"waiting for approval (gate {gate_id}, inspection-plan) since 2026-11-25 09:05 CET",
+    )
