@@ -126,6 +126,20 @@ def test_an_unreadable_remote_source_is_the_systems_fault(engine, flow_env, on_h
     assert not list(shop["backups"].glob("*"))  # nothing half-written left on the host
 
 
+def test_a_missing_backup_location_on_the_host_is_the_systems_fault(
+    engine, flow_env, on_host, shop
+):
+    missing = shop["backups"].parent / "nowhere"
+    on_host(files_source(shop, location=str(missing), source=None))
+    (result,) = run().sources
+    assert (result["outcome"], result["fault"], result["reason"]) == (
+        "bad",
+        "system",
+        "location_missing",
+    )
+    assert f"web1:{missing}" in result["message"] and not missing.exists()
+
+
 def test_an_untrusted_backup_host_is_refused(engine, flow_env, on_host, shop):
     on_host(files_source(shop), trust=False)
     (result,) = run().sources
