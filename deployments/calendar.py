@@ -1,8 +1,7 @@
 """The customer's annual service plan: as an iCalendar file and as a printable HTML page.
 
-* :func:`ics_calendar` writes RFC 5545 text (CRLF, folded at 75 octets, TEXT escaped) with
-  times in UTC (``...Z``), so no VTIMEZONE is needed and every calendar shows the right
-  instant;
+* :func:`ics_calendar` writes RFC 5545 text with the ``icalendar`` library, times in UTC
+  (``...Z``), so no VTIMEZONE is needed and every calendar shows the right instant;
 * :func:`annual_plan_events` turns an :class:`AnnualPlan` into calendar events (skipped
   runs are left out), with UIDs stable across renders so re-importing updates events;
 * :func:`render_annual_plan_html` renders ``templates/plan/annual_plan.html.j2``
@@ -20,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import icalendar
+
 from deployments.cadence import Blackout, PlannedRun, zone
 
 __all__ = [
@@ -30,9 +31,7 @@ __all__ = [
     "PlanItem",
     "annual_plan_events",
     "default_duration",
-    "escape_text",
     "event_uid",
-    "fold_line",
     "ics_calendar",
     "plan_items",
     "render_annual_plan_html",
@@ -41,8 +40,6 @@ __all__ = [
 DEFAULT_PRODID = "-//upkeep//annual service plan//EN"
 PLAN_TEMPLATE = "plan/annual_plan.html.j2"
 UID_DOMAIN = "upkeep"
-_MAX_OCTETS = 75
-_CRLF = "\r\n"
 
 # English on purpose: strftime's %A/%B follow the machine's locale.
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -78,61 +75,31 @@ class CalendarEvent:
     uid_seed: str
 
 
-def escape_text(value: str) -> str:
-    """An RFC 5545 TEXT value: backslash, semicolon, comma and newlines escaped."""
-    return (
-        value.replace("\\", "\\\\")
-        .replace(";", "\\;")
-        .replace(",", "\\,")
-        .replace("\r\n", "\n")
-        .replace("\r", "\n")
-        .replace("\n", "\\n")
-    )
-
-
-def fold_line(line: str) -> list[str]:
-    """``line`` folded into lines of at most 75 octets (UTF-8), continuations starting with a
-    space; a multi-byte character is never split."""
-    pieces: list[str] = []
-    current, size, limit = "", 0, _MAX_OCTETS
-    for char in line:
-        octets = len(char.encode("utf-8"))
-        if size + octets > limit:
-            pieces.append(current)
-            # The leading space of a continuation line counts towards its 75 octets.
-            current, size, limit = " ", 1, _MAX_OCTETS
-        current += char
-        size += octets
-    pieces.append(current)
-    return pieces
-
-
-def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"calendar time {moment} has no timezone")
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
 def event_uid(uid_seed: str) -> str:
     """A stable UID for an event: the same seed gives the same UID in every render."""
     return f"{hashlib.sha256(uid_seed.encode('utf-8')).hexdigest()[:32]}@{UID_DOMAIN}"
 
 
-def _event_lines(event: CalendarEvent, dtstamp: str) -> list[str]:
-    lines = [
-        "BEGIN:VEVENT",
-        f"UID:{event_uid(event.uid_seed)}",
-        f"DTSTAMP:{dtstamp}",
-        f"DTSTART:{_utc(event.start)}",
-        f"DTEND:{_utc(event.start + event.duration)}",
-        f"SUMMARY:{escape_text(event.summary)}",
-    ]
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"calendar time {moment} has no timezone")
+    return moment.astimezone(UTC)
+
+
+def _vevent(event: CalendarEvent, dtstamp: datetime) -> icalendar.Event:
+    vevent = icalendar.Event()
+    vevent.add("uid", event_uid(event.uid_seed))
+    vevent.add("dtstamp", dtstamp)
+    vevent.add("dtstart", _utc(event.start))
+    vevent.add("dtend", _utc(event.start + event.duration))
+    vevent.add("summary", event.summary)
     if event.description:
-        lines.append(f"DESCRIPTION:{escape_text(event.description)}")
+        vevent.add("description", event.description)
     if event.category:
-        lines.append(f"CATEGORIES:{escape_text(event.category)}")
-    lines += ["TRANSP:OPAQUE", "END:VEVENT"]
-    return lines
+        # One category whose text may hold commas: escaped, not split into several.
+        vevent.add("categories", icalendar.vText(event.category))
+    vevent.add("transp", "OPAQUE")
+    return vevent
 
 
 def ics_calendar(
@@ -142,24 +109,20 @@ def ics_calendar(
     prodid: str = DEFAULT_PRODID,
     dtstamp: datetime | None = None,
 ) -> str:
-    """An RFC 5545 VCALENDAR with one VEVENT per event, ordered by start.
-
-    CRLF line endings, lines folded at 75 octets, TEXT values escaped, DTSTART/DTEND in UTC.
+    """An RFC 5545 VCALENDAR with one VEVENT per event, ordered by start, written by the
+    ``icalendar`` library (CRLF, folding at 75 octets, TEXT escaping); DTSTART/DTEND in UTC.
     ``dtstamp`` (default: now) is when the calendar was made; pass it for reproducible output.
     """
     stamp = _utc(dtstamp if dtstamp is not None else datetime.now(UTC))
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        f"PRODID:{prodid}",
-        "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH",
-        f"X-WR-CALNAME:{escape_text(calendar_name)}",
-    ]
+    cal = icalendar.Calendar()
+    cal.add("version", "2.0")
+    cal.add("prodid", prodid)
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", icalendar.vText(calendar_name))
     for event in sorted(events, key=lambda e: (e.start.astimezone(UTC), e.uid_seed)):
-        lines += _event_lines(event, stamp)
-    lines.append("END:VCALENDAR")
-    return "".join(piece + _CRLF for line in lines for piece in fold_line(line))
+        cal.add_component(_vevent(event, stamp))
+    return cal.to_ical().decode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +231,7 @@ def annual_plan_events(
                 summary=f"{item.title} – {plan.contract_code}",
                 description="\n".join(description),
                 category=item.process,
-                uid_seed=f"{plan.contract_code}|{item.process}|{_utc(item.original)}",
+                uid_seed=f"{plan.contract_code}|{item.process}|{_utc(item.original):%Y%m%dT%H%M%SZ}",
             )
         )
     return events

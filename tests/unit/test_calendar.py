@@ -12,8 +12,6 @@ from deployments.calendar import (
     CalendarEvent,
     annual_plan_events,
     default_duration,
-    escape_text,
-    fold_line,
     ics_calendar,
     plan_items,
     render_annual_plan_html,
@@ -148,7 +146,6 @@ def test_text_values_are_escaped() -> None:
     assert parsed["DESCRIPTION"] == tricky.replace("\r\n", "\n")
     assert parsed["SUMMARY"] == "Test; one, two"
     assert calendar["X-WR-CALNAME"] == "Plan; 2027, ACME"
-    assert escape_text("a\rb") == "a\\nb"
 
 
 def test_long_description_is_folded_at_75_octets() -> None:
@@ -163,15 +160,6 @@ def test_long_description_is_folded_at_75_octets() -> None:
     assert len(lines[description_start].encode("utf-8")) >= 73  # filled, not split early
     _, (parsed,) = parse_ics(text)
     assert parsed["DESCRIPTION"] == long
-
-
-def test_fold_line() -> None:
-    assert fold_line("SHORT:x") == ["SHORT:x"]
-    assert fold_line("A" * 75) == ["A" * 75]
-    assert fold_line("A" * 76) == ["A" * 75, " A"]
-    assert fold_line("A" * 150) == ["A" * 75, " " + "A" * 74, " A"]
-    # A 2-octet character that would straddle octet 75 moves to the next line whole.
-    assert fold_line("A" * 74 + "ü") == ["A" * 74, " ü"]
 
 
 # ---------------------------------------------------------------------------------------------
