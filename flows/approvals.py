@@ -6,23 +6,35 @@ each named approver gets an e-mail with the evidence, a link to the run and a on
 
 * in a run started from a deployment it *suspends*: no process waits, nothing is lost if a
   worker or the API goes away; on resume the flow re-runs from the top, the steps before the
-  gate come back from their persisted results, and the gate replays the answers it already
-  judged from its own records (so no e-mail, code or decision happens twice);
+  gate come back from their persisted results, and the gate replays from its own records: a
+  decided gate returns its decision at once, answers already judged are never judged again,
+  and only the answer to the newest open form is read (so no e-mail, code or decision happens
+  twice, however many times the run was suspended);
 * in a run started interactively (no deployment to re-run it) it *pauses*.
 
+Each form is opened under a fresh random pause key recorded as a ``waiting`` event before the
+run waits, so nobody can create the form's input keys in advance; an answer stored under the
+open form's key without resuming the run (which would make every genuine answer fail with 409)
+is removed by :func:`clear_planted_answer` (the watchdog and ``upkeep approve`` call it).
+
 An answer counts only if it names an approver of this gate, carries that person's unused code,
-the person is not locked out and did not start the run (unless the contract allows it), and a
-rejection says why. Anything else is recorded as a refused attempt and the gate waits again.
-The contract's policy sets how many approvals are needed (M of N), when the gate escalates to
-the backup approver and when it expires (the watchdog flow acts on both).
+the person did not start the run (unless the contract allows it), and a rejection says why.
+Anything else is recorded as a refused attempt and the gate waits again. Nobody is locked out:
+after ``max_failed_attempts`` wrong codes under one name that person's code is replaced and a
+new one is mailed to them. Codes go once per person per gate, only to people who may still
+answer. The contract's policy sets how many approvals are needed (M of N), when the gate
+escalates to the backup approver and when it expires (the watchdog flow acts on both, and
+closes the gates of runs that ended without a decision).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, TypeVar
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prefect import get_run_logger
@@ -34,7 +46,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, col, select
 
 from models import Approval, ApprovalCode, ApprovalEvent, utcnow
-from tasks.gates import GatePolicy, close_gate, log_event, open_gate
+from tasks.gates import (
+    DECISIONS,
+    VERDICTS,
+    WRONG_CODE,
+    GatePolicy,
+    close_gate,
+    log_event,
+    open_gate,
+    pending_attempt,
+    wrong_codes_since_rotation,
+)
 from tasks.markup import md_escape
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import get_settings
@@ -97,7 +119,11 @@ class ApprovalResult(BaseModel):
     decided_at: datetime
 
 
-class ApprovalExpired(RuntimeError):
+class GateClosed(RuntimeError):
+    """The gate ended without an approver's decision: expired, or its run was cancelled."""
+
+
+class ApprovalExpired(GateClosed):
     pass
 
 
@@ -124,6 +150,29 @@ def is_starter(person: Person, requested_by: str | None) -> bool:
         return False
     starter = requested_by.strip().casefold()
     return starter in (person.name.strip().casefold(), person.email.strip().casefold())
+
+
+def code_recipients(
+    people: list[Person],
+    *,
+    coded: set[str],
+    answered: set[str],
+    requested_by: str | None,
+    allow_self_approval: bool,
+) -> list[Person]:
+    """Who of ``people`` is mailed a code now. Pure.
+
+    Only someone who may still answer and holds no code of this gate yet: not whoever already
+    has one (live or used; a replaced code is deleted, so its owner gets a new one), nor who
+    already approved, nor the run's starter when the contract does not let them approve.
+    """
+    return [
+        p
+        for p in people
+        if p.name not in coded
+        and p.name not in answered
+        and (allow_self_approval or not is_starter(p, requested_by))
+    ]
 
 
 def run_url(ui_url: str, flow_run_id: str) -> str:
@@ -265,11 +314,147 @@ def wait_for(form: type[R], key: str, timeout_s: int) -> R:
     )
 
 
+def response_key(pause_key: str, suspended: bool = True) -> str:
+    """The input key Prefect's resume stores the answer under for a form opened with
+    ``pause_key`` (state name, pause key, ``-response``; see prefect.input.run_input)."""
+    from prefect.input.run_input import keyset_from_base_key
+
+    base = f"{'suspended' if suspended else 'paused'}-{pause_key}"
+    return keyset_from_base_key(base)["response"]
+
+
+def _fired_pause_keys(run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    return set(run.empirical_policy.pause_keys or set())
+
+
+def _parse_answer(form: type[R], raw: Any) -> R | str:
+    """The stored answer as ``form``, or why it is not a valid one."""
+    if not isinstance(raw, dict):
+        return "the answer was not a form"
+    try:
+        return form.model_validate(raw)
+    except ValidationError as exc:
+        return f"the answer was not valid ({exc.error_count()} error(s))"
+
+
+def wait_for_answer(
+    form: type[R], approval_id: int, gate_key: str, timeout_s: int
+) -> tuple[str, R | str]:
+    """(pause key, the answer or why it is not one) for the gate's open form.
+
+    If the newest form already has its answer (a suspended run re-running after resume), that
+    answer is read and returned; otherwise a form is opened under a fresh random key (recorded
+    first, so a re-run finds it) and the run suspends or pauses. An answer is only ever read
+    from the newest open form: earlier forms were judged and their verdicts are on record.
+    """
+    from prefect.input.actions import read_flow_run_input
+
+    run_id, durable = _flow_run()
+    with _db() as db:
+        key = pending_attempt([(e.kind, e.attempt_key) for e in _events(db, approval_id)])
+    if key is not None and durable:
+        raw = read_flow_run_input(response_key(key), flow_run_id=UUID(run_id))
+        if raw is not None:
+            return key, _parse_answer(form, raw)
+        if key in _fired_pause_keys(run_id):
+            key = None  # the run left that form without an answer: open a new one
+    if key is None:
+        key = f"{gate_key}-{secrets.token_hex(8)}"
+        with _db() as db:
+            log_event(session=db, approval_id=approval_id, kind="waiting", attempt_key=key)
+    try:
+        return key, wait_for(form, key, timeout_s)
+    except ValidationError as exc:
+        return key, f"the answer was not valid ({exc.error_count()} error(s))"
+
+
+def clear_planted_answer(flow_run_id: str) -> bool:
+    """Remove an answer stored under a waiting run's open form without resuming the run.
+
+    Prefect's resume stores the answer and leaves the paused state in one transaction, so an
+    answer under the open form's key while the run is still paused was put there by someone
+    else (``POST /flow_runs/{id}/input``), and while it is there every genuine answer fails
+    with 409. It is deleted (never judged) and recorded on the run's pending gate. True if
+    one was removed.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    run_uuid = UUID(flow_run_id)
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(run_uuid).state
+        except ObjectNotFound:
+            return False
+        keyset = state.state_details.run_input_keyset if state is not None else None
+        if state is None or not state.is_paused() or not keyset:
+            return False
+        try:
+            client.read_flow_run_input(run_uuid, keyset["response"])
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return False
+            raise
+        # Read after the answer: had a resume stored it, the run would have left this state.
+        now = client.read_flow_run(run_uuid).state
+        if now is None or now.id != state.id:
+            return False
+        try:
+            client.delete_flow_run_input(run_uuid, keyset["response"])
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+    with _db() as db:
+        for gate in db.exec(
+            select(Approval).where(
+                Approval.flow_run_id == flow_run_id, col(Approval.decision).is_(None)
+            )
+        ):
+            assert gate.id is not None
+            log_event(
+                session=db,
+                approval_id=gate.id,
+                kind="planted",
+                detail="an answer was stored under the open form's key without resuming the "
+                "run; it was removed unread so that the genuine answer can be given",
+            )
+    return True
+
+
 # --- records --------------------------------------------------------------------------------
 
 
 def _db() -> Any:
     return session_scope(engine_for(get_settings().db_url))
+
+
+def _events(db: Session, approval_id: int) -> list[ApprovalEvent]:
+    return list(
+        db.exec(
+            select(ApprovalEvent)
+            .where(ApprovalEvent.approval_id == approval_id)
+            .order_by(col(ApprovalEvent.id))
+        )
+    )
+
+
+def refusal_reasons(approval_id: int) -> list[str]:
+    """Why earlier answers to this gate were refused, oldest first (shown on the next form)."""
+    with _db() as db:
+        return [e.detail for e in _events(db, approval_id) if e.kind == "refused"]
+
+
+def deciders(request: ApprovalRequest, escalated: bool) -> list[tuple[Person, str]]:
+    """Who may decide the gate now, with their role: the approvers, and after escalation the
+    backup approver."""
+    people = [(p, "approver") for p in request.approvers]
+    if escalated and request.backup_approver is not None:
+        people.append((request.backup_approver, "backup approver"))
+    return people
 
 
 def ensure_gate(
@@ -308,10 +493,13 @@ def ensure_gate(
 def send_codes(
     approval_id: int, request: ApprovalRequest, people: list[Person], role: str, run_id: str
 ) -> list[str]:
-    """Mail a fresh one-time code to each of ``people`` who has no live code for this gate.
+    """Mail a one-time code to each of ``people`` who may still answer and has none yet.
 
-    The code exists only in the e-mail: its hash is stored after the mail server accepted it.
-    A failed send stores nothing (a later notify issues a new code). Returns who got one.
+    Once per person per gate (see :func:`code_recipients`), however often the flow re-runs;
+    nothing is mailed for a closed gate. The code exists only in the e-mail: its hash is
+    stored after the mail server accepted it. A failed send stores nothing (the next call
+    tries again). Someone whose code was replaced after wrong codes under their name is told
+    why in the mail. Returns who got one.
     """
     from tasks.codes import hash_code, new_code
     from tasks.notify import DeliveryError, render_approval_email, send_now
@@ -319,22 +507,35 @@ def send_codes(
     settings = get_settings()
     logger = get_run_logger()
     with _db() as db:
-        live = {
-            c.person
-            for c in db.exec(
-                select(ApprovalCode).where(
-                    ApprovalCode.approval_id == approval_id, col(ApprovalCode.used_at).is_(None)
-                )
-            )
-        }
         gate = db.get(Approval, approval_id)
         assert gate is not None
+        if gate.decision is not None:
+            return []
+        coded = {
+            c.person
+            for c in db.exec(select(ApprovalCode).where(ApprovalCode.approval_id == approval_id))
+        }
+        log = _events(db, approval_id)
+        answered = {e.actor for e in log if e.kind == "approved" and e.actor}
+        rotated = {e.actor: e.detail for e in log if e.kind == "rotated" and e.actor}
         deadline = gate.requested_at + timedelta(hours=request.policy.expire_after_hours)
+    wanted = code_recipients(
+        people,
+        coded=coded,
+        answered=answered,
+        requested_by=request.requested_by,
+        allow_self_approval=request.policy.allow_self_approval,
+    )
     sent: list[str] = []
-    for person in people:
-        if person.name in live:
-            continue
+    for person in wanted:
         code = new_code()
+        evidence = request.evidence
+        if person.name in rotated:
+            evidence = (
+                "**Your earlier code for this gate no longer works:** "
+                f"{md_escape(rotated[person.name])}. "
+                "Use the code in this e-mail.\n\n" + evidence
+            )
         subject, text, html = render_approval_email(
             templates_dir=settings.templates_dir,
             person_name=person.name,
@@ -342,7 +543,7 @@ def send_codes(
             gate=request.gate,
             contract_code=request.contract,
             subject=request.subject,
-            evidence_markdown=request.evidence,
+            evidence_markdown=evidence,
             run_url=run_url(settings.prefect_ui_url, run_id),
             deadline_text=format_deadline(deadline, request.timezone),
             code=code,
@@ -389,7 +590,9 @@ def _memo(db: Session, approval_id: int, attempt_key: str) -> Verdict | None:
     """The verdict already recorded for this answer (a re-run replays it, never re-judges)."""
     events = db.exec(
         select(ApprovalEvent).where(
-            ApprovalEvent.approval_id == approval_id, ApprovalEvent.attempt_key == attempt_key
+            ApprovalEvent.approval_id == approval_id,
+            ApprovalEvent.attempt_key == attempt_key,
+            col(ApprovalEvent.kind).in_(sorted(VERDICTS)),
         )
     ).all()
     if not events:
@@ -397,9 +600,10 @@ def _memo(db: Session, approval_id: int, attempt_key: str) -> Verdict | None:
     kinds = {e.kind: e for e in events}
     gate = db.get(Approval, approval_id)
     assert gate is not None
-    if "decided" in kinds:
-        final = Decision(gate.decision) if gate.decision in ("approve", "reject") else None
-        return Verdict(accepted=True, person=kinds["decided"].actor, final=final)
+    if "decided" in kinds or "expired" in kinds:
+        final = Decision(gate.decision) if gate.decision in DECISIONS else None
+        actor = (kinds.get("decided") or kinds["expired"]).actor
+        return Verdict(accepted=True, person=actor, final=final)
     if "approved" in kinds:
         return Verdict(accepted=True, person=kinds["approved"].actor)
     return Verdict(accepted=False, person=kinds["refused"].actor, reason=kinds["refused"].detail)
@@ -455,23 +659,6 @@ def judge(
                 answer.approver,
                 f"{answer.approver!r} may not decide this gate (allowed: {allowed})",
             )
-        failures = len(
-            db.exec(
-                select(ApprovalEvent).where(
-                    ApprovalEvent.approval_id == approval_id,
-                    ApprovalEvent.kind == "refused",
-                    ApprovalEvent.actor == person.name,
-                )
-            ).all()
-        )
-        if failures >= request.policy.max_failed_attempts:
-            return _refuse(
-                db,
-                approval_id,
-                attempt_key,
-                person.name,
-                f"{person.name} is locked out of this gate after {failures} refused answers",
-            )
         if not request.policy.allow_self_approval and is_starter(person, request.requested_by):
             return _refuse(
                 db,
@@ -497,7 +684,7 @@ def judge(
         if looks_like_code(answer.code):
             match = next((c for c in codes if verify_code(answer.code, c.code_hash)), None)
         if match is None:
-            return _refuse(db, approval_id, attempt_key, person.name, "wrong code for this gate")
+            return _wrong_code(db, approval_id, attempt_key, person, request.policy)
         if match.used_at is not None:
             return _refuse(db, approval_id, attempt_key, person.name, "that code was already used")
         match.used_at = utcnow()
@@ -524,6 +711,40 @@ def judge(
             return Verdict(accepted=True, person=person.name)
         comments = "; ".join(e.detail for e in approvals if e.detail)
         return _decide(db, approval_id, attempt_key, Decision.APPROVE, names, comments)
+
+
+def _wrong_code(
+    db: Session, approval_id: int, attempt_key: str, person: Person, policy: GatePolicy
+) -> Verdict:
+    """Refuse a wrong code; after ``max_failed_attempts`` of them under ``person``'s name,
+    replace that person's code (deleted here, a new one is mailed by :func:`send_codes`)."""
+    log = [(e.kind, e.actor, e.detail) for e in _events(db, approval_id)]
+    wrong = wrong_codes_since_rotation(log, person.name) + 1
+    rotate = wrong >= policy.max_failed_attempts
+    reason = WRONG_CODE
+    if rotate:
+        reason += (
+            f"; after {wrong} wrong codes under this name {person.name}'s code was replaced "
+            "and a new one is mailed to them"
+        )
+    verdict = _refuse(db, approval_id, attempt_key, person.name, reason)
+    if rotate:
+        for old in db.exec(
+            select(ApprovalCode).where(
+                ApprovalCode.approval_id == approval_id,
+                ApprovalCode.person == person.name,
+                col(ApprovalCode.used_at).is_(None),
+            )
+        ):
+            db.delete(old)
+        log_event(
+            session=db,
+            approval_id=approval_id,
+            kind="rotated",
+            actor=person.name,
+            detail=f"{wrong} wrong codes were typed under {person.name}'s name",
+        )
+    return verdict
 
 
 def _decide(
@@ -578,7 +799,7 @@ def record_once(
 
 
 def close_approval(approval_id: int, decision: str, approver: str | None, comment: str) -> None:
-    """Close a still-pending gate (used for expiry)."""
+    """Close a still-pending gate (used for expiry and for runs that ended while waiting)."""
     with _db() as db:
         gate = db.get(Approval, approval_id)
         if gate is not None and gate.decision is None:
@@ -643,6 +864,42 @@ def expire_gate(approval_id: int, request: ApprovalRequest, reason: str) -> bool
     return True
 
 
+def close_gates_of_run(flow_run_id: str, reason: str) -> list[int]:
+    """Close every pending gate of ``flow_run_id`` as cancelled with ``reason`` (its run ended
+    while the gate waited); the ids closed."""
+    closed = []
+    with _db() as db:
+        for gate in db.exec(
+            select(Approval).where(
+                Approval.flow_run_id == flow_run_id, col(Approval.decision).is_(None)
+            )
+        ):
+            assert gate.id is not None
+            close_gate(
+                session=db, approval_id=gate.id, decision="cancelled", approver=None, comment=reason
+            )
+            closed.append(gate.id)
+    return closed
+
+
+def close_gates_on_end(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (on_cancellation, on_crashed, on_failure): a run that ends while a gate of
+    it waits closes that gate with the reason. Never raises."""
+    try:
+        reason = f"the flow run ended ({state.name}: {state.message or 'no message'})"
+        close_gates_of_run(str(flow_run.id), reason)
+    except Exception as exc:  # noqa: BLE001 - a hook must not mask the run's own end
+        import logging
+
+        logging.getLogger("upkeep.approvals").warning(
+            "could not close the gates of flow run %s: %s", flow_run.id, exc
+        )
+
+
+def closed_reason(gate: Approval) -> str:
+    return f"the gate {gate.gate!r} is closed ({gate.decision}: {gate.comment or 'no reason'})"
+
+
 def expiry_reason(policy: GatePolicy, opened: datetime) -> str:
     return (
         f"approval gate expired: no decision {policy.expire_after_hours:g} h after it "
@@ -653,8 +910,24 @@ def expiry_reason(policy: GatePolicy, opened: datetime) -> str:
 # --- the gate --------------------------------------------------------------------------------
 
 
+def _result(gate: Approval) -> ApprovalResult:
+    assert gate.id is not None and gate.decided_at is not None
+    return ApprovalResult(
+        approval_id=gate.id,
+        decision=Decision(gate.decision or ""),
+        approver=gate.approver or "",
+        comment=gate.comment or "",
+        decided_at=gate.decided_at,
+    )
+
+
 def request_approval(request: ApprovalRequest) -> ApprovalResult:
-    """Open the gate (once), mail codes, and wait until it is approved or rejected."""
+    """Open the gate (once), mail codes, and wait until it is approved or rejected.
+
+    Re-entrant: a re-run of the flow (a suspended run after resume, or a retried run) gets
+    the recorded decision of a decided gate at once, and a closed gate ends the run with
+    :class:`GateClosed` and the reason instead of waiting on it again.
+    """
     logger = get_run_logger()
     settings = get_settings()
     run_id, durable = _flow_run()
@@ -668,14 +941,33 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
         requested_by=request.requested_by,
         policy=request.policy,
     )
-    send_codes(approval_id, request, request.approvers, "approver", run_id)
     timeout_s = max(1, int(request.policy.expire_after_hours * 3600))
-    refusals: list[str] = []
-    attempt = 0
     while True:
-        attempt += 1
-        attempt_key = f"{request.key}-a{attempt}"
-        form = ApprovalInput.with_initial_data(description=describe(request, refusals))
+        with _db() as db:
+            gate = db.get(Approval, approval_id)
+            assert gate is not None
+            if gate.decision in DECISIONS:
+                result = _result(gate)
+                logger.info("%s: %s by %s", request.subject, result.decision.value, result.approver)
+                return result
+            if gate.decision is not None:
+                error = ApprovalExpired if gate.decision == "expired" else GateClosed
+                raise error(f"{request.subject}: {closed_reason(gate)}")
+            events = _events(db, approval_id)
+            escalated = any(e.kind == "escalated" for e in events)
+            approved_by = [e.actor for e in events if e.kind == "approved" and e.actor]
+            opened_at = gate.requested_at
+        for person, role in deciders(request, escalated):
+            send_codes(approval_id, request, [person], role, run_id)
+        form = ApprovalInput.with_initial_data(
+            description=describe(
+                request,
+                refusal_reasons(approval_id),
+                approved_by=approved_by,
+                escalated=escalated,
+                opened_at=opened_at,
+            )
+        )
         logger.info(
             "waiting for approval of %s (approval %s, %s). Answer in the Prefect UI (%s) or: "
             "upkeep approve %s --as NAME --code CODE | upkeep reject %s --as NAME --code CODE "
@@ -688,7 +980,7 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
             run_id,
         )
         try:
-            answer = wait_for(form, attempt_key, timeout_s)
+            attempt_key, answer = wait_for_answer(form, approval_id, request.key, timeout_s)
         except FlowPauseTimeout:
             with _db() as db:
                 gate = db.get(Approval, approval_id)
@@ -696,33 +988,14 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
                 reason = expiry_reason(request.policy, gate.requested_at)
             expire_gate(approval_id, request, reason)
             raise ApprovalExpired(f"{request.subject}: {reason}") from None
-        except ValidationError as exc:
+        if isinstance(answer, str):
             with _db() as db:
                 verdict = _memo(db, approval_id, attempt_key) or _refuse(
-                    db,
-                    approval_id,
-                    attempt_key,
-                    "(unknown)",
-                    f"the answer was not a valid approval ({exc.error_count()} error(s))",
+                    db, approval_id, attempt_key, "(unknown)", answer
                 )
         else:
             verdict = judge(approval_id, request, answer, attempt_key)
         if not verdict.accepted:
-            refusals.append(verdict.reason)
             logger.warning("refused an answer: %s", verdict.reason)
-            continue
-        if verdict.final is None:
+        elif verdict.final is None:
             logger.info("%s approved; more approvals needed", verdict.person)
-            continue
-        with _db() as db:
-            gate = db.get(Approval, approval_id)
-            assert gate is not None and gate.decided_at is not None
-            result = ApprovalResult(
-                approval_id=approval_id,
-                decision=verdict.final,
-                approver=gate.approver or "",
-                comment=gate.comment or "",
-                decided_at=gate.decided_at,
-            )
-        logger.info("%s: %s by %s", request.subject, result.decision.value, result.approver)
-        return result

@@ -16,9 +16,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.states import Cancelled, Failed, State
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.approvals import ApprovalRequest, Decision, close_approval, ensure_gate
+from flows.approvals import (
+    ApprovalRequest,
+    Decision,
+    close_approval,
+    close_gates_on_end,
+    ensure_gate,
+)
 from flows.blackout import blackout_guard
 from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
 from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
@@ -27,12 +33,10 @@ from tasks.findings import REACHABILITY
 from tasks.gates import GatePolicy, policy_for
 from tasks.guards import (
     Refused,
-    RunInfo,
-    active_runs,
     already_running_message,
-    blocking_run,
+    claim,
+    holder_of,
     hosts_for_run,
-    this_run,
     unapprovable,
 )
 from tasks.markup import md_escape
@@ -302,8 +306,22 @@ def apply_revision(
 def revise_plan(
     plan: InspectionPlan, all_hosts: list[PlanHost], rejection: str, round_no: int
 ) -> InspectionPlan | None:
-    """Wait until the engineer revises the rejected plan (or cancels: None)."""
-    from flows.approvals import record_once, wait_for
+    """Wait until the engineer revises the rejected plan (or cancels: None).
+
+    Re-entrant like every gate: a re-run finds the recorded revision and applies it again
+    (pure), a closed revision gate (expired: the watchdog enforces ``approval_timeout_hours``
+    in deployment runs too) ends the run with the reason.
+    """
+    from sqlmodel import col, select
+
+    from flows.approvals import (
+        GateClosed,
+        closed_reason,
+        record_once,
+        refusal_reasons,
+        wait_for_answer,
+    )
+    from models import Approval, ApprovalEvent
 
     settings = get_settings()
     run_id = current_flow_run_id() or ""
@@ -316,14 +334,33 @@ def revise_plan(
         contract_id=plan.contract_id,
         subject=f"revise the inspection plan for {plan.contract}",
         evidence=evidence,
+        policy=GatePolicy(
+            escalate_after_hours=None, expire_after_hours=settings.approval_timeout_hours
+        ),
     )
-    problems: list[str] = []
-    attempt = 0
+    engine = engine_for(settings.db_url)
     while True:
-        attempt += 1
-        attempt_key = f"{key}-a{attempt}"
+        with session_scope(engine) as db:
+            gate = db.get(Approval, approval_id)
+            assert gate is not None
+            if gate.decision == "cancel":
+                return None
+            if gate.decision == "resubmit":
+                recorded = db.exec(
+                    select(ApprovalEvent)
+                    .where(
+                        ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "revision"
+                    )
+                    .order_by(col(ApprovalEvent.id).desc())
+                ).first()
+                assert recorded is not None
+                return apply_revision(
+                    plan, PlanRevision.model_validate_json(recorded.detail), all_hosts
+                )
+            if gate.decision is not None:
+                raise GateClosed(f"revision of the plan for {plan.contract}: {closed_reason(gate)}")
         form = PlanRevision.with_initial_data(
-            description=render_revision_form(plan, rejection, problems)
+            description=render_revision_form(plan, rejection, refusal_reasons(approval_id))
         )
         get_run_logger().info(
             "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
@@ -331,29 +368,38 @@ def revise_plan(
             run_id,
         )
         try:
-            answer = wait_for(form, attempt_key, int(settings.approval_timeout_hours * 3600))
-        except ValidationError as exc:
-            problems.append(f"not a valid revision ({exc.error_count()} error(s))")
-            record_once(approval_id, attempt_key, "refused", "(unknown)", problems[-1])
-            continue
+            attempt_key, answer = wait_for_answer(
+                form, approval_id, key, int(settings.approval_timeout_hours * 3600)
+            )
         except FlowPauseTimeout:
             close_approval(approval_id, "expired", None, "no revision in time")
             raise
+        if isinstance(answer, str):
+            record_once(approval_id, attempt_key, "refused", "(unknown)", answer)
+            continue
         if answer.action == "cancel":
             record_once(
                 approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="cancel"
             )
-            return None
+            continue
         try:
-            revised = apply_revision(plan, answer, all_hosts)
+            apply_revision(plan, answer, all_hosts)
         except ValueError as exc:
-            problems.append(str(exc))
             record_once(approval_id, attempt_key, "refused", answer.engineer, str(exc))
             continue
+        with session_scope(engine) as db:
+            db.add(
+                ApprovalEvent(
+                    approval_id=approval_id,
+                    kind="revision",
+                    actor=answer.engineer[:200],
+                    detail=PlanRevision.model_validate(answer.model_dump()).model_dump_json(),
+                    attempt_key=attempt_key,
+                )
+            )
         record_once(
             approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="resubmit"
         )
-        return revised
 
 
 def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPlan | None:
@@ -542,16 +588,16 @@ class AlreadyRunning(Refused):
     """Another inspection of the contract is under way."""
 
 
-def check_start(params: InspectionParams, me: RunInfo | None) -> None:
+def check_start(params: InspectionParams, me: str | None) -> None:
     """Refused (naming why) when this inspection must not start: unknown or inactive contract,
     no host in scope, a plan nobody could approve, or another inspection of the contract under
-    way. The CLI asks before it creates the run (``me`` None), the flow again at its start."""
-    check_inventory_allows(params)
-    check_alone(params.contract, me)
+    way. The CLI asks before it creates the run (``me`` None); the flow run ``me`` asks again at
+    its start and takes the contract's claim."""
+    check_alone(params.contract, check_inventory_allows(params), me)
 
 
-def check_inventory_allows(params: InspectionParams) -> None:
-    """Refused when the records say this inspection cannot run (see :func:`check_start`)."""
+def check_inventory_allows(params: InspectionParams) -> int:
+    """The contract's id; Refused when the records say this inspection cannot run."""
     from tasks.records import RecordNotFound
 
     with session_scope(engine_for(get_settings().db_url)) as db:
@@ -569,14 +615,22 @@ def check_inventory_allows(params: InspectionParams) -> None:
         why = unapprovable(
             contract.approvers, contract.backup_approver, policy, params.requested_by
         )
+        assert contract.id is not None
+        contract_id = contract.id
     if needs_approval and why is not None:
         raise Refused(f"the plan of {params.contract} needs approval, but {why}")
+    return contract_id
 
 
-def check_alone(contract: str, me: RunInfo | None) -> None:
-    """AlreadyRunning when another inspection of ``contract`` goes before ``me``: one plan and
-    one gate per contract at a time."""
-    other = blocking_run(me, active_runs("inspection", contract))
+def check_alone(contract: str, contract_id: int, me: str | None) -> None:
+    """AlreadyRunning when another inspection of the contract is under way: one plan and one
+    gate per contract at a time. The run ``me`` takes the contract's claim; None only asks."""
+    engine = engine_for(get_settings().db_url)
+    other = (
+        claim(engine, "inspection", contract_id, me)
+        if me
+        else holder_of(engine, "inspection", contract_id)
+    )
     if other is not None:
         raise AlreadyRunning(already_running_message("inspection", contract, other))
 
@@ -585,12 +639,14 @@ def check_alone(contract: str, me: RunInfo | None) -> None:
     name="inspection",
     flow_run_name=inspection_run_name,
     persist_result=True,
+    on_cancellation=[close_gates_on_end],
+    on_crashed=[close_gates_on_end],
 )
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
     try:
-        check_start(params, this_run())
+        check_start(params, current_flow_run_id())
     except AlreadyRunning as exc:
         logger.warning("not started: %s", exc)
         return Cancelled(message=f"not started: {exc}")

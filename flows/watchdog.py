@@ -4,6 +4,11 @@ A suspended run executes no code while it waits, so this small flow runs on an i
 deployment (``upkeep serve``) and acts on every pending gate that is due. Each action is
 recorded as an event first and is taken once: running the watchdog again sends no second
 escalation and ends no run twice. Mail that fails is retried by the next run.
+
+It also keeps gates honest about their runs: a gate whose run ended (cancelled, crashed,
+deleted) is closed with the reason; an answer planted under a waiting run's open form (which
+would make the genuine answer fail with 409) is removed; a plan-revision step expires after
+``approval_timeout_hours`` like any gate, in deployment runs too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from sqlmodel import Session, col, select
 from flows.approvals import (
     ApprovalRequest,
     Person,
+    clear_planted_answer,
+    close_gates_of_run,
+    deciders,
     expire_gate,
     expiry_reason,
     send_codes,
@@ -33,6 +41,10 @@ class WatchdogReport(BaseModel):
     expired: list[int] = []
     runs_ended: list[int] = []
     notified: list[int] = []
+    closed: list[int] = []
+    """Gates closed because their run ended without a decision."""
+    planted: list[int] = []
+    """Gates whose open form had an answer planted without a resume (removed)."""
 
 
 def due(requested_at: datetime, hours: float | None, now: datetime) -> bool:
@@ -67,6 +79,21 @@ def _request(gate: Approval, contract: Contract) -> ApprovalRequest:
     )
 
 
+def run_end_reason(flow_run_id: str) -> str | None:
+    """Why the run of a pending gate can no longer answer it, or None while it can."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+        except ObjectNotFound:
+            return "its flow run no longer exists"
+    if state is None or not state.is_final():
+        return None
+    return f"its flow run ended ({state.name}: {state.message or 'no message'})"
+
+
 def end_run(flow_run_id: str, reason: str) -> None:
     """Put the waiting run in a terminal state that says why (the API's own cancel)."""
     from prefect.client.orchestration import get_client
@@ -96,8 +123,6 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
             .join(Contract, col(Contract.id) == col(Approval.contract_id))
             .where(col(Approval.decision).is_(None), col(Approval.gate_key).is_not(None))
         ):
-            if gate.gate.endswith("-revision"):
-                continue
             assert gate.id is not None
             pending.append((gate.id, _request(gate, contract), gate.requested_at, gate.flow_run_id))
         expired_unended = [
@@ -107,6 +132,20 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
         ]
     for gate_id, request, requested_at, run_id in pending:
         policy = request.policy
+        try:
+            ended = run_end_reason(run_id)
+            planted = ended is None and clear_planted_answer(run_id)
+        except Exception as exc:  # noqa: BLE001 - the API may be away; the next run retries
+            logger.error("could not read flow run %s of gate %s: %s", run_id, gate_id, exc)
+            ended, planted = None, False
+        if ended is not None:
+            if close_gates_of_run(run_id, f"closed without a decision: {ended}"):
+                report.closed.append(gate_id)
+                logger.warning("gate %s closed: %s", gate_id, ended)
+            continue
+        if planted:
+            report.planted.append(gate_id)
+            logger.warning("gate %s: removed an answer planted without a resume", gate_id)
         if due(requested_at, policy.expire_after_hours, now):
             reason = expiry_reason(policy, requested_at)
             if expire_gate(gate_id, request, reason):
@@ -114,6 +153,8 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
                 logger.warning("gate %s expired: %s", gate_id, request.subject)
                 expired_unended.append((gate_id, run_id, reason))
             continue
+        if request.gate.endswith("-revision"):
+            continue  # the engineer's step: it expires, but has no codes and no escalation
         with session_scope(engine) as db:
             escalate = (
                 due(requested_at, policy.escalate_after_hours, now)
@@ -133,17 +174,10 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
         if escalate:
             report.escalated.append(gate_id)
             logger.warning("gate %s escalated to %s", gate_id, request.backup_approver)
-        people = list(request.approvers)
-        if escalated and request.backup_approver is not None:
-            people.append(request.backup_approver)
-        # Sends a code to whoever has none yet: the backup approver after escalation, and
-        # anyone whose earlier mail failed.
-        roles = {
-            p.name: "backup approver" if p == request.backup_approver else "approver"
-            for p in people
-        }
-        for person in people:
-            if send_codes(gate_id, request, [person], roles[person.name], run_id):
+        # Sends a code to whoever may answer and has none yet: the backup approver after
+        # escalation, anyone whose earlier mail failed or whose code was replaced.
+        for person, role in deciders(request, escalated):
+            if send_codes(gate_id, request, [person], role, run_id):
                 report.notified.append(gate_id)
     for gate_id, run_id, reason in expired_unended:
         try:

@@ -34,7 +34,11 @@ class GatePolicy(BaseModel):
     expire_after_hours: float = Field(72, gt=0)
     """Then the gate expires and the run ends."""
     max_failed_attempts: int = Field(3, ge=1, le=20)
-    """Refused answers (wrong code, ...) before that person is locked out of the gate."""
+    """Wrong codes typed under one approver's name before that approver's code is replaced.
+
+    Nobody is ever locked out (a stranger could otherwise lock out the real approver): the
+    old code stops working, the approver is mailed a new one, and the attempts are recorded
+    (``rotated`` events, shown by ``upkeep approvals show``)."""
 
     @model_validator(mode="after")
     def _escalate_before_expiry(self) -> GatePolicy:
@@ -73,6 +77,41 @@ def log_event(
     return event
 
 
+VERDICTS = frozenset({"refused", "approved", "decided", "expired"})
+"""Event kinds that judge the answer given under their ``attempt_key``."""
+
+WRONG_CODE = "wrong code for this gate"
+
+
+def pending_attempt(log: Sequence[tuple[str, str | None]]) -> str | None:
+    """The pause key of the newest form still waiting for its answer, or None. Pure.
+
+    ``log`` is the gate's (kind, attempt_key) events, oldest first: a ``waiting`` event opens
+    a form under a key, a verdict event with the same key answers it.
+    """
+    judged = {key for kind, key in log if kind in VERDICTS and key}
+    waiting = [key for kind, key in log if kind == "waiting" and key]
+    if not waiting or waiting[-1] in judged:
+        return None
+    return waiting[-1]
+
+
+def wrong_codes_since_rotation(log: Sequence[tuple[str, str | None, str]], person: str) -> int:
+    """How many wrong codes were typed under ``person`` since their code was last replaced.
+
+    ``log`` is the gate's (kind, actor, detail) events, oldest first. Pure.
+    """
+    count = 0
+    for kind, actor, detail in log:
+        if actor != person:
+            continue
+        if kind == "rotated":
+            count = 0
+        elif kind == "refused" and detail.startswith(WRONG_CODE):
+            count += 1
+    return count
+
+
 def open_gate(*, session: Session, **values: Any) -> Approval:
     """A new pending gate with its 'opened' event."""
     row = Approval(**values)
@@ -105,6 +144,7 @@ def close_gate(
         kind=kind,
         actor=approver,
         detail=f"{decision}: {comment}" if comment else decision,
+        attempt_key=attempt_key,
     )
     return row
 

@@ -53,6 +53,29 @@ def find_pending(session: Session, run: str, gate_kind: str) -> Approval:
     return pending[0]
 
 
+def not_waiting(flow_run_id: str) -> str:
+    """Why a run with a pending gate on record cannot take an answer; a run that ended gets
+    its pending gates closed with the reason (nothing can answer them any more)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.approvals import close_gates_of_run
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    name = state.name if state is not None else "no state"
+    if state is not None and state.is_final():
+        reason = f"its flow run ended ({name}: {state.message or 'no message'})"
+        close_gates_of_run(flow_run_id, f"closed without a decision: {reason}")
+        return (
+            f"flow run {flow_run_id} is not waiting for an answer: {reason}. Its gate is "
+            "closed now; nothing was recorded for your answer"
+        )
+    return (
+        f"flow run {flow_run_id} is not waiting for an answer right now (it is {name}: "
+        "it may be judging another answer); nothing was recorded, try again in a moment"
+    )
+
+
 def resume_and_wait(
     settings: Settings, run: str, gate_kind: str, run_input: dict[str, Any], wait: float = 60.0
 ) -> tuple[str, bool]:
@@ -60,8 +83,10 @@ def resume_and_wait(
 
     Returns (what happened, whether the answer was accepted).
     """
-    from prefect.exceptions import FlowPauseTimeout
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError, PrefectHTTPStatusError
     from prefect.flow_runs import resume_flow_run
+
+    from flows.approvals import clear_planted_answer
 
     engine = engine_for(settings.db_url)
     with session_scope(engine) as db:
@@ -70,10 +95,20 @@ def resume_and_wait(
     sent_at = utcnow()
     for attempt in range(20):
         try:
+            # An answer someone stored under the open form without resuming would make this
+            # one fail with 409: it is removed (and recorded) first.
+            clear_planted_answer(flow_run_id)
             resume_flow_run(UUID(flow_run_id), run_input=run_input)
             break
+        except NotPausedError:
+            raise ApprovalCliError(not_waiting(flow_run_id)) from None
         except FlowPauseTimeout:
             raise ApprovalCliError(f"flow run {flow_run_id} can no longer be resumed") from None
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 409 and attempt < 19:
+                time.sleep(0.2)  # planted again meanwhile: remove it and try again
+                continue
+            raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
         except RuntimeError as exc:
             # A gate is on record a moment before its form is: wait for the form.
             if "schema not found" in str(exc) and attempt < 19:

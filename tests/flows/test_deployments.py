@@ -249,7 +249,7 @@ def test_served_inspection_suspends_survives_its_process_and_completes(
                     .order_by(col(ApprovalEvent.id))
                 )
             ]
-            assert kinds == ["opened", "notified", "notified", "approved", "decided"]
+            assert kinds == ["opened", "notified", "notified", "waiting", "approved", "decided"]
             assert len(s.exec(select(ApprovalCode)).all()) == 2  # no second round of codes
         mails = smtp_server.handler.wait_for(3, timeout=30)  # 2 codes, then the report
         assert len(mails) == 3

@@ -76,31 +76,48 @@ def test_m_of_n_and_a_code_works_once(engine, load_inventory, sshd, smtp_server)
     assert decision(engine, gate.id) == ("approve", "Alice Owner, Paul Lead")
 
 
-def test_wrong_codes_lock_the_approver_out(engine, load_inventory, sshd, smtp_server):
+def test_wrong_codes_under_a_name_replace_that_code_and_never_lock_out(
+    engine, load_inventory, sshd, smtp_server
+):
+    """A stranger typing wrong codes under Alice's name cannot lock her out: after
+    max_failed_attempts her code is replaced, she is mailed a new one (told why), the
+    attempts are on record, and her new code decides the gate."""
     load_inventory(
         [host_entry("web1", sshd)], trust=[sshd], approval_policy={"max_failed_attempts": 2}
     )
     bg = run_inspection()
     gate = pending(engine, "inspection-plan")
-    alice = wait_for_code(smtp_server, ALICE)
-    for n, wrong in enumerate(["ABCDE-FGHJK", "not a code"], start=1):
-        answer(gate, decision="approve", approver="Alice Owner", code=wrong)
-        assert "wrong code" in refused_after(engine, n)
-    answer(gate, decision="approve", approver="Alice Owner", code=alice)
-    assert "locked out" in refused_after(engine, 3)
-    answer(gate, decision="approve", approver="Paul Lead", code=wait_for_code(smtp_server, PAUL))
+    old = wait_for_code(smtp_server, ALICE)
+    answer(gate, decision="approve", approver="Alice Owner", code="ABCDE-FGHJK")
+    assert refused_after(engine, 1) == "wrong code for this gate"
+    answer(gate, decision="approve", approver="alice@acme.example", code="not a code")
+    assert "code was replaced" in refused_after(engine, 2)
+    new = wait_for_code(smtp_server, ALICE, nth=2)
+    assert new != old
+    bodies = [m.message().get_body(("plain",)).get_content() for m in smtp_server.handler.received]
+    (body,) = [b for b in bodies if new in b]
+    assert "no longer works" in body
+    answer(gate, decision="approve", approver="Alice Owner", code=old)
+    assert "wrong code" in refused_after(engine, 3)  # the replaced code is dead
+    answer(gate, decision="approve", approver="Alice Owner", code=new)
     assert bg.state().is_completed()
-    assert decision(engine, gate.id) == ("approve", "Paul Lead")
+    assert decision(engine, gate.id) == ("approve", "Alice Owner")
+    log = events(engine, gate.id)
+    assert log.count(("rotated", "Alice Owner")) == 1
+    assert len(codes_sent(smtp_server, ALICE)) == 2 and len(codes_sent(smtp_server, PAUL)) == 1
 
 
 def test_the_starter_may_not_approve_their_own_run(engine, load_inventory, sshd, smtp_server):
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     bg = run_inspection(requested_by=ALICE)
     gate = pending(engine, "inspection-plan")
-    answer(gate, decision="approve", approver="Alice Owner", code=wait_for_code(smtp_server, ALICE))
+    paul = wait_for_code(smtp_server, PAUL)
+    assert codes_sent(smtp_server, ALICE) == []  # no code for a gate she may not answer
+    answer(gate, decision="approve", approver="Alice Owner", code="ABCDE-FGHJK")
     assert "started this run" in refused_after(engine, 1)
-    answer(gate, decision="approve", approver="Paul Lead", code=wait_for_code(smtp_server, PAUL))
+    answer(gate, decision="approve", approver="Paul Lead", code=paul)
     assert bg.state().is_completed()
+    assert codes_sent(smtp_server, ALICE) == []
 
 
 def test_a_code_from_an_earlier_gate_is_refused(engine, load_inventory, sshd_servers, smtp_server):

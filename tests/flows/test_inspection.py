@@ -146,6 +146,7 @@ def test_full_inspection_with_approval_report_and_email(
             ("opened", None),
             ("notified", "Alice Owner"),
             ("notified", "Paul Lead"),
+            ("waiting", None),
             ("approved", "Alice Owner"),
             ("decided", "Alice Owner"),
         ]

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from flows.approvals import Person, code_recipients
 from models import Approval, Contract, Customer
 from tasks.gates import (
+    WRONG_CODE,
     Decided,
     close_gate,
     events,
@@ -16,8 +18,10 @@ from tasks.gates import (
     human,
     log_event,
     open_gate,
+    pending_attempt,
     percentile,
     response_times,
+    wrong_codes_since_rotation,
 )
 
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
@@ -148,3 +152,85 @@ def test_each_approver_of_an_m_of_n_gate_gets_their_own_time(engine: sa.Engine) 
         report = gate_report(session=s)
     times = {t.approver: t.median for t in report.times}
     assert times == {"Alice": timedelta(minutes=10), "Paul": timedelta(hours=2)}
+
+
+def test_the_pending_form_is_the_newest_waiting_key_without_a_verdict() -> None:
+    assert pending_attempt([("opened", None), ("notified", None)]) is None
+    log = [("opened", None), ("waiting", "g-r1-aaaa")]
+    assert pending_attempt(log) == "g-r1-aaaa"
+    log += [("refused", "g-r1-aaaa"), ("waiting", "g-r1-bbbb")]
+    assert pending_attempt(log) == "g-r1-bbbb"  # the judged form is never read again
+    assert pending_attempt([*log, ("approved", "g-r1-bbbb")]) is None
+    assert pending_attempt([*log, ("decided", "g-r1-bbbb")]) is None
+    assert pending_attempt([*log, ("expired", "g-r1-bbbb")]) is None
+    # events that judge no answer (notices, planted answers, rotations) leave the form open
+    assert pending_attempt([*log, ("planted", None), ("rotated", None)]) == "g-r1-bbbb"
+
+
+def test_wrong_codes_are_counted_per_person_since_their_code_was_replaced() -> None:
+    log = [
+        ("refused", "Alice", WRONG_CODE),
+        ("refused", "Alice", "a rejection needs a comment saying what must change"),
+        ("refused", "Paul", WRONG_CODE),
+        ("refused", "Alice", WRONG_CODE + "; ..."),
+    ]
+    assert wrong_codes_since_rotation(log, "Alice") == 2  # other refusals do not count
+    assert wrong_codes_since_rotation(log, "Paul") == 1
+    log += [("rotated", "Alice", "3 wrong codes"), ("refused", "Alice", WRONG_CODE)]
+    assert wrong_codes_since_rotation(log, "Alice") == 1
+    assert wrong_codes_since_rotation(log, "Mallory") == 0
+
+
+def test_codes_go_only_to_people_who_may_still_answer_and_have_none() -> None:
+    alice = Person(name="Alice Owner", email="alice@acme.example")
+    paul = Person(name="Paul Lead", email="paul@provider.example")
+    bob = Person(name="Bob Backup", email="bob@provider.example")
+    people = [alice, paul, bob]
+
+    def names(**kw: object) -> list[str]:
+        args: dict = {
+            "coded": set(),
+            "answered": set(),
+            "requested_by": None,
+            "allow_self_approval": False,
+        }
+        args.update(kw)
+        return [p.name for p in code_recipients(people, **args)]
+
+    assert names() == ["Alice Owner", "Paul Lead", "Bob Backup"]
+    assert names(coded={"Alice Owner"}) == ["Paul Lead", "Bob Backup"]  # once per gate
+    assert names(answered={"Paul Lead"}) == ["Alice Owner", "Bob Backup"]
+    # the starter may not approve, so is sent no code; by e-mail or by name, any case
+    assert names(requested_by="ALICE@acme.example") == ["Paul Lead", "Bob Backup"]
+    assert names(requested_by="paul lead") == ["Alice Owner", "Bob Backup"]
+    assert names(requested_by="paul lead", allow_self_approval=True) == [
+        "Alice Owner",
+        "Paul Lead",
+        "Bob Backup",
+    ]
+
+
+def test_closing_a_gate_records_the_answer_it_judged(engine: sa.Engine) -> None:
+    with Session(engine) as s:
+        acme = _contract(s, "ACME")
+        gate = open_gate(
+            session=s, flow_run_id="r1", contract_id=acme, gate="inspection-plan", subject="p"
+        )
+        assert gate.id is not None
+        log_event(session=s, approval_id=gate.id, kind="waiting", attempt_key="k-1")
+        close_gate(
+            session=s,
+            approval_id=gate.id,
+            decision="reject",
+            approver="Alice",
+            comment="no db1",
+            attempt_key="k-1",
+        )
+        s.commit()
+        log = events(session=s, approval_id=gate.id)
+    assert [(e.kind, e.attempt_key) for e in log] == [
+        ("opened", None),
+        ("waiting", "k-1"),
+        ("decided", "k-1"),
+    ]
+    assert pending_attempt([(e.kind, e.attempt_key) for e in log]) is None

@@ -1,0 +1,416 @@
+"""Every gate replays correctly in deployment runs, however often the run was suspended.
+
+A run of a deployment *suspends* at a gate: its process ends, and after a resume the flow
+re-runs from the top. These tests drive that for real: the inspection is registered as a
+deployment on the session's Prefect server, each execution of the run is a separate
+``python -m prefect.engine`` process (what ``upkeep serve``'s runner starts for a scheduled or
+resumed run), and every answer goes through ``POST /api/flow_runs/{id}/resume``, the call the
+Prefect UI's resume form makes. Codes come from a real SMTP server, hosts are real sshd.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from flows.inspection import quarterly_health_inspection
+from flows.watchdog import approval_watchdog
+from models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
+from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
+from tests.flows.test_inspection import ALICE, PAUL, pending
+from tests.polling import wait_until
+
+pytestmark = pytest.mark.flows
+
+BOB = "bob@provider.example"
+BACKUP = {"name": "Bob Backup", "email": BOB}
+ROOT = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 180.0
+
+
+class DeployedRun:
+    """One run of the inspection deployment, executed process by process like a runner."""
+
+    def __init__(self, api: str, env: dict[str, str], log: Path) -> None:
+        self.api, self.env, self.log = api.rstrip("/"), env, log
+        name = f"replay-{uuid.uuid4().hex[:8]}"
+        deployment = quarterly_health_inspection.to_deployment(
+            name=name, parameters={"params": {"contract": "ACME", "requested_by": "tester"}}
+        )
+        deployment.apply()
+        from prefect.deployments import run_deployment
+
+        self.id: UUID = run_deployment(f"inspection/{name}", timeout=0).id
+
+    def execute(self) -> Any:
+        """Run the flow run in a fresh process until it suspends or ends; its state."""
+        with self.log.open("a") as out:
+            proc = subprocess.run(
+                [sys.executable, "-m", "prefect.engine"],
+                env={**self.env, "PREFECT__FLOW_RUN_ID": str(self.id)},
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            )
+        assert proc.returncode == 0 or self.state().is_final(), self.log.read_text()[-4000:]
+        return self.state()
+
+    def state(self) -> Any:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(self.id).state
+
+    def suspended(self) -> bool:
+        state = self.state()
+        return state is not None and state.name == "Suspended"
+
+    def resume(self, **run_input: Any) -> httpx.Response:
+        """The UI's resume form: POST /flow_runs/{id}/resume with the typed answer.
+
+        A 503 (the test server's SQLite busy under load) is sent again, as a person would."""
+
+        def post() -> httpx.Response | None:
+            response = httpx.post(
+                f"{self.api}/flow_runs/{self.id}/resume", json={"run_input": run_input}, timeout=30
+            )
+            return None if response.status_code == 503 else response
+
+        return wait_until("the resume call to get an answer", post, timeout=60)
+
+    def answer(self, **run_input: Any) -> Any:
+        """Resume through the REST endpoint (accepted), then execute the re-run; its state."""
+        response = self.resume(**run_input)
+        assert response.status_code in (200, 201), response.text
+        assert response.json()["status"] == "ACCEPT", response.text
+        return self.execute()
+
+    def cancel_if_running(self) -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        state = self.state()
+        if state is not None and not state.is_final():
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(self.id, Cancelled(message="test teardown"), force=True)
+
+
+@pytest.fixture
+def deployed(prefect_server: str, flow_env, data_dir: Path, tmp_path: Path) -> Iterator[Any]:
+    """``deployed()``: a new run of the ACME inspection deployment, not yet executed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({"PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "prefect")})
+    runs: list[DeployedRun] = []
+
+    def make() -> DeployedRun:
+        run = DeployedRun(prefect_server, env, data_dir.parent / "engine.log")
+        runs.append(run)
+        return run
+
+    yield make
+    for run in runs:
+        run.cancel_if_running()
+
+
+def log_of(engine: sa.Engine, gate_id: int) -> list[tuple[str, str | None]]:
+    with Session(engine) as s:
+        return [
+            (e.kind, e.actor)
+            for e in s.exec(
+                select(ApprovalEvent)
+                .where(ApprovalEvent.approval_id == gate_id)
+                .order_by(col(ApprovalEvent.id))
+            )
+        ]
+
+
+def gate_row(engine: sa.Engine, gate_id: int) -> Approval:
+    with Session(engine) as s:
+        row = s.get(Approval, gate_id)
+        assert row is not None
+        return row
+
+
+def verdicts(engine: sa.Engine, gate_id: int) -> list[str]:
+    return [k for k, _ in log_of(engine, gate_id) if k in ("approved", "refused", "decided")]
+
+
+def test_approve_replays_once(engine, load_inventory, sshd, smtp_server, deployed) -> None:
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    paul = wait_for_code(smtp_server, PAUL)
+    assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
+    assert (gate_row(engine, gate.id).decision, gate_row(engine, gate.id).approver) == (
+        "approve",
+        "Paul Lead",
+    )
+    assert verdicts(engine, gate.id) == ["approved", "decided"]
+    assert len(codes_sent(smtp_server, PAUL)) == 1 and len(codes_sent(smtp_server, ALICE)) == 1
+
+
+def test_reject_revise_approve_across_suspends(
+    engine, load_inventory, sshd_servers, smtp_server, deployed
+) -> None:
+    """The issue's path: reject with a comment, resubmit without db1, approve the new plan.
+    Nobody is mailed a code for the rejected plan again, and the run completes."""
+    web, db = sshd_servers[0], sshd_servers[1]
+    load_inventory([host_entry("web1", web), host_entry("db1", db)], trust=[web, db])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    first = pending(engine, "inspection-plan")
+    alice1 = wait_for_code(smtp_server, ALICE)
+    state = run.answer(decision="reject", approver="Alice Owner", code=alice1, comment="no db1")
+    assert state.name == "Suspended", state
+    assert gate_row(engine, first.id).decision == "reject"
+    revision = pending(engine, "inspection-plan-revision")
+    # a re-run replays the rejection from its record: no second code, no second verdict
+    assert run.answer(action="resubmit", engineer="Eve", exclude_hosts=["db1"]).name == (
+        "Suspended"
+    )
+    assert gate_row(engine, revision.id).decision == "resubmit"
+    second = pending(engine, "inspection-plan", after=first.id)
+    assert "db1" in second.evidence and "Excluded" in second.evidence
+    paul2 = wait_for_code(smtp_server, PAUL, nth=2)
+    state = run.answer(decision="approve", approver="Paul Lead", code=paul2, comment="ok")
+    assert state.is_completed(), state
+    assert verdicts(engine, first.id) == ["decided"]  # judged once, over three re-runs
+    assert verdicts(engine, revision.id) == ["decided"]
+    assert verdicts(engine, second.id) == ["approved", "decided"]
+    assert len(codes_sent(smtp_server, ALICE)) == 2  # one per plan, none after her rejection
+    assert len(codes_sent(smtp_server, PAUL)) == 2
+    with Session(engine) as s:
+        (inspection,) = s.exec(select(InspectionRun)).all()
+        assert [h["name"] for h in inspection.plan["hosts"]] == ["web1"]
+
+
+def test_m_of_n_over_several_resumes(engine, load_inventory, sshd, smtp_server, deployed) -> None:
+    load_inventory(
+        [host_entry("web1", sshd)], trust=[sshd], approval_policy={"required_approvals": 2}
+    )
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    alice, paul = wait_for_code(smtp_server, ALICE), wait_for_code(smtp_server, PAUL)
+    assert run.answer(decision="approve", approver="Alice Owner", code=alice).name == "Suspended"
+    assert gate_row(engine, gate.id).decision is None  # 1 of 2
+    assert run.answer(decision="approve", approver="Paul Lead", code=alice).name == "Suspended"
+    assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
+    row = gate_row(engine, gate.id)
+    assert (row.decision, row.approver) == ("approve", "Alice Owner, Paul Lead")
+    assert verdicts(engine, gate.id) == ["approved", "refused", "approved", "decided"]
+    # Alice approved in the first re-run and was never mailed again in the later ones
+    assert len(codes_sent(smtp_server, ALICE)) == 1 and len(codes_sent(smtp_server, PAUL)) == 1
+    with Session(engine) as s:
+        assert len(s.exec(select(ApprovalCode)).all()) == 2
+
+
+def test_escalation_replays(engine, load_inventory, sshd, smtp_server, deployed) -> None:
+    load_inventory(
+        [host_entry("web1", sshd)],
+        trust=[sshd],
+        backup_approver=BACKUP,
+        approval_policy={"escalate_after_hours": 4, "expire_after_hours": 72},
+    )
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    alice = wait_for_code(smtp_server, ALICE)
+    assert run.answer(decision="approve", approver="Alice Owner", code="ABCDE-FGHJK").name == (
+        "Suspended"
+    )
+    report = approval_watchdog(now=gate.requested_at + timedelta(hours=5))
+    assert report.escalated == [gate.id]
+    bob = wait_for_code(smtp_server, BOB)
+    assert run.answer(decision="approve", approver="Bob Backup", code=bob).is_completed()
+    assert gate_row(engine, gate.id).approver == "Bob Backup"
+    assert [k for k, _ in log_of(engine, gate.id)].count("escalated") == 1
+    assert codes_sent(smtp_server, BOB) == [bob] and codes_sent(smtp_server, ALICE) == [alice]
+
+
+def test_expiry_ends_the_run_and_a_retry_ends_it_again_with_the_reason(
+    engine, load_inventory, sshd, smtp_server, deployed
+) -> None:
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    wait_for_code(smtp_server, PAUL)
+    report = approval_watchdog(now=gate.requested_at + timedelta(hours=100))
+    assert report.expired == [gate.id] and report.runs_ended == [gate.id]
+    state = run.state()
+    assert state.is_cancelled() and "expired" in (state.message or "")
+    assert retry(run).is_final()
+    state = run.state()
+    assert state.is_failed() and "expired" in (state.message or ""), state
+    assert gate_row(engine, gate.id).decision == "expired"
+    assert len(codes_sent(smtp_server, PAUL)) == 1  # the retry mailed nobody
+
+
+def retry(run: DeployedRun) -> Any:
+    """The UI's Retry button: the run goes back to Scheduled (AwaitingRetry), then runs."""
+    response = httpx.post(
+        f"{run.api}/flow_runs/{run.id}/set_state",
+        json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": False},
+        timeout=30,
+    )
+    assert response.json()["status"] == "ACCEPT", response.text
+    return run.execute()
+
+
+def test_the_revision_step_expires_in_deployment_runs_too(
+    engine, load_inventory, sshd, smtp_server, deployed, flow_env
+) -> None:
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    run.execute()
+    gate = pending(engine, "inspection-plan")
+    paul = wait_for_code(smtp_server, PAUL)
+    assert run.answer(decision="reject", approver="Paul Lead", code=paul, comment="no").name == (
+        "Suspended"
+    )
+    revision = pending(engine, "inspection-plan-revision")
+    soon = approval_watchdog(now=revision.requested_at + timedelta(hours=1))
+    assert soon.expired == [] and soon.escalated == [] and soon.notified == []
+    hours = flow_env.approval_timeout_hours + 1
+    report = approval_watchdog(now=revision.requested_at + timedelta(hours=hours))
+    assert report.expired == [revision.id] and report.runs_ended == [revision.id]
+    assert gate_row(engine, revision.id).decision == "expired"
+    state = run.state()
+    assert state.is_cancelled() and "expired" in (state.message or ""), state
+    assert gate_row(engine, gate.id).decision == "reject"
+
+
+def test_a_planted_answer_does_not_block_the_gate(
+    engine, load_inventory, sshd, smtp_server, deployed
+) -> None:
+    """Someone creates the open form's response key without resuming (POST .../input): the
+    genuine answer is refused with 409 until the watchdog removes the planted one; then the
+    same answer through the same UI call goes through. Form keys are random per form."""
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    paul = wait_for_code(smtp_server, PAUL)
+    keyset = run.state().state_details.run_input_keyset
+    planted = httpx.post(
+        f"{run.api}/flow_runs/{run.id}/input",
+        json={"key": keyset["response"], "value": '{"decision": "approve"}'},
+        timeout=30,
+    )
+    assert planted.status_code == 201, planted.text
+    assert run.resume(decision="approve", approver="Paul Lead", code=paul).status_code == 409
+    report = approval_watchdog()
+    assert report.planted == [gate.id] and report.expired == []
+    assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
+    assert gate_row(engine, gate.id).approver == "Paul Lead"
+    kinds = [k for k, _ in log_of(engine, gate.id)]
+    assert kinds.count("planted") == 1 and "refused" not in kinds  # removed unread
+    with Session(engine) as s:
+        keys = [
+            e.attempt_key
+            for e in s.exec(select(ApprovalEvent).where(ApprovalEvent.kind == "waiting"))
+        ]
+    assert len(keys) == 1 and keys[0] is not None
+    assert (
+        keys[0].startswith("inspection-plan-r1-")
+        and len(keys[0]) == len("inspection-plan-r1-") + 16
+    )
+
+
+def test_the_cli_answers_through_a_planted_answer(
+    engine, load_inventory, sshd, smtp_server, deployed, flow_env
+) -> None:
+    from typer.testing import CliRunner
+
+    from upkeep.cli import app
+
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    paul = wait_for_code(smtp_server, PAUL)
+    keyset = run.state().state_details.run_input_keyset
+    httpx.post(
+        f"{run.api}/flow_runs/{run.id}/input",
+        json={"key": keyset["response"], "value": "{}"},
+        timeout=30,
+    ).raise_for_status()
+    executor = threading.Thread(
+        target=lambda: (wait_until("the resume", lambda: not run.suspended()), run.execute())
+    )
+    executor.start()
+    result = CliRunner().invoke(
+        app, ["approve", str(run.id), "--as", "Paul Lead", "--code", paul], catch_exceptions=False
+    )
+    executor.join(RUN_TIMEOUT)
+    assert result.exit_code == 0, result.output
+    assert "approve by Paul Lead" in result.output
+    assert run.state().is_completed()
+    assert ("planted", None) in log_of(engine, gate.id)
+
+
+def test_a_cancelled_run_closes_its_gate_and_the_cli_says_so(
+    engine, load_inventory, sshd, smtp_server, deployed, flow_env
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+    from typer.testing import CliRunner
+
+    from upkeep.cli import app
+
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    paul = wait_for_code(smtp_server, PAUL)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelled(message="cancelled from the UI"), force=True)
+    # the gate is still pending on record: the CLI finds the run ended, says so, closes it
+    result = CliRunner().invoke(app, ["approve", str(run.id), "--as", "Paul Lead", "--code", paul])
+    assert result.exit_code != 0
+    assert "not waiting for an answer" in result.output and "Cancelled" in result.output
+    assert "Traceback" not in result.output
+    row = gate_row(engine, gate.id)
+    assert row.decision == "cancelled" and "cancelled from the UI" in (row.comment or "")
+    again = CliRunner().invoke(app, ["approve", str(run.id), "--as", "Paul Lead", "--code", paul])
+    assert again.exit_code != 0 and "cancelled" in again.output
+    # Retry on the cancelled run ends it with the reason instead of waiting on a closed gate
+    retry(run)
+    state = run.state()
+    assert state.is_failed() and "closed" in (state.message or ""), state
+
+
+def test_the_watchdog_closes_the_gate_of_a_run_that_ended(
+    engine, load_inventory, sshd, smtp_server, deployed
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Crashed(message="worker lost"), force=True)
+    report = approval_watchdog()
+    assert report.closed == [gate.id] and report.notified == []
+    row = gate_row(engine, gate.id)
+    assert row.decision == "cancelled" and "worker lost" in (row.comment or "")
+    assert approval_watchdog().closed == []
