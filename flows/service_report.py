@@ -34,8 +34,8 @@ from tasks.markup import md_escape
 from tasks.records import get_contract
 from tasks.reports import contract_zone
 from tasks.service_report import (
-    PeriodPlan,
     PeriodKind,
+    PeriodPlan,
     PlannedRun,
     ServiceReport,
     build_service_report,
