@@ -233,7 +233,9 @@ def describe(
     policy = request.policy
     need = policy.required_approvals
     approved = list(dict.fromkeys(approved_by))
-    lines = [f"## Approval needed: {md_escape(request.subject)}", ""]
+    # No heading: the UI shows the description in a short scrolling box above the fields,
+    # where a large heading would be all the approver sees.
+    lines = [f"**Approval needed:** {md_escape(request.subject)}", ""]
     refused = describe_refusals(refusals)
     if refused:
         lines += [refused, ""]

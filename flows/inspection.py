@@ -177,11 +177,8 @@ def render_revision_form(plan: InspectionPlan, rejection: str, problems: list[st
     what to do, then the plan compactly, one line per host (fits a normal window)."""
     from flows.approvals import describe_refusals
 
-    lines = [
-        f"## The plan (revision {plan.revision}) was rejected",
-        "",
-        f"> {md_escape(rejection)}",
-    ]
+    # No heading or quote block: the UI shows this in a short scrolling box above the fields.
+    lines = [f"**The plan (revision {plan.revision}) was rejected:** {md_escape(rejection)}"]
     refused = describe_refusals(problems, heading="Your earlier answer was refused")
     if refused:
         lines += ["", refused]

@@ -66,7 +66,7 @@ def test_the_next_approver_sees_refusals_progress_deciders_and_deadline_first(
     )
 
     order = [
-        "## Approval needed: health inspection plan ACME",
+        "**Approval needed:** health inspection plan ACME",
         "**Earlier answers were refused** (1, newest last):",
         "**1 of 2 approved** (Alice Owner); 1 more needed.",
         "**Who may still decide:** Paul Lead.",

@@ -91,7 +91,7 @@ def test_form_puts_refusals_progress_deciders_and_deadline_before_the_evidence()
     text = describe(request(), refusals, approved_by=["Dana Owner"], opened_at=OPENED)
 
     order = [
-        "## Approval needed:",
+        "**Approval needed:** health inspection plan ACME-1 2026-Q4 &lt;a href",
         "**Earlier answers were refused** (2, newest last):",
         "- wrong code for this gate",
         "**1 of 2 approved** (Dana Owner); 1 more needed.",
@@ -160,7 +160,7 @@ def test_hostile_text_in_the_form_shows_as_text_in_the_prefect_ui() -> None:
     assert LINK in seen and MD_LINK in seen and "<script>x</script>" in seen
     assert "Carl *Backup*" in seen and "ACME & Söhne <GmbH>" in seen
     kinds = [t["type"] for t in walk(tree)]
-    assert kinds.count("heading") == 2  # the form's and the plan's; no name made one
+    assert kinds.count("heading") == 1  # the plan's; no name made one
     assert kinds.count("table") == 1  # the plan's hosts; no pipe broke it
     (table,) = [t for t in walk(tree) if t["type"] == "table"]
     assert [len(r) for r in table["rows"]] == [5, 5]
@@ -188,11 +188,13 @@ def test_the_revision_form_shows_the_rejection_first_and_the_plan_compactly(
     rejection = f"Dana Owner: leave out {LINK}, and **not** this quarter\nsecond line"
     md = render_revision_form(plan(notes=["rev 2 by eve: first try"]), rejection, problems)
     lines = md.splitlines()
-    assert lines[0] == "## The plan (revision 1) was rejected"
-    assert lines[2].startswith("> Dana Owner: leave out &lt;a href")
-    assert "second line" in lines[2]  # one quoted line, however many the comment had
+    # First line: the rejection, on one line however many the comment had.
+    assert lines[0].startswith(
+        "**The plan (revision 1) was rejected:** Dana Owner: leave out &lt;a href"
+    )
+    assert lines[0].endswith("this quarter second line")
     if problems:
-        assert lines[4] == "**Your earlier answer was refused** (2, newest last):"
+        assert lines[2] == "**Your earlier answer was refused** (2, newest last):"
     hosts = [line for line in lines if line.startswith("- ") and " · " in line]
     # One short line per host as the reader sees it: long pre-check errors are cut.
     assert len(hosts) == 2 and all(len(markdown_plain(line)) < 200 for line in hosts)
@@ -203,6 +205,7 @@ def test_the_revision_form_shows_the_rejection_first_and_the_plan_compactly(
     assert LINK in seen and "**not** this quarter second line" in seen
     assert "rev 2 by eve: first try" in seen
     kinds = [t["type"] for t in walk(tree)]
-    assert "strong" in kinds  # upkeep's own labels
-    (quote,) = [t for t in walk(tree) if t["type"] == "blockquote"]
-    assert [t["type"] for t in walk(quote["tokens"]) if t["type"] == "strong"] == []
+    assert "heading" not in kinds and "table" not in kinds  # compact: no big or wide blocks
+    (first,) = [t for t in tree if t["type"] == "paragraph"][:1]
+    strong = [t for t in walk(first["tokens"]) if t["type"] == "strong"]
+    assert [shown_text(t["tokens"]) for t in strong] == ["The plan (revision 1) was rejected:"]
