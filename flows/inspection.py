@@ -33,12 +33,10 @@ from tasks.findings import REACHABILITY
 from tasks.gates import GatePolicy, policy_for
 from tasks.guards import (
     Refused,
-    RunInfo,
-    active_runs,
     already_running_message,
-    blocking_run,
+    claim,
+    holder_of,
     hosts_for_run,
-    this_run,
     unapprovable,
 )
 from tasks.markup import md_escape
@@ -587,16 +585,16 @@ class AlreadyRunning(Refused):
     """Another inspection of the contract is under way."""
 
 
-def check_start(params: InspectionParams, me: RunInfo | None) -> None:
+def check_start(params: InspectionParams, me: str | None) -> None:
     """Refused (naming why) when this inspection must not start: unknown or inactive contract,
     no host in scope, a plan nobody could approve, or another inspection of the contract under
-    way. The CLI asks before it creates the run (``me`` None), the flow again at its start."""
-    check_inventory_allows(params)
-    check_alone(params.contract, me)
+    way. The CLI asks before it creates the run (``me`` None); the flow run ``me`` asks again at
+    its start and takes the contract's claim."""
+    check_alone(params.contract, check_inventory_allows(params), me)
 
 
-def check_inventory_allows(params: InspectionParams) -> None:
-    """Refused when the records say this inspection cannot run (see :func:`check_start`)."""
+def check_inventory_allows(params: InspectionParams) -> int:
+    """The contract's id; Refused when the records say this inspection cannot run."""
     from tasks.records import RecordNotFound
 
     with session_scope(engine_for(get_settings().db_url)) as db:
@@ -614,14 +612,22 @@ def check_inventory_allows(params: InspectionParams) -> None:
         why = unapprovable(
             contract.approvers, contract.backup_approver, policy, params.requested_by
         )
+        assert contract.id is not None
+        contract_id = contract.id
     if needs_approval and why is not None:
         raise Refused(f"the plan of {params.contract} needs approval, but {why}")
+    return contract_id
 
 
-def check_alone(contract: str, me: RunInfo | None) -> None:
-    """AlreadyRunning when another inspection of ``contract`` goes before ``me``: one plan and
-    one gate per contract at a time."""
-    other = blocking_run(me, active_runs("inspection", contract))
+def check_alone(contract: str, contract_id: int, me: str | None) -> None:
+    """AlreadyRunning when another inspection of the contract is under way: one plan and one
+    gate per contract at a time. The run ``me`` takes the contract's claim; None only asks."""
+    engine = engine_for(get_settings().db_url)
+    other = (
+        claim(engine, "inspection", contract_id, me)
+        if me
+        else holder_of(engine, "inspection", contract_id)
+    )
     if other is not None:
         raise AlreadyRunning(already_running_message("inspection", contract, other))
 
@@ -637,7 +643,7 @@ def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome |
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
     try:
-        check_start(params, this_run())
+        check_start(params, current_flow_run_id())
     except AlreadyRunning as exc:
         logger.warning("not started: %s", exc)
         return Cancelled(message=f"not started: {exc}")

@@ -5,7 +5,14 @@ from models.backup import BackupVersion
 from models.base import UTCDateTime, utcnow
 from models.customer import Contract, ContractCreate, Customer, CustomerCreate
 from models.host import Host, HostCreate
-from models.inspection import Finding, FindingStatus, HostResult, InspectionRun, RunStatus
+from models.inspection import (
+    Finding,
+    FindingStatus,
+    HostResult,
+    InspectionRun,
+    RunClaim,
+    RunStatus,
+)
 from models.outbox import OutboxMessage, OutboxStatus
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "InspectionRun",
     "OutboxMessage",
     "OutboxStatus",
+    "RunClaim",
     "RunStatus",
     "UTCDateTime",
     "utcnow",

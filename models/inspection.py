@@ -83,3 +83,22 @@ class Finding(SQLModel, table=True):
     last_seen_run_id: int = Field(foreign_key="inspectionrun.id")
     resolved_at: datetime | None = ts_field()
     resolved_by_run_id: int | None = Field(default=None, foreign_key="inspectionrun.id")
+
+
+class RunClaim(SQLModel, table=True):
+    """The one run of a process a contract may have under way (one plan, one gate at a time).
+
+    A flow takes the claim at its start; a claim whose flow run has ended (or that Prefect no
+    longer knows) is stale and the next run takes it over. The unique key settles two runs
+    starting at once.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("process", "contract_id", name="uq_runclaim_process_contract"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    process: str = Field(max_length=32)
+    contract_id: int = Field(foreign_key="contract.id")
+    flow_run_id: str = Field(max_length=64)
+    claimed_at: datetime = created_field()

@@ -3,25 +3,22 @@ another run of the same contract already under way.
 
 The CLI asks these before it starts a flow (so a refusal leaves no flow run and no record); the
 flows ask them again at their start, for runs started from the UI or a schedule. The decisions
-are pure functions; :func:`active_runs` is the one read from the Prefect API.
+are pure functions; which run holds a contract's claim is recorded in the database, and whether
+that run is still under way is asked of the Prefect API.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from prefect.client.schemas.objects import StateType
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from models import Contract, Host
+from models import Contract, Host, RunClaim, utcnow
 from tasks.gates import GatePolicy
-
-ACTIVE_STATES = (StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING)
-"""A flow run in one of these has started and not ended (a suspended gate is PAUSED).
-Scheduled runs are not counted: a served deployment always has future ones waiting."""
 
 
 class Refused(Exception):
@@ -173,89 +170,114 @@ class RunInfo:
     name: str
     state: str
     """The state's name (Running, Suspended, ...)."""
-    start_time: datetime | None
+    active: bool
+    """Started and not ended (suspended at a gate, resuming or awaiting a retry included)."""
 
 
-def blocking_run(me: RunInfo | None, others: Sequence[RunInfo]) -> RunInfo | None:
-    """The active run that ``me`` must give way to, or None. Pure.
+ACTIVE_STATES = (
+    StateType.SCHEDULED,  # a suspended run being resumed, or awaiting a retry
+    StateType.PENDING,
+    StateType.RUNNING,
+    StateType.PAUSED,
+    StateType.CANCELLING,
+)
 
-    Before a run exists (``me`` None, the CLI) any active run blocks. A run that is itself
-    starting gives way to every run that started before it (a run at its gate started long
-    ago); of two started in the same instant, the smaller id goes on.
+
+def claim_decision(claimed_by: str | None, me: str | None, holder: RunInfo | None) -> str:
+    """What a run (``me``; None before it exists) does about the contract's claim. Pure.
+
+    ``"take"`` it (no claim, or the holder has ended or is unknown to Prefect), ``"mine"``
+    (a run resuming after its gate), or ``"blocked"`` by the holder, which is still under way.
     """
-    others = [o for o in others if me is None or o.id != me.id]
-    if me is None:
-        return others[0] if others else None
-    if me.start_time is None:
-        return next((o for o in others if o.start_time is not None), None)
-    mine = (me.start_time, me.id)
-    earlier = [o for o in others if o.start_time is not None and (o.start_time, o.id) < mine]
-    return min(earlier, key=lambda o: (o.start_time, o.id)) if earlier else None
+    if claimed_by is None:
+        return "take"
+    if me is not None and claimed_by == me:
+        return "mine"
+    return "blocked" if holder is not None and holder.active else "take"
 
 
-def active_runs(flow_name: str, contract: str) -> list[RunInfo]:
-    """The flow runs of ``flow_name`` for ``contract`` that have started and not ended."""
+def run_info(flow_run_id: str) -> RunInfo | None:
+    """The flow run as Prefect sees it now, or None when Prefect does not know it."""
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
+    from prefect.exceptions import ObjectNotFound
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(ACTIVE_STATES)))
-            ),
-            limit=200,
-        )
-    found = []
-    for run in runs:
-        params = run.parameters.get("params") or {}
-        if isinstance(params, dict) and params.get("contract") == contract:
-            found.append(
-                RunInfo(
-                    id=str(run.id),
-                    name=run.name,
-                    state=(run.state.name if run.state else None) or "?",
-                    start_time=run.start_time,
-                )
-            )
-    return sorted(found, key=lambda r: (r.start_time is None, r.start_time or datetime.min, r.id))
-
-
-def this_run() -> RunInfo | None:
-    """The flow run we are in, read fresh from the API (its start time is set by then)."""
-    from prefect.client.orchestration import get_client
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
+    try:
+        run_uuid = UUID(flow_run_id)
+    except ValueError:
         return None
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(ctx.flow_run.id)
+        try:
+            run = client.read_flow_run(run_uuid)
+        except ObjectNotFound:
+            return None
     return RunInfo(
         id=str(run.id),
         name=run.name,
         state=(run.state.name if run.state else None) or "?",
-        start_time=run.start_time,
+        active=run.state is not None and run.state.type in ACTIVE_STATES,
     )
 
 
-def already_running_message(flow_name: str, contract: str, other: RunInfo) -> str:
+def already_running_message(process: str, contract: str, other: RunInfo) -> str:
     return (
-        f"another {flow_name} run of {contract} is under way: {other.name} ({other.id}, "
+        f"another {process} run of {contract} is under way: {other.name} ({other.id}, "
         f"{other.state}). One at a time per contract, so there is one plan and one gate: "
-        "finish, reject or cancel that run first (`prefect flow-run cancel "
-        f"{other.id}`)"
+        f"finish, reject or cancel that run first (`prefect flow-run cancel {other.id}`)"
     )
 
 
-def check_not_running(flow_name: str, contract: str, me: RunInfo | None = None) -> None:
-    """Refused when another active ``flow_name`` run of ``contract`` goes before ``me``."""
-    other = blocking_run(me, active_runs(flow_name, contract))
-    if other is not None:
-        raise Refused(already_running_message(flow_name, contract, other))
+def _claim(db: Session, process: str, contract_id: int) -> RunClaim | None:
+    return db.exec(
+        select(RunClaim).where(RunClaim.process == process, RunClaim.contract_id == contract_id)
+    ).first()
+
+
+def holder_of(engine: sa.Engine, process: str, contract_id: int) -> RunInfo | None:
+    """The run that holds the contract's claim and is still under way, or None (the CLI's
+    question before it starts a run; the flow's own :func:`claim` settles it)."""
+    with Session(engine) as db:
+        existing = _claim(db, process, contract_id)
+        claimed_by = existing.flow_run_id if existing else None
+    holder = run_info(claimed_by) if claimed_by else None
+    return holder if claim_decision(claimed_by, None, holder) == "blocked" else None
+
+
+def claim(engine: sa.Engine, process: str, contract_id: int, flow_run_id: str) -> RunInfo | None:
+    """Take the contract's claim for ``flow_run_id``; the run that keeps it from us, or None.
+
+    Safe against runs starting at once: the insert is guarded by the unique key, the takeover
+    of a stale claim by a compare-and-set on its holder.
+    """
+    for _ in range(5):
+        with Session(engine) as db:
+            existing = _claim(db, process, contract_id)
+            claimed_by = existing.flow_run_id if existing else None
+            holder = run_info(claimed_by) if claimed_by else None
+            decision = claim_decision(claimed_by, flow_run_id, holder)
+            if decision == "mine":
+                return None
+            if decision == "blocked":
+                return holder
+            try:
+                if existing is None:
+                    db.add(
+                        RunClaim(process=process, contract_id=contract_id, flow_run_id=flow_run_id)
+                    )
+                    db.commit()
+                    return None
+                taken = db.execute(
+                    sa.update(RunClaim)
+                    .where(
+                        col(RunClaim.id) == existing.id,
+                        col(RunClaim.flow_run_id) == claimed_by,
+                    )
+                    .values(flow_run_id=flow_run_id, claimed_at=utcnow())
+                )
+                db.commit()
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return None
+            except sa.exc.IntegrityError:
+                db.rollback()
+    raise RuntimeError(f"could not settle the {process} claim of contract {contract_id}")

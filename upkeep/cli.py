@@ -454,9 +454,9 @@ def run_inspection_cmd(
         requested_by=requested_by or _whoami(),
     )
     try:
-        check_inventory_allows(params)
+        contract_id = check_inventory_allows(params)
         require_prefect_api()
-        check_alone(contract, None)
+        check_alone(contract, contract_id, None)
     except Refused as exc:
         fail(f"nothing was run: {exc}")
     state = quarterly_health_inspection(params, return_state=True)

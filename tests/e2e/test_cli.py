@@ -439,6 +439,7 @@ def test_a_second_inspection_of_a_contract_is_refused_while_one_waits_at_its_gat
     sshd: ThrowawaySshd,
     data_dir: Path,
     smtp_server,
+    client_key,
 ) -> None:
     from flows.inspection import InspectionParams, quarterly_health_inspection
     from tests.flow_fixtures import wait_for_code
@@ -477,3 +478,18 @@ def test_a_second_inspection_of_a_contract_is_refused_while_one_waits_at_its_gat
     answer(gate, decision="approve", approver="Alice Owner", code=code, comment="ok")
     assert bg.state().is_completed()
     assert rows(engine, "inspectionrun") == 1
+
+    # The first run has ended: its claim is stale and the next inspection goes ahead.
+    after = upkeep(
+        "run",
+        "inspection",
+        "--contract",
+        "ACME",
+        "--no-approval",
+        "--as",
+        "ops",
+        data_dir=data_dir,
+        env={"PREFECT_API_URL": prefect_server, "UPKEEP_SSH_KEY_FILE": str(client_key.private)},
+    )
+    assert after.returncode == 0, after.stderr
+    assert rows(engine, "inspectionrun") == 2

@@ -61,3 +61,22 @@ def test_an_ad_hoc_sweep_is_recorded_as_a_sweep(engine, load_inventory):
     with Session(engine) as s:
         run = s.get(InspectionRun, result.run_id)
         assert run is not None and run.kind == "sweep"
+
+
+def test_a_claim_held_by_a_run_prefect_does_not_know_is_taken_over(engine, load_inventory):
+    import uuid
+
+    from models import RunClaim
+    from tasks.guards import claim, holder_of
+
+    load_inventory([host_entry("web1", None)])
+    with Session(engine) as s:
+        s.add(RunClaim(process="inspection", contract_id=1, flow_run_id=str(uuid.uuid4())))
+        s.commit()
+    assert holder_of(engine, "inspection", 1) is None
+    me = str(uuid.uuid4())
+    assert claim(engine, "inspection", 1, me) is None
+    assert claim(engine, "inspection", 1, me) is None  # resuming: still mine
+    with Session(engine) as s:
+        (row,) = s.exec(select(RunClaim)).all()
+    assert row.flow_run_id == me

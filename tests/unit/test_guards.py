@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from tasks.gates import GatePolicy
 from tasks.guards import (
     RunInfo,
     approver_warnings,
-    blocking_run,
+    claim_decision,
     deciders,
     empty_scope_message,
     unapprovable,
@@ -17,7 +15,6 @@ from tasks.guards import (
 ALICE = {"name": "Alice Owner", "email": "alice@acme.example"}
 PAUL = {"name": "Paul Lead", "email": "paul@provider.example"}
 BACKUP = {"name": "Bea Backup", "email": "bea@acme.example"}
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 def test_an_empty_tag_selection_names_the_tag_and_the_tags_in_use() -> None:
@@ -86,30 +83,26 @@ def test_load_warnings_name_where_the_policy_is_written() -> None:
     ]
 
 
-def _run(run_id: str, started: datetime | None, state: str = "Running") -> RunInfo:
-    return RunInfo(id=run_id, name=f"inspection · ACME · {run_id}", state=state, start_time=started)
+def _run(run_id: str, active: bool, state: str = "Suspended") -> RunInfo:
+    return RunInfo(id=run_id, name=f"inspection · ACME · {run_id}", state=state, active=active)
 
 
-def test_before_a_run_exists_any_active_run_blocks() -> None:
-    other = _run("b", T0, "Suspended")
-    assert blocking_run(None, [other]) == other
-    assert blocking_run(None, []) is None
+def test_a_contract_without_a_claim_is_taken() -> None:
+    assert claim_decision(None, "me", None) == "take"
+    assert claim_decision(None, None, None) == "take"
 
 
-def test_a_starting_run_gives_way_to_one_that_started_before() -> None:
-    gate = _run("b", T0, "Suspended")
-    me = _run("a", T0 + timedelta(minutes=5))
-    assert blocking_run(me, [gate, me]) == gate
+def test_a_run_resuming_after_its_gate_keeps_its_claim() -> None:
+    assert claim_decision("me", "me", _run("me", True)) == "mine"
 
 
-def test_a_run_resuming_from_its_gate_is_not_blocked_by_a_newcomer() -> None:
-    me = _run("a", T0)
-    newcomer = _run("b", T0 + timedelta(seconds=1))
-    assert blocking_run(me, [me, newcomer]) is None
-    assert blocking_run(me, [_run("c", None, "Pending")]) is None
+def test_a_claim_held_by_a_run_under_way_blocks_the_cli_and_other_runs() -> None:
+    holder = _run("a", True)
+    assert claim_decision("a", "b", holder) == "blocked"
+    assert claim_decision("a", None, holder) == "blocked"
+    assert claim_decision("a", None, _run("a", True, "Scheduled")) == "blocked"  # resuming
 
 
-def test_two_runs_started_in_the_same_instant_let_exactly_one_go_on() -> None:
-    a, b = _run("a", T0), _run("b", T0)
-    assert blocking_run(a, [a, b]) is None
-    assert blocking_run(b, [a, b]) == a
+def test_a_claim_of_a_run_that_ended_or_that_prefect_forgot_is_taken_over() -> None:
+    assert claim_decision("a", "b", _run("a", False, "Completed")) == "take"
+    assert claim_decision("a", "b", None) == "take"
