@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session, col, or_, select
 
 from models import (
@@ -493,15 +493,21 @@ def score_class(score: int) -> str:
 
 @lru_cache(maxsize=16)
 def template_env(templates_dir: Path, *, html: bool = True) -> Environment:
-    """The Jinja2 environment for ``templates_dir``.
+    """The Jinja2 environment for ``templates_dir``: the one way upkeep writes HTML.
 
-    Always ``StrictUndefined`` (a missing value is an error, not an empty cell); HTML
-    environments autoescape everything, because host output ends up in the templates.
+    Always ``StrictUndefined`` (a missing value is an error, not an empty cell). Escaping
+    follows the template's name, whichever environment renders it: ``*.txt.j2`` (plain-text
+    mail, never HTML) is not escaped, every other template is autoescaped, because host
+    output and inventory text end up in them. ``html`` only decides for ``from_string``.
     """
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
-        # Only the plain-text mail templates are unescaped: their output is never HTML.
-        autoescape=html,  # noqa: S701
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "html.j2", "htm", "xml"),
+            disabled_extensions=("txt", "txt.j2"),
+            default_for_string=html,
+            default=True,
+        ),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

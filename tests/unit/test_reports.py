@@ -377,11 +377,27 @@ def test_html_has_every_section(report: InspectionReport) -> None:
 
 def test_templates_are_strict_and_html_autoescaped(tmp_path: Path) -> None:
     env = template_env(TEMPLATES)
-    assert env.autoescape is True
     with pytest.raises(jinja2.UndefinedError):
         env.from_string("{{ missing }}").render()
     with pytest.raises(jinja2.UndefinedError):
         template_env(TEMPLATES, html=False).from_string("{{ missing }}").render()
+
+
+def test_escaping_follows_the_template_not_the_caller(tmp_path: Path) -> None:
+    """An HTML template is escaped even through the plain-text environment; only *.txt.j2
+    is not, and a template of any other kind is escaped."""
+    for name in ("page.html.j2", "mail.txt.j2", "other.j2"):
+        (tmp_path / name).write_text("{{ value }}")
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    for html in (True, False):
+        env = template_env(tmp_path, html=html)
+        assert env.get_template("page.html.j2").render(value=XSS) == escaped
+        assert env.get_template("other.j2").render(value=XSS) == escaped
+        assert env.get_template("mail.txt.j2").render(value=XSS) == XSS
+    assert template_env(tmp_path, html=True).from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
+    assert template_env(tmp_path, html=False).from_string("{{ v }}").render(v="<b>") == "<b>"
+    for path in TEMPLATES.rglob("*.j2"):  # every shipped template is one of the two kinds
+        assert path.name.endswith((".html.j2", ".txt.j2")), path
 
 
 def test_render_fails_on_a_missing_value(report: InspectionReport, tmp_path: Path) -> None:
