@@ -9,7 +9,7 @@ is reported here and fails the run's record, never silently.
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
@@ -124,6 +124,9 @@ class SweepParams(BaseModel):
 
     contract: str = Field(description="Contract code, as in the inventory")
     tags: list[str] = Field(default_factory=list, description="Only hosts with any of these tags")
+    kind: Literal["sweep", "bench"] = Field(
+        "sweep", description="What the run is recorded as: an ad-hoc sweep, or a benchmark"
+    )
     requested_by: str | None = Field(None, description="Who started the run")
     concurrency: int | None = Field(
         None, ge=1, le=500, description="Hosts at once (default: UPKEEP_SWEEP_CONCURRENCY)"
@@ -153,7 +156,7 @@ def host_sweep(params: SweepParams) -> SweepResult:
         run = start_run(
             session=db,
             contract=contract,
-            kind="sweep",
+            kind=params.kind,
             flow_run_id=current_flow_run_id(),
             requested_by=params.requested_by,
         )

@@ -80,3 +80,12 @@ def test_a_claim_held_by_a_run_prefect_does_not_know_is_taken_over(engine, load_
     with Session(engine) as s:
         (row,) = s.exec(select(RunClaim)).all()
     assert row.flow_run_id == me
+
+
+def test_a_sweep_cannot_be_recorded_as_an_inspection():
+    from pydantic import ValidationError
+
+    assert SweepParams(contract="ACME").kind == "sweep"
+    assert SweepParams(contract="ACME", kind="bench").kind == "bench"
+    with pytest.raises(ValidationError, match="kind"):
+        SweepParams(contract="ACME", kind="inspection")
