@@ -188,3 +188,48 @@ def test_a_planted_answer_is_removed_by_the_served_watchdog(
     ((gate, log),) = gates(served)
     assert (gate.decision, gate.approver) == ("approve", "Alice Owner")
     assert "planted" in log and judged(log) == ["approved", "decided"]
+
+
+def test_escalation_by_the_served_watchdog_and_the_backup_decides(
+    serve_upkeep: ServeUpkeep, prod_api: Api
+) -> None:
+    served = serve_upkeep(
+        "GATEESC", approval_policy={"escalate_after_hours": 0.005, "expire_after_hours": 1}
+    )
+    run_id = start(prod_api, "gateesc")
+    alice = nth_code(served, ALICE["email"])
+    answer(prod_api, run_id, decision="approve", approver="Bob Backup", code=alice)
+    bob = nth_code(served, "bob@provider.example")  # the served watchdog escalated
+    answer(prod_api, run_id, decision="approve", approver="Bob Backup", code=bob)
+    prod_api.wait_state(run_id, "COMPLETED", timeout=RUN)
+    ((gate, log),) = gates(served)
+    assert (gate.decision, gate.approver) == ("approve", "Bob Backup")
+    assert log.count("escalated") == 1
+    assert judged(log)[-2:] == ["approved", "decided"]
+    assert codes(served, "bob@provider.example") == [bob]
+    assert codes(served, ALICE["email"]) == [alice]
+
+
+def test_expiry_by_the_served_watchdog_and_retry_ends_with_the_reason(
+    serve_upkeep: ServeUpkeep, prod_api: Api
+) -> None:
+    served = serve_upkeep(
+        "GATEEXP", approval_policy={"escalate_after_hours": None, "expire_after_hours": 0.005}
+    )
+    run_id = start(prod_api, "gateexp")
+    nth_code(served, ALICE["email"])
+    ended = prod_api.wait_state(run_id, "CANCELLED", timeout=RUN)
+    assert "expired" in ended["state"]["message"]
+    # the UI's Retry: back to Scheduled; the re-run finds its gate closed and ends at once
+    retried = busy_again(
+        lambda: prod_api.http.post(
+            f"/flow_runs/{run_id}/set_state",
+            json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}},
+        ).raise_for_status()
+    )
+    assert retried.json()["status"] == "ACCEPT", retried.text
+    failed = prod_api.wait_state(run_id, "FAILED", timeout=RUN)
+    assert "expired" in failed["state"]["message"], failed["state"]
+    ((gate, log),) = gates(served)
+    assert gate.decision == "expired" and "waiting" in log
+    assert len(codes(served, ALICE["email"])) == 1  # nobody was mailed again by the retry
