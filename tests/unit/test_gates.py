@@ -234,3 +234,21 @@ def test_closing_a_gate_records_the_answer_it_judged(engine: sa.Engine) -> None:
         ("decided", "k-1"),
     ]
     assert pending_attempt([(e.kind, e.attempt_key) for e in log]) is None
+
+
+def test_a_stored_answer_is_read_as_the_form_or_as_why_it_is_not_one() -> None:
+    from flows.approvals import ApprovalInput, Decision, _parse_answer, response_key
+
+    good = _parse_answer(
+        ApprovalInput, {"decision": "approve", "approver": "Alice Owner", "code": "ABCDE-FGHJK"}
+    )
+    assert isinstance(good, ApprovalInput) and good.decision is Decision.APPROVE
+    assert _parse_answer(ApprovalInput, "approve") == "the answer was not a form"
+    assert _parse_answer(ApprovalInput, {"decision": "approve"}) == (
+        "the answer was not valid (2 error(s))"
+    )
+    extra = {"decision": "approve", "approver": "A", "code": "B", "admin": True}
+    assert _parse_answer(ApprovalInput, extra) == "the answer was not valid (1 error(s))"
+    # where Prefect's resume stores the answer to a form opened under a pause key
+    assert response_key("inspection-plan-r1-00ff") == "suspended-inspection-plan-r1-00ff-response"
+    assert response_key("k", suspended=False) == "paused-k-response"
