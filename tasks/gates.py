@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -219,6 +219,12 @@ class GateReport:
     escalations: dict[str, int]
     expiries: dict[str, int]
     pending: dict[str, int]
+    refused: dict[str, int] = field(default_factory=dict)
+    """Per contract: answers refused (wrong code, not an approver, ...)."""
+    replaced: dict[str, int] = field(default_factory=dict)
+    """Per contract: codes replaced after wrong codes under one approver's name."""
+    planted: dict[str, int] = field(default_factory=dict)
+    """Per contract: answers stored under an open form without a resume (removed)."""
 
 
 def _answers(session: Session, rows: list[tuple[Approval, Contract]]) -> list[Decided]:
@@ -269,6 +275,7 @@ def gate_report(
     expiries: dict[str, int] = {}
     pending: dict[str, int] = {}
     escalations: dict[str, int] = {}
+    counted = {"escalated": escalations, "refused": {}, "rotated": {}, "planted": {}}
     by_id = {a.id: c.code for a, c in rows}
     for a, c in rows:
         gates[c.code] = gates.get(c.code, 0) + 1
@@ -279,12 +286,22 @@ def gate_report(
     if by_id:
         for e in session.exec(
             select(ApprovalEvent).where(
-                ApprovalEvent.kind == "escalated", col(ApprovalEvent.approval_id).in_(list(by_id))
+                col(ApprovalEvent.kind).in_(list(counted)),
+                col(ApprovalEvent.approval_id).in_(list(by_id)),
             )
         ):
-            code = by_id[e.approval_id]
-            escalations[code] = escalations.get(code, 0) + 1
-    return GateReport(response_times(decided), gates, escalations, expiries, pending)
+            code, tally = by_id[e.approval_id], counted[e.kind]
+            tally[code] = tally.get(code, 0) + 1
+    return GateReport(
+        response_times(decided),
+        gates,
+        escalations,
+        expiries,
+        pending,
+        refused=counted["refused"],
+        replaced=counted["rotated"],
+        planted=counted["planted"],
+    )
 
 
 def human(delta: timedelta) -> str:

@@ -652,7 +652,16 @@ def approvals_report(
             human(t.longest),
         )
     out.print(table)
-    summary = Table("contract", "gates", "pending", "escalations", "expiries")
+    summary = Table(
+        "contract",
+        "gates",
+        "pending",
+        "escalations",
+        "expiries",
+        "refused answers",
+        "codes replaced",
+        "planted answers",
+    )
     for code in sorted(report.gates):
         summary.add_row(
             esc(code),
@@ -660,6 +669,9 @@ def approvals_report(
             str(report.pending.get(code, 0)),
             str(report.escalations.get(code, 0)),
             str(report.expiries.get(code, 0)),
+            str(report.refused.get(code, 0)),
+            str(report.replaced.get(code, 0)),
+            str(report.planted.get(code, 0)),
         )
     out.print(summary)
 

@@ -127,6 +127,8 @@ def test_event_log_and_report_from_records(engine: sa.Engine) -> None:
     assert report.escalations == {"ACME": 1}
     assert report.expiries == {"GLOBEX": 1}
     assert report.pending == {"GLOBEX": 1}
+    assert report.refused == {"ACME": 1}  # Mallory's answer
+    assert report.replaced == {} and report.planted == {}
 
 
 def test_each_approver_of_an_m_of_n_gate_gets_their_own_time(engine: sa.Engine) -> None:
@@ -252,3 +254,28 @@ def test_a_stored_answer_is_read_as_the_form_or_as_why_it_is_not_one() -> None:
     # where Prefect's resume stores the answer to a form opened under a pause key
     assert response_key("inspection-plan-r1-00ff") == "suspended-inspection-plan-r1-00ff-response"
     assert response_key("k", suspended=False) == "paused-k-response"
+
+
+def test_the_report_counts_refused_answers_replaced_codes_and_planted_answers(
+    engine: sa.Engine,
+) -> None:
+    with Session(engine) as s:
+        acme = _contract(s, "ACME")
+        gate = open_gate(
+            session=s, flow_run_id="r1", contract_id=acme, gate="inspection-plan", subject="p"
+        )
+        assert gate.id is not None
+        for _ in range(3):
+            log_event(
+                session=s, approval_id=gate.id, kind="refused", actor="Alice", detail=WRONG_CODE
+            )
+        log_event(session=s, approval_id=gate.id, kind="rotated", actor="Alice", detail="3")
+        log_event(session=s, approval_id=gate.id, kind="planted", detail="removed")
+        s.commit()
+        report = gate_report(session=s)
+    assert (report.refused, report.replaced, report.planted) == (
+        {"ACME": 3},
+        {"ACME": 1},
+        {"ACME": 1},
+    )
+    assert report.escalations == {}
