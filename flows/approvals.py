@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, col, select
@@ -120,7 +120,13 @@ class ApprovalResult(BaseModel):
 
 
 class GateClosed(RuntimeError):
-    """The gate ended without an approver's decision: expired, or its run was cancelled."""
+    """The gate ended without an approver's decision: expired, or its run was cancelled.
+
+    ``cancelled``: the run itself is being cancelled (the flow should end *Cancelled*)."""
+
+    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
 
 
 class ApprovalExpired(GateClosed):
@@ -304,16 +310,51 @@ def _flow_run() -> tuple[str, bool]:
 
 def wait_for(form: type[R], key: str, timeout_s: int) -> R:
     """Suspend (deployment runs) or pause (interactive runs) until the form is answered."""
-    settings = get_settings()
     _, durable = _flow_run()
     if durable:
         return suspend_flow_run(wait_for_input=form, key=key, timeout=None)
-    return pause_flow_run(
-        wait_for_input=form,
-        key=key,
-        timeout=timeout_s,
-        poll_interval=settings.approval_poll_seconds,
-    )
+    return pause_and_poll(form, key, timeout_s)
+
+
+def pause_and_poll(form: type[R], key: str, timeout_s: int) -> R:
+    """Prefect's ``pause_flow_run(wait_for_input=...)``, except that a run cancelled (from
+    the UI) or ended while it waits leaves at once: its pending gates are closed with the
+    reason and :class:`GateClosed` is raised (Prefect's own loop would wait for the timeout).
+    """
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import Abort
+    from prefect.input.run_input import keyset_from_paused_state, run_input_subclass_from_type
+    from prefect.states import Paused
+    from prefect.utilities.engine import propose_state_sync
+
+    run_id, _ = _flow_run()
+    poll = get_settings().approval_poll_seconds
+    proposed: Any = Paused(timeout_seconds=timeout_s, reschedule=False, pause_key=key)
+    answer_form: Any = run_input_subclass_from_type(form)
+    keyset = keyset_from_paused_state(proposed)
+    proposed.state_details.run_input_keyset = keyset
+    with get_client(sync_client=True) as client:
+        try:
+            state = propose_state_sync(client=client, state=proposed, flow_run_id=UUID(run_id))
+        except Abort as exc:
+            raise RuntimeError(f"Flow run cannot be paused: {exc}") from None
+        if state.is_running():  # this pause fired before and was answered
+            return answer_form.load(keyset)  # type: ignore[no-any-return]
+        if not state.is_paused():
+            raise RuntimeError(f"Flow run cannot be paused: the API answered {state}")
+        answer_form.save(keyset)
+        get_run_logger().info("paused; waiting for an answer under the form's key")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            now = client.read_flow_run(UUID(run_id)).state
+            if now is not None and now.is_running():
+                return answer_form.load(keyset)  # type: ignore[no-any-return]
+            if now is not None and (now.is_final() or now.is_cancelling()):
+                _raise_if_run_ended(run_id)
+    raise FlowPauseTimeout("Flow run was paused and never resumed.")
 
 
 def response_key(pause_key: str, suspended: bool = True) -> str:
@@ -372,6 +413,20 @@ def wait_for_answer(
         return key, wait_for(form, key, timeout_s)
     except ValidationError as exc:
         return key, f"the answer was not valid ({exc.error_count()} error(s))"
+
+
+def _raise_if_run_ended(run_id: str) -> None:
+    """GateClosed (the run's pending gates closed with the reason) if the run was cancelled
+    or ended while its gate waited."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run_id)).state
+    if state is None or not (state.is_final() or state.is_cancelling()):
+        return
+    reason = f"the flow run ended ({state.name}: {state.message or 'no message'})"
+    close_gates_of_run(run_id, f"closed without a decision: {reason}")
+    raise GateClosed(reason, cancelled=state.is_cancelling() or state.is_cancelled())
 
 
 def clear_planted_answer(flow_run_id: str) -> bool:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.approvals import (
     ApprovalRequest,
     Decision,
+    GateClosed,
     close_approval,
     close_gates_on_end,
     ensure_gate,
@@ -655,7 +656,11 @@ def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome |
     plan = build_plan(params)
     if plan.requires_approval:
         plan = with_preflight(plan)
-        approved = approve_plan(plan, params.requested_by)
+        try:
+            approved = approve_plan(plan, params.requested_by)
+        except GateClosed as exc:  # expired, or the run was cancelled while it waited
+            logger.warning("inspection ended at its gate: %s", exc)
+            return (Cancelled if exc.cancelled else Failed)(message=str(exc))
         if approved is None:
             logger.info("inspection cancelled by the engineer")
             return Cancelled(message="inspection plan cancelled after rejection")

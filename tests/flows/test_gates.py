@@ -261,3 +261,28 @@ def test_expiry_ends_the_run_and_tells_everyone(engine, load_inventory, sshd, sm
             UUID(gate.flow_run_id),
             run_input={"decision": "approve", "approver": "Alice Owner", "code": "ABCDE-FGHJK"},
         )
+
+
+def test_cancelling_a_paused_run_closes_its_gate_and_ends_the_wait(
+    engine, load_inventory, sshd, smtp_server
+):
+    """The UI's Cancel on an interactive run paused at its gate: the waiting process leaves
+    at once (not at the pause's deadline) and the gate is closed with the reason."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    bg = run_inspection()
+    gate = pending(engine, "inspection-plan")
+    wait_for_code(smtp_server, PAUL)
+    wait_until("the gate to pause", lambda: paused(gate.flow_run_id))
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(gate.flow_run_id), Cancelling(message="stop it"))
+    state = bg.state()
+    assert state.is_cancelled(), state
+    decided, _ = decision(engine, gate.id)
+    assert decided == "cancelled"
+    with Session(engine) as s:
+        row = s.get(Approval, gate.id)
+        assert row is not None and "stop it" in (row.comment or "")
+    assert [k for k, _ in events(engine, gate.id)].count("refused") == 0
