@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,7 +42,7 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlmodel import Session, col, select
 
 from models import Approval, ApprovalCode, ApprovalEvent, utcnow
@@ -87,6 +87,43 @@ class ApprovalInput(RunInput):
 class Person(BaseModel):
     name: str
     email: str
+
+
+def answerable_names(request: ApprovalRequest, approved_by: Sequence[str] = ()) -> list[str]:
+    """The names the form offers: everyone who may ever decide this gate (its approvers, and
+    the backup approver when the gate escalates), less those who already approved and the
+    starter when self-approval is off. The form is saved once per suspend, so the backup
+    approver is offered before escalation too; an answer of theirs that comes too early is
+    judged and refused with the reason."""
+    people = list(request.approvers)
+    if request.backup_approver is not None and request.policy.escalate_after_hours is not None:
+        people.append(request.backup_approver)
+    names: list[str] = []
+    for person in people:
+        if person.name in approved_by or person.name in names:
+            continue
+        if not request.policy.allow_self_approval and is_starter(person, request.requested_by):
+            continue
+        names.append(person.name)
+    return names
+
+
+def approval_form(names: Sequence[str]) -> type[ApprovalInput]:
+    """The resume form with ``approver`` as a choice of ``names``: the UI shows a list, and
+    the server refuses any other name before the flow sees it. With no names known, the
+    free-text form (every answer is then judged by the flow)."""
+    if not names:
+        return ApprovalInput
+    choice: Any = Literal[tuple(names)]
+    form: type[ApprovalInput] = create_model(
+        "ApprovalInput",
+        __base__=ApprovalInput,
+        approver=(
+            choice,
+            Field(description="Your name as the contract lists it (the code is yours alone)"),
+        ),
+    )
+    return form
 
 
 class ApprovalRequest(BaseModel):
@@ -1016,7 +1053,7 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
             opened_at = gate.requested_at
         for person, role in deciders(request, escalated):
             send_codes(approval_id, request, [person], role, run_id)
-        form = ApprovalInput.with_initial_data(
+        form = approval_form(answerable_names(request, approved_by)).with_initial_data(
             description=describe(
                 request,
                 refusal_reasons(approval_id),

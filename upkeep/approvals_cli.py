@@ -8,7 +8,8 @@ from uuid import UUID
 
 from sqlmodel import Session, col, select
 
-from models import Approval, ApprovalEvent, utcnow
+from flows.approvals import Person, match_person
+from models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings
 
@@ -76,6 +77,19 @@ def not_waiting(flow_run_id: str) -> str:
     )
 
 
+def canonical_name(db: Session, gate: Approval, typed: str) -> str:
+    """``typed`` (a name or e-mail, any case) as the gate's contract spells that person's
+    name; unchanged when it names nobody on the contract."""
+    contract = db.get(Contract, gate.contract_id) if gate.contract_id is not None else None
+    if contract is None:
+        return typed
+    people = [Person(**p) for p in contract.approvers]
+    if contract.backup_approver:
+        people.append(Person(**contract.backup_approver))
+    person = match_person(typed, people)
+    return person.name if person is not None else typed
+
+
 def resume_and_wait(
     settings: Settings, run: str, gate_kind: str, run_input: dict[str, Any], wait: float = 60.0
 ) -> tuple[str, bool]:
@@ -92,6 +106,10 @@ def resume_and_wait(
     with session_scope(engine) as db:
         gate = find_pending(db, run, gate_kind)
         gate_id, flow_run_id = gate.id, gate.flow_run_id
+        if isinstance(run_input.get("approver"), str):
+            # The form offers the contract's names: one typed as an e-mail or in another case
+            # is sent as the contract spells it. Anyone else is refused by the form itself.
+            run_input = {**run_input, "approver": canonical_name(db, gate, run_input["approver"])}
     sent_at = utcnow()
     for attempt in range(20):
         try:
@@ -114,6 +132,11 @@ def resume_and_wait(
             if "schema not found" in str(exc) and attempt < 19:
                 time.sleep(0.5)
                 continue
+            if "field 'approver'" in str(exc):
+                raise ApprovalCliError(
+                    f"the form refused the answer: {run_input.get('approver')!r} is not one of "
+                    "the people who may answer this gate; nothing was recorded"
+                ) from None
             raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
     deadline = time.monotonic() + wait + settings.approval_poll_seconds * 2
     while time.monotonic() < deadline:

@@ -193,13 +193,19 @@ def test_cli_approval_and_rejection_through_the_resume_api(
         env=env,
     )
     assert wrong.returncode == 1 and "wrong code" in wrong.stderr
+    stranger = upkeep(
+        "approve", gate.flow_run_id, "--as", "Mallory", "--code", code, data_dir=data_dir, env=env
+    )
+    assert stranger.returncode == 1 and "Traceback" not in stranger.stderr
+    assert "'Mallory' is not one of the people who may answer" in stranger.stderr
     listed = upkeep("approvals", "list", "--pending", data_dir=data_dir)
     assert gate.flow_run_id in listed.stdout
+    # An approver may name herself by e-mail, in any case: sent as the contract spells her.
     ok = upkeep(
         "approve",
         gate.flow_run_id,
         "--as",
-        "Alice Owner",
+        "ALICE@acme.example",
         "--code",
         code,
         "--comment",

@@ -1,6 +1,7 @@
 """The approval form on a real paused run: what the next approver reads in the Prefect UI.
 
-A stranger's answer under a hostile name is refused, one of two approvers approves, and the
+A stranger's answer under a hostile name is refused by the form (the approver is a choice of
+the contract's names), a wrong code is refused by the flow, one of two approvers approves, and the
 form the run waits with next is read back from the Prefect server and lexed by the UI's own
 Markdown renderer: the refusal first, then "1 of 2 approved", who may still decide, the
 deadline in the contract's timezone, then the plan; every name shown as text.
@@ -54,7 +55,10 @@ def test_the_next_approver_sees_refusals_progress_deciders_and_deadline_first(
     first = wait_until("the first form", lambda: form_description(gate.flow_run_id))
     assert "Earlier answers were refused" not in first
 
-    answer(gate, decision="approve", approver=STRANGER, code="ABCDE-FGHJK")
+    # A stranger's name is not among the form's choices: the server refuses it unseen.
+    with pytest.raises(RuntimeError, match="approver"):
+        answer(gate, decision="approve", approver=STRANGER, code="ABCDE-FGHJK")
+    answer(gate, decision="approve", approver="Alice Owner", code="ABCDE-FGHJK")
     wait_until(
         "the form after the refusal",
         lambda: "refused" in (form_description(gate.flow_run_id) or ""),
@@ -81,7 +85,7 @@ def test_the_next_approver_sees_refusals_progress_deciders_and_deadline_first(
     (tree,) = ui_tokens([text])
     assert active(tree) == []  # no name became a link, an image or HTML
     seen = shown_text(tree)
-    assert STRANGER in seen  # the refused name, shown as typed
+    assert STRANGER not in seen
     assert "ACME <b>ops</b>" in seen and HOSTILE_ROLE in seen
     (table,) = [t for t in walk(tree) if t["type"] == "table"]
     assert [len(row) for row in table["rows"]] == [5]  # the hostile role did not split a cell
