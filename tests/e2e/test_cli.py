@@ -175,7 +175,7 @@ def test_cli_approval_and_rejection_through_the_resume_api(
     smtp_server,
 ) -> None:
     from tests.flow_fixtures import wait_for_code
-    from tests.flows.test_inspection import pending, run_inspection
+    from tests.inspection_helpers import pending, run_inspection
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     env = {"PREFECT_API_URL": prefect_server, "UPKEEP_APPROVAL_POLL_SECONDS": "1"}
@@ -449,7 +449,7 @@ def test_a_second_inspection_of_a_contract_is_refused_while_one_waits_at_its_gat
 ) -> None:
     from flows.inspection import InspectionParams, quarterly_health_inspection
     from tests.flow_fixtures import wait_for_code
-    from tests.flows.test_inspection import answer, paused, pending, run_inspection
+    from tests.inspection_helpers import answer, paused, pending, run_inspection
     from tests.polling import wait_until
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])

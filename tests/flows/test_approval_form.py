@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 
 from tests.flow_fixtures import host_entry, wait_for_code
-from tests.flows.test_inspection import ALICE, PAUL, answer, paused, pending, run_inspection
+from tests.inspection_helpers import ALICE, PAUL, answer, paused, pending, run_inspection
 from tests.polling import wait_until
 from tests.ui_markdown import active, shown_text, ui_tokens, walk
 

@@ -208,7 +208,7 @@ def test_served_inspection_suspends_survives_its_process_and_completes(
     from prefect.deployments import run_deployment
 
     from tests.flow_fixtures import wait_for_code
-    from tests.flows.test_inspection import answer, pending
+    from tests.inspection_helpers import answer, pending
     from tests.polling import wait_until
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
@@ -267,7 +267,7 @@ def test_gate_survives_a_server_restart_and_pre_gate_work_runs_once(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from tests.flow_fixtures import wait_for_code
-    from tests.flows.test_inspection import answer, pending
+    from tests.inspection_helpers import answer, pending
     from tests.polling import wait_until
     from upkeep.prefect_server import LocalPrefectServer
     from upkeep.sshd import ThrowawaySshd

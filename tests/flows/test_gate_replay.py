@@ -30,7 +30,7 @@ from flows.inspection import quarterly_health_inspection
 from flows.watchdog import approval_watchdog
 from models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
-from tests.flows.test_inspection import ALICE, PAUL, pending
+from tests.inspection_helpers import ALICE, PAUL, pending
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.flows

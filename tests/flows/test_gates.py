@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from flows.watchdog import approval_watchdog
 from models import Approval, ApprovalEvent
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
-from tests.flows.test_inspection import (
+from tests.inspection_helpers import (
     ALICE,
     PAUL,
     answer,
