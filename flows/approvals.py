@@ -503,11 +503,7 @@ def clear_planted_answer(flow_run_id: str) -> bool:
             if exc.response.status_code != 404:
                 raise
     with _db() as db:
-        for gate in db.exec(
-            select(Approval).where(
-                Approval.flow_run_id == flow_run_id, col(Approval.decision).is_(None)
-            )
-        ):
+        for gate in _open_gates(db, flow_run_id):
             assert gate.id is not None
             log_event(
                 session=db,
@@ -524,6 +520,17 @@ def clear_planted_answer(flow_run_id: str) -> bool:
 
 def _db() -> Any:
     return session_scope(engine_for(get_settings().db_url))
+
+
+def _open_gates(db: Session, flow_run_id: str) -> list[Approval]:
+    """The gates of ``flow_run_id`` that no decision has closed yet."""
+    return list(
+        db.exec(
+            select(Approval).where(
+                Approval.flow_run_id == flow_run_id, col(Approval.decision).is_(None)
+            )
+        )
+    )
 
 
 def _events(db: Session, approval_id: int) -> list[ApprovalEvent]:
@@ -963,11 +970,7 @@ def close_gates_of_run(flow_run_id: str, reason: str) -> list[int]:
     while the gate waited); the ids closed."""
     closed = []
     with _db() as db:
-        for gate in db.exec(
-            select(Approval).where(
-                Approval.flow_run_id == flow_run_id, col(Approval.decision).is_(None)
-            )
-        ):
+        for gate in _open_gates(db, flow_run_id):
             assert gate.id is not None
             close_gate(
                 session=db, approval_id=gate.id, decision="cancelled", approver=None, comment=reason
