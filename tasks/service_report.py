@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from sqlmodel import Session, col, or_, select
 
@@ -613,6 +613,26 @@ def _pending_gates(
     return waiting
 
 
+_Dated = TypeVar("_Dated", InspectionRun, BackupVersion, Approval)
+
+
+def _in_period(
+    session: Session,
+    model: type[_Dated],
+    at: datetime,
+    contract_id: int | None,
+    start: datetime,
+    end: datetime,
+) -> Sequence[_Dated]:
+    """The contract's rows of ``model`` whose time ``at`` (a column of it) falls in
+    ``[start, end)``, oldest first."""
+    return session.exec(
+        select(model)
+        .where(model.contract_id == contract_id, col(at) >= start, col(at) < end)
+        .order_by(col(at), col(model.id))
+    ).all()
+
+
 def _runs(
     session: Session,
     contract_id: int,
@@ -621,15 +641,7 @@ def _runs(
     zone: tzinfo,
     verifications: Sequence[BackupVerification],
 ) -> list[RunRow]:
-    runs = session.exec(
-        select(InspectionRun)
-        .where(
-            InspectionRun.contract_id == contract_id,
-            col(InspectionRun.started_at) >= start,
-            col(InspectionRun.started_at) < end,
-        )
-        .order_by(col(InspectionRun.started_at), col(InspectionRun.id))
-    ).all()
+    runs = _in_period(session, InspectionRun, InspectionRun.started_at, contract_id, start, end)
     hosts = _host_problems(session, [r.id for r in runs if r.id is not None])
     waiting = _pending_gates(session, [r.flow_run_id for r in runs if r.flow_run_id], zone)
     rows = []
@@ -747,15 +759,9 @@ def backup_verifications(
     A verification belongs to the backup run with its flow run id; one recorded outside a
     flow run belongs to the contract's backup run whose time span holds it.
     """
-    versions = session.exec(
-        select(BackupVersion)
-        .where(
-            BackupVersion.contract_id == contract_id,
-            col(BackupVersion.verified_at) >= start,
-            col(BackupVersion.verified_at) < end,
-        )
-        .order_by(col(BackupVersion.verified_at), col(BackupVersion.id))
-    ).all()
+    versions = _in_period(
+        session, BackupVersion, BackupVersion.verified_at, contract_id, start, end
+    )
     if not versions:
         return []
     runs = session.exec(
@@ -804,15 +810,7 @@ def _approvals(
     session: Session, contract: Contract, start: datetime, end: datetime, zone: tzinfo
 ) -> ApprovalSummary:
     figures = gate_report(session=session, contract_code=contract.code, since=start, until=end)
-    gates = session.exec(
-        select(Approval)
-        .where(
-            Approval.contract_id == contract.id,
-            col(Approval.requested_at) >= start,
-            col(Approval.requested_at) < end,
-        )
-        .order_by(col(Approval.requested_at), col(Approval.id))
-    ).all()
+    gates = _in_period(session, Approval, Approval.requested_at, contract.id, start, end)
     # Same selection as gate_report: a revision gate is the engineer's, not an approver's.
     gates = [g for g in gates if not g.gate.endswith("-revision")]
     escalated: set[int] = set()
