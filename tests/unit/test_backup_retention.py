@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +20,11 @@ from tasks.backups.retention import (
     plan_retention,
     safe_component,
 )
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from models import BackupVersion
 
 RESTIC_FIXTURES = Path(__file__).parent.parent / "fixtures" / "backups" / "restic"
 T0 = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
@@ -346,39 +352,51 @@ def test_restic_argv_never_holds_secrets() -> None:
     assert restic.backup_argv(["/srv/-x"]) == ["restic", "backup", "--json", "--", "/srv/-x"]
 
 
-def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
-    """Two backups taken within one second share an archive name: pruning the older one
-    must not delete the copy the newer, kept one points at."""
-    from datetime import timedelta
+def _shop_file_backups(session: Session, *versions: dict[str, Any]) -> list[BackupVersion]:
+    """A new contract's good file backups of "shop", one per dict of the fields that set it
+    apart, added and flushed."""
+    from models import BackupVersion, Contract, Customer
 
-    from sqlmodel import Session
-
-    from models import BackupVersion, Contract, Customer, utcnow
-    from tasks.backup_records import prune
-
-    shared = tmp_path / "shop-20261122T002046Z.tar.gz"
-    shared.write_bytes(b"archive")
-    with Session(engine) as s:
-        customer = Customer(code="c", name="C")
-        s.add(customer)
-        s.flush()
-        contract = Contract(code="C", name="C", customer_id=customer.id)
-        s.add(contract)
-        s.flush()
-        common = dict(
+    customer = Customer(code="c", name="C")
+    session.add(customer)
+    session.flush()
+    assert customer.id is not None
+    contract = Contract(code="C", name="C", customer_id=customer.id)
+    session.add(contract)
+    session.flush()
+    assert contract.id is not None
+    rows = [
+        BackupVersion(
             contract_id=contract.id,
             system="shop",
             kind="files",
             security_level="internal",
             importance="high",
-            backup=str(shared),
             outcome="good",
-            archive_path=str(shared),
+            **fields,
         )
-        old = BackupVersion(verified_at=utcnow() - timedelta(seconds=1), **common)
-        new = BackupVersion(**common)
-        s.add_all([old, new])
-        s.flush()
+        for fields in versions
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
+    """Two backups taken within one second share an archive name: pruning the older one
+    must not delete the copy the newer, kept one points at."""
+    from sqlmodel import Session
+
+    from models import utcnow
+    from tasks.backup_records import prune
+
+    shared = tmp_path / "shop-20261122T002046Z.tar.gz"
+    shared.write_bytes(b"archive")
+    with Session(engine) as s:
+        same = {"backup": str(shared), "archive_path": str(shared)}
+        old, new = _shop_file_backups(
+            s, {"verified_at": utcnow() - timedelta(seconds=1), **same}, same
+        )
         prune(session=s, doomed=[old])
         s.commit()
         assert old.pruned_at is not None and new.pruned_at is None
@@ -388,11 +406,9 @@ def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
 def test_pruning_removes_the_manifest_with_the_archive(engine, tmp_path) -> None:
     """A pruned file backup's manifest goes with it, and so do manifests that earlier prunes
     left behind; a kept archive keeps its manifest."""
-    from datetime import timedelta
-
     from sqlmodel import Session
 
-    from models import BackupVersion, Contract, Customer, utcnow
+    from models import utcnow
     from tasks.backup_records import prune
 
     archive = tmp_path / "archive" / "2026"
@@ -404,29 +420,15 @@ def test_pruning_removes_the_manifest_with_the_archive(engine, tmp_path) -> None
         files.manifest_for(path).write_text(f"{'0' * 64}  a\n")
     left_behind.write_text(f"{'0' * 64}  a\n")
     with Session(engine) as s:
-        customer = Customer(code="c", name="C")
-        s.add(customer)
-        s.flush()
-        contract = Contract(code="C", name="C", customer_id=customer.id)
-        s.add(contract)
-        s.flush()
-        common = dict(
-            contract_id=contract.id,
-            system="shop",
-            kind="files",
-            security_level="internal",
-            importance="high",
-            outcome="good",
+        first, _ = _shop_file_backups(
+            s,
+            {
+                "verified_at": utcnow() - timedelta(days=31),
+                "backup": "/b/old.tar.gz",
+                "archive_path": str(old),
+            },
+            {"backup": "/b/new.tar.gz", "archive_path": str(kept)},
         )
-        first = BackupVersion(
-            verified_at=utcnow() - timedelta(days=31),
-            backup="/b/old.tar.gz",
-            archive_path=str(old),
-            **common,
-        )
-        second = BackupVersion(backup="/b/new.tar.gz", archive_path=str(kept), **common)
-        s.add_all([first, second])
-        s.flush()
         assert prune(session=s, doomed=[first]) == [str(old)]
         s.commit()
     assert sorted(p.name for p in archive.iterdir()) == sorted(
