@@ -300,11 +300,6 @@ def test_parse_restore_size() -> None:
     assert restic.parse_restore_size(_captured("stats_restore_size.json")) == (17, 7)
 
 
-def _captured(name: str) -> str:
-    """A captured restic stderr (its first line says how it was made)."""
-    return (RESTIC_FIXTURES / name).read_text().split("\n", 1)[1]
-
-
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [
