@@ -87,9 +87,24 @@ def answer(gate: Approval, **run_input: Any) -> None:
     wait_until("the resume form", resumed)
 
 
+def events(engine: sa.Engine, gate_id: int) -> list[tuple[str, str | None]]:
+    """The gate's event log, oldest first: (kind, actor)."""
+    with Session(engine) as s:
+        return [
+            (e.kind, e.actor)
+            for e in s.exec(
+                select(ApprovalEvent)
+                .where(ApprovalEvent.approval_id == gate_id)
+                .order_by(col(ApprovalEvent.id))
+            )
+        ]
+
+
 def refusals(engine: sa.Engine) -> list[ApprovalEvent]:
     with Session(engine) as s:
         return list(s.exec(select(ApprovalEvent).where(ApprovalEvent.kind == "refused")))
 
 
 ALICE, PAUL = "alice@acme.example", "paul@provider.example"
+BOB = "bob@provider.example"
+BACKUP = {"name": "Bob Backup", "email": BOB}

@@ -24,19 +24,17 @@ from uuid import UUID
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from flows.inspection import quarterly_health_inspection
 from flows.watchdog import approval_watchdog
 from models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
-from tests.inspection_helpers import ALICE, PAUL, pending
+from tests.inspection_helpers import ALICE, BACKUP, BOB, PAUL, events, pending
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.flows
 
-BOB = "bob@provider.example"
-BACKUP = {"name": "Bob Backup", "email": BOB}
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 180.0
 
@@ -127,18 +125,6 @@ def deployed(prefect_server: str, flow_env, data_dir: Path, tmp_path: Path) -> I
         run.cancel_if_running()
 
 
-def log_of(engine: sa.Engine, gate_id: int) -> list[tuple[str, str | None]]:
-    with Session(engine) as s:
-        return [
-            (e.kind, e.actor)
-            for e in s.exec(
-                select(ApprovalEvent)
-                .where(ApprovalEvent.approval_id == gate_id)
-                .order_by(col(ApprovalEvent.id))
-            )
-        ]
-
-
 def gate_row(engine: sa.Engine, gate_id: int) -> Approval:
     with Session(engine) as s:
         row = s.get(Approval, gate_id)
@@ -147,7 +133,7 @@ def gate_row(engine: sa.Engine, gate_id: int) -> Approval:
 
 
 def verdicts(engine: sa.Engine, gate_id: int) -> list[str]:
-    return [k for k, _ in log_of(engine, gate_id) if k in ("approved", "refused", "decided")]
+    return [k for k, _ in events(engine, gate_id) if k in ("approved", "refused", "decided")]
 
 
 def test_approve_replays_once(engine, load_inventory, sshd, smtp_server, deployed) -> None:
@@ -240,7 +226,7 @@ def test_escalation_replays(engine, load_inventory, sshd, smtp_server, deployed)
     bob = wait_for_code(smtp_server, BOB)
     assert run.answer(decision="approve", approver="Bob Backup", code=bob).is_completed()
     assert gate_row(engine, gate.id).approver == "Bob Backup"
-    assert [k for k, _ in log_of(engine, gate.id)].count("escalated") == 1
+    assert [k for k, _ in events(engine, gate.id)].count("escalated") == 1
     assert codes_sent(smtp_server, BOB) == [bob] and codes_sent(smtp_server, ALICE) == [alice]
 
 
@@ -320,7 +306,7 @@ def test_a_planted_answer_does_not_block_the_gate(
     assert report.planted == [gate.id] and report.expired == []
     assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
     assert gate_row(engine, gate.id).approver == "Paul Lead"
-    kinds = [k for k, _ in log_of(engine, gate.id)]
+    kinds = [k for k, _ in events(engine, gate.id)]
     assert kinds.count("planted") == 1 and "refused" not in kinds  # removed unread
     with Session(engine) as s:
         keys = [
@@ -363,7 +349,7 @@ def test_the_cli_answers_through_a_planted_answer(
     assert result.exit_code == 0, result.output
     assert "approve by Paul Lead" in result.output
     assert run.state().is_completed()
-    assert ("planted", None) in log_of(engine, gate.id)
+    assert ("planted", None) in events(engine, gate.id)
 
 
 def test_a_cancelled_run_closes_its_gate_and_the_cli_says_so(

@@ -13,15 +13,18 @@ from uuid import UUID
 import pytest
 from prefect.exceptions import NotPausedError
 from prefect.flow_runs import resume_flow_run
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from flows.watchdog import approval_watchdog
-from models import Approval, ApprovalEvent
+from models import Approval
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import (
     ALICE,
+    BACKUP,
+    BOB,
     PAUL,
     answer,
+    events,
     paused,
     pending,
     refusals,
@@ -30,21 +33,6 @@ from tests.inspection_helpers import (
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.flows
-
-BOB = "bob@provider.example"
-BACKUP = {"name": "Bob Backup", "email": BOB}
-
-
-def events(engine, gate_id: int) -> list[tuple[str, str | None]]:
-    with Session(engine) as s:
-        return [
-            (e.kind, e.actor)
-            for e in s.exec(
-                select(ApprovalEvent)
-                .where(ApprovalEvent.approval_id == gate_id)
-                .order_by(col(ApprovalEvent.id))
-            )
-        ]
 
 
 def decision(engine, gate_id: int) -> tuple[str | None, str | None]:
