@@ -31,6 +31,17 @@ from upkeep.settings import SshSettings
 from upkeep.sshd import KeyPair, ThrowawaySshd, generate_keypair
 
 SERVER_COUNT = 3
+SSH_DEFAULTS = SshSettings(
+    connect_timeout=10,
+    banner_timeout=15,
+    auth_timeout=15,
+    channel_timeout=15,
+    command_timeout=60,
+    retries=2,
+    retry_backoff=1.0,
+)
+"""The SSH settings' defaults, written out so that no UPKEEP_SSH_* variable or .env changes
+them under a test (the bounds the README states are for these)."""
 
 
 @pytest.fixture(scope="session")

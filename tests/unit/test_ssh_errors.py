@@ -45,7 +45,7 @@ from tasks.ssh import (
     session_group,
     trust_host_key,
 )
-from upkeep.settings import SshSettings
+from tests.sshd_fixtures import SSH_DEFAULTS
 
 BANNER_ERROR = "Error reading SSH protocol banner"
 
@@ -274,37 +274,26 @@ def test_host_not_answering_is_a_timeout_kind() -> None:
     assert not issubclass(SessionAborted, SshError)  # an aborted run is no finding on the host
 
 
-SETTINGS = SshSettings(
-    connect_timeout=10,
-    banner_timeout=15,
-    auth_timeout=15,
-    channel_timeout=15,
-    command_timeout=60,
-    retries=2,
-    retry_backoff=1.0,
-)
-
-
 def test_connect_bound_is_every_attempt_plus_the_longest_retry_delays() -> None:
-    assert handshake_bound(SETTINGS) == 30
+    assert handshake_bound(SSH_DEFAULTS) == 30
     # 3 attempts x (10 TCP + 30 handshake) + delays of at most 1.5 and 3.0 s
-    assert connect_bound(SETTINGS) == 3 * 40 + 1.5 + 3.0
-    assert connect_bound(SETTINGS.model_copy(update={"retries": 0})) == 40
-    many = SETTINGS.model_copy(update={"retries": 10, "retry_backoff": 30.0})
+    assert connect_bound(SSH_DEFAULTS) == 3 * 40 + 1.5 + 3.0
+    assert connect_bound(SSH_DEFAULTS.model_copy(update={"retries": 0})) == 40
+    many = SSH_DEFAULTS.model_copy(update={"retries": 10, "retry_backoff": 30.0})
     assert connect_bound(many) == 11 * 40 + 45 + 9 * MAX_BACKOFF  # 30 x 1.5, then capped
 
 
 def test_the_retry_delays_never_exceed_what_connect_bound_counts() -> None:
     rng = random.Random(3)
     for _ in range(200):
-        delays = backoff_delays(SETTINGS.retries, SETTINGS.retry_backoff, rng)
-        assert sum(delays) <= connect_bound(SETTINGS) - 3 * 40
+        delays = backoff_delays(SSH_DEFAULTS.retries, SSH_DEFAULTS.retry_backoff, rng)
+        assert sum(delays) <= connect_bound(SSH_DEFAULTS) - 3 * 40
 
 
 def test_command_bound_is_the_command_plus_starting_it_and_one_keepalive() -> None:
-    assert command_bound(SETTINGS) == 60 + 15
-    assert command_bound(SETTINGS, 120) == 120 + 15
-    assert command_bound(SETTINGS, 1) == 15 + 15  # a start takes up to channel_timeout anyway
+    assert command_bound(SSH_DEFAULTS) == 60 + 15
+    assert command_bound(SSH_DEFAULTS, 120) == 120 + 15
+    assert command_bound(SSH_DEFAULTS, 1) == 15 + 15  # a start takes up to channel_timeout anyway
 
 
 def _record(level: int, msg: str) -> logging.LogRecord:
@@ -330,7 +319,7 @@ def test_paramiko_transport_errors_are_dropped_unless_paramiko_debugging_is_on()
 def test_an_aborted_group_refuses_new_sessions_before_any_connection(tmp_path: Path) -> None:
     with session_group() as group:
         group.abort("the run is stopping")
-        session = SshSession(TARGET, SETTINGS, tmp_path / "known_hosts")
+        session = SshSession(TARGET, SSH_DEFAULTS, tmp_path / "known_hosts")
         with pytest.raises(SessionAborted, match="the run is stopping"):
             session.connect()
     assert session.attempts == 0

@@ -10,17 +10,7 @@ import pytest
 from tasks.checks import CATALOGUE
 from tasks.inspect import host_bound, sweep_bound
 from tasks.ssh import command_bound, connect_bound
-from upkeep.settings import SshSettings
-
-DEFAULTS = SshSettings(
-    connect_timeout=10,
-    banner_timeout=15,
-    auth_timeout=15,
-    channel_timeout=15,
-    command_timeout=60,
-    retries=2,
-    retry_backoff=1.0,
-)
+from tests.sshd_fixtures import SSH_DEFAULTS as DEFAULTS
 
 
 def test_host_bound_is_the_login_plus_every_check_at_its_own_timeout() -> None:
