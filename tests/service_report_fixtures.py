@@ -65,26 +65,36 @@ def _dated(s: Session, run_id: int, started: datetime, minutes: int | None) -> N
     s.add(run)
 
 
+def acme(s: Session, *, customer_name: str = "ACME Retail", **fields: Any) -> Contract:
+    """ACME's customer and its contract (Europe/Berlin) with ``fields``, added and flushed."""
+    customer = Customer(code="acme", name=customer_name)
+    s.add(customer)
+    s.flush()
+    assert customer.id is not None
+    contract = Contract(
+        customer_id=customer.id,
+        code="ACME",
+        name="ACME managed operations",
+        timezone="Europe/Berlin",
+        **fields,
+    )
+    s.add(contract)
+    s.flush()
+    assert contract.id is not None
+    return contract
+
+
 def plant_bad_month(engine: sa.Engine, recipients: list[str] | None = None) -> Planted:
     """ACME with February 2027's failures recorded; returns the ids to look for."""
     with Session(engine) as s:
-        customer = Customer(code="acme", name="ACME Retail")
-        s.add(customer)
-        s.flush()
-        assert customer.id is not None
-        contract = Contract(
-            customer_id=customer.id,
-            code="ACME",
-            name="ACME managed operations",
-            timezone="Europe/Berlin",
+        contract = acme(
+            s,
             report_recipients=recipients or ["it@acme.example"],
             cadences=CADENCES,
             blackouts=BLACKOUTS,
             blackout_policy="next_allowed_day",
             backup_sources=BACKUP_SOURCES,
         )
-        s.add(contract)
-        s.flush()
         assert contract.id is not None
         web, db = (
             Host(contract_id=contract.id, name="web1", address="10.0.0.1"),

@@ -16,8 +16,6 @@ from flows.service_report import ServiceReportParams, service_report
 from models import (
     Approval,
     ApprovalEvent,
-    Contract,
-    Customer,
     Finding,
     Host,
     InspectionRun,
@@ -25,7 +23,13 @@ from models import (
     RunStatus,
 )
 from tasks.service_report import NO_PLAN
-from tests.service_report_fixtures import REFERENCE, TRUNCATED, UNREACHABLE, plant_bad_month
+from tests.service_report_fixtures import (
+    REFERENCE,
+    TRUNCATED,
+    UNREACHABLE,
+    acme,
+    plant_bad_month,
+)
 from tests.smtp_fixtures import SmtpServer
 
 pytestmark = pytest.mark.flows
@@ -38,20 +42,11 @@ def seed(engine: sa.Engine) -> None:
     """ACME in Berlin: two runs, two findings and one approval in November 2026."""
     at = datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
     with Session(engine) as s:
-        customer = Customer(code="acme", name="ACME Retail")
-        s.add(customer)
-        s.flush()
-        assert customer.id is not None
-        contract = Contract(
-            customer_id=customer.id,
-            code="ACME",
-            name="ACME managed operations",
-            timezone="Europe/Berlin",
+        contract = acme(
+            s,
             report_recipients=RECIPIENTS,
             cadences={"inspection": "quarterly, first Tuesday, 02:00"},
         )
-        s.add(contract)
-        s.flush()
         assert contract.id is not None
         host = Host(contract_id=contract.id, name="web1", address="10.0.0.1")
         s.add(host)

@@ -52,6 +52,7 @@ from tests.service_report_fixtures import (
     TRUNCATED,
     UNREACHABLE,
     Planted,
+    acme,
     plant_bad_month,
 )
 from upkeep.settings import PROJECT_ROOT
@@ -318,19 +319,9 @@ def _gate(
 def seed(engine: sa.Engine) -> Seeded:
     """ACME (Europe/Berlin) with records inside November 2026 and around it."""
     with Session(engine) as s:
-        customer = Customer(code="acme", name="ACME & Söhne <GmbH>")
-        s.add(customer)
-        s.flush()
-        assert customer.id is not None
-        contract = Contract(
-            customer_id=customer.id,
-            code="ACME",
-            name="ACME managed operations",
-            timezone="Europe/Berlin",
-            report_recipients=["it@acme.example"],
+        contract = acme(
+            s, customer_name="ACME & Söhne <GmbH>", report_recipients=["it@acme.example"]
         )
-        s.add(contract)
-        s.flush()
         cid = contract.id
         assert cid is not None
         web, db = (
