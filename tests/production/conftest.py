@@ -52,6 +52,9 @@ def base_env(api_url: str, data_dir: Path, client_key: KeyPair, mail_port: int) 
             "UPKEEP_PREFECT_UI_URL": api_url.removesuffix("/api"),
             "UPKEEP_APPROVAL_POLL_SECONDS": "1",
             "UPKEEP_WATCHDOG_MINUTES": "1",
+            # How often `upkeep serve` asks for runs to start (Prefect's default: 10 s); every
+            # resume is a new run start, so this sets the pace of the gate tests.
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         }
     )
     return env

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
@@ -32,12 +33,30 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 CODE = re.compile(r"\b[0-9A-Z]{5}-[0-9A-Z]{5}\b")
 
 
+class _PressAgain(httpx.BaseTransport):
+    """The Prefect server on SQLite answers 503 when two writes race ("database is locked");
+    a person in the UI would press again, and so does this, for at most 30 s."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + 30
+        while True:
+            response = self.inner.handle_request(request)
+            if response.status_code != 503 or time.monotonic() > deadline:
+                return response
+            response.read()
+            response.close()
+            time.sleep(0.2)
+
+
 class Api:
     """The Prefect REST API, called the way the UI calls it."""
 
     def __init__(self, api_url: str) -> None:
         self.url = api_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.http = httpx.Client(base_url=self.url, timeout=30, transport=_PressAgain())
 
     def deployment(self, flow: str, name: str) -> dict[str, Any]:
         r = self.http.get(f"/deployments/name/{flow}/{name}")
@@ -109,6 +128,22 @@ class Api:
         r = self.http.post(f"/flow_runs/{run_id}/resume", json={"run_input": run_input})
         r.raise_for_status()
         return dict(r.json())
+
+    def answer(
+        self, run_id: str, run_input: dict[str, Any], timeout: float = 120
+    ) -> dict[str, Any]:
+        """Resume as a person does once the form is up: wait until the run is paused, then
+        send the form. Prefect marks a run paused a moment before it saves the form's schema,
+        and an answer in between is refused with "Run input schema not found": sent again,
+        as a person would. Returns Prefect's orchestration result."""
+        self.wait_paused(run_id, timeout=timeout)
+
+        def sent() -> dict[str, Any] | None:
+            result = self.resume(run_id, run_input)
+            reason = str((result.get("details") or {}).get("reason") or "")
+            return None if "schema not found" in reason else result
+
+        return dict(wait_until(f"the form of run {run_id} to take the answer", sent, 30))
 
     def input_keys(self, run_id: str) -> list[str]:
         r = self.http.post(f"/flow_runs/{run_id}/input/filter", json={"prefix": "", "limit": 100})

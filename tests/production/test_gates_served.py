@@ -8,10 +8,8 @@ who may still answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -62,34 +60,14 @@ def nth_code(served: Served, address: str, nth: int = 1) -> str:
     return str(found[nth - 1])
 
 
-def busy_again(call: Callable[[], Any]) -> Any:
-    """``call()``, sent again while the server answers 503: its SQLite refuses a write that
-    races another one ("database is locked"), and a person in the UI would press again."""
-
-    def attempt() -> Any:
-        try:
-            return call()
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 503:
-                return None
-            raise
-
-    return wait_until("the Prefect API to take the call", attempt, timeout=60)
-
-
 def start(api: Api, name: str) -> str:
     """A run of the inspection deployment ``name``, as the UI's Run button creates it."""
-    return str(busy_again(lambda: api.start("inspection", name)))
-
-
-def resume(api: Api, run_id: str, run_input: dict[str, Any]) -> dict[str, Any]:
-    return dict(busy_again(lambda: api.resume(run_id, run_input)))
+    return api.start("inspection", name)
 
 
 def answer(api: Api, run_id: str, **run_input: Any) -> None:
     """Resume the suspended run as the UI does, once its form is up; accepted."""
-    api.wait_paused(run_id, timeout=RUN)
-    result = resume(api, run_id, run_input)
+    result = api.answer(run_id, run_input, timeout=RUN)
     assert result["status"] == "ACCEPT", result
 
 
@@ -169,7 +147,9 @@ def test_a_planted_answer_is_removed_by_the_served_watchdog(
     run_id = start(prod_api, "gateplant")
     alice = nth_code(served, ALICE["email"])
     run = prod_api.wait_paused(run_id, timeout=RUN)
-    response_key = run["state"]["state_details"]["run_input_keyset"]["response"]
+    keyset = run["state"]["state_details"]["run_input_keyset"]
+    response_key = keyset["response"]
+    wait_until("the form's schema", lambda: keyset["schema"] in prod_api.input_keys(run_id), 30)
     planted = prod_api.http.post(
         f"/flow_runs/{run_id}/input", json={"key": response_key, "value": "{}"}
     )
@@ -183,7 +163,7 @@ def test_a_planted_answer_is_removed_by_the_served_watchdog(
         lambda: response_key not in prod_api.input_keys(run_id),
         timeout=RUN,
     )
-    assert resume(prod_api, run_id, genuine)["status"] == "ACCEPT"
+    assert prod_api.answer(run_id, genuine)["status"] == "ACCEPT"
     prod_api.wait_state(run_id, "COMPLETED", timeout=RUN)
     ((gate, log),) = gates(served)
     assert (gate.decision, gate.approver) == ("approve", "Alice Owner")
@@ -221,12 +201,10 @@ def test_expiry_by_the_served_watchdog_and_retry_ends_with_the_reason(
     ended = prod_api.wait_state(run_id, "CANCELLED", timeout=RUN)
     assert "expired" in ended["state"]["message"]
     # the UI's Retry: back to Scheduled; the re-run finds its gate closed and ends at once
-    retried = busy_again(
-        lambda: prod_api.http.post(
-            f"/flow_runs/{run_id}/set_state",
-            json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}},
-        ).raise_for_status()
-    )
+    retried = prod_api.http.post(
+        f"/flow_runs/{run_id}/set_state",
+        json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}},
+    ).raise_for_status()
     assert retried.json()["status"] == "ACCEPT", retried.text
     failed = prod_api.wait_state(run_id, "FAILED", timeout=RUN)
     assert "expired" in failed["state"]["message"], failed["state"]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.production.stack import Api, ServeUpkeep
-from tests.production.ui import fill, form_field, open_resume_form, submit, text_of
+from tests.production.ui import choices, fill, form_field, open_resume_form, submit, text_of
 
 pytestmark = pytest.mark.production
 
@@ -23,6 +23,8 @@ def test_an_approver_approves_the_plan_in_the_prefect_ui_and_the_served_run_comp
     modal = open_resume_form(browser, prod_api.url.removesuffix("/api"), run_id)
     assert "web1" in text_of(modal), "the form does not show the plan"
     assert form_field(modal, "Code").tag_name in ("textarea", "input")
+    # Who may answer is a choice of the contract's people: a stranger's name cannot be given.
+    assert choices(modal, "Approver") == ["Alice Owner", "Bob Backup"]
     fill(modal, {"Decision": "approve", "Approver": "Alice Owner", "Code": code})
     toast = submit(browser, modal)
     assert "resumed" in toast.lower(), toast
