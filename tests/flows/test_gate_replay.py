@@ -98,14 +98,29 @@ class DeployedRun:
         assert response.json()["status"] == "ACCEPT", response.text
         return self.execute()
 
-    def cancel_if_running(self) -> None:
+    def plant(self, value: str) -> httpx.Response:
+        """Store ``value`` under the open form's response key without resuming the run
+        (``POST /flow_runs/{id}/input``, as anyone with API access can)."""
+        keyset = self.state().state_details.run_input_keyset
+        return httpx.post(
+            f"{self.api}/flow_runs/{self.id}/input",
+            json={"key": keyset["response"], "value": value},
+            timeout=30,
+        )
+
+    def force_state(self, state: Any) -> None:
+        """Set the run's state as the UI or a lost worker would, whatever it was."""
         from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(self.id, state, force=True)
+
+    def cancel_if_running(self) -> None:
         from prefect.states import Cancelled
 
         state = self.state()
         if state is not None and not state.is_final():
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(self.id, Cancelled(message="test teardown"), force=True)
+            self.force_state(Cancelled(message="test teardown"))
 
 
 @pytest.fixture
@@ -125,6 +140,18 @@ def deployed(prefect_server: str, flow_env, data_dir: Path, tmp_path: Path) -> I
         run.cancel_if_running()
 
 
+@pytest.fixture
+def at_plan(
+    engine, load_inventory, sshd, smtp_server, deployed
+) -> tuple[DeployedRun, Approval, str]:
+    """One host's inspection run, suspended at its plan gate: the run, the gate, Paul's code."""
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    run = deployed()
+    assert run.execute().name == "Suspended"
+    gate = pending(engine, "inspection-plan")
+    return run, gate, wait_for_code(smtp_server, PAUL)
+
+
 def gate_row(engine: sa.Engine, gate_id: int) -> Approval:
     with Session(engine) as s:
         row = s.get(Approval, gate_id)
@@ -136,12 +163,8 @@ def verdicts(engine: sa.Engine, gate_id: int) -> list[str]:
     return [k for k, _ in events(engine, gate_id) if k in ("approved", "refused", "decided")]
 
 
-def test_approve_replays_once(engine, load_inventory, sshd, smtp_server, deployed) -> None:
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    paul = wait_for_code(smtp_server, PAUL)
+def test_approve_replays_once(engine, smtp_server, at_plan) -> None:
+    run, gate, paul = at_plan
     assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
     assert (gate_row(engine, gate.id).decision, gate_row(engine, gate.id).approver) == (
         "approve",
@@ -231,13 +254,9 @@ def test_escalation_replays(engine, load_inventory, sshd, smtp_server, deployed)
 
 
 def test_expiry_ends_the_run_and_a_retry_ends_it_again_with_the_reason(
-    engine, load_inventory, sshd, smtp_server, deployed
+    engine, smtp_server, at_plan
 ) -> None:
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    wait_for_code(smtp_server, PAUL)
+    run, gate, _ = at_plan
     report = approval_watchdog(now=gate.requested_at + timedelta(hours=100))
     assert report.expired == [gate.id] and report.runs_ended == [gate.id]
     state = run.state()
@@ -260,14 +279,8 @@ def retry(run: DeployedRun) -> Any:
     return run.execute()
 
 
-def test_the_revision_step_expires_in_deployment_runs_too(
-    engine, load_inventory, sshd, smtp_server, deployed, flow_env
-) -> None:
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    run.execute()
-    gate = pending(engine, "inspection-plan")
-    paul = wait_for_code(smtp_server, PAUL)
+def test_the_revision_step_expires_in_deployment_runs_too(engine, at_plan, flow_env) -> None:
+    run, gate, paul = at_plan
     assert run.answer(decision="reject", approver="Paul Lead", code=paul, comment="no").name == (
         "Suspended"
     )
@@ -283,23 +296,12 @@ def test_the_revision_step_expires_in_deployment_runs_too(
     assert gate_row(engine, gate.id).decision == "reject"
 
 
-def test_a_planted_answer_does_not_block_the_gate(
-    engine, load_inventory, sshd, smtp_server, deployed
-) -> None:
+def test_a_planted_answer_does_not_block_the_gate(engine, at_plan) -> None:
     """Someone creates the open form's response key without resuming (POST .../input): the
     genuine answer is refused with 409 until the watchdog removes the planted one; then the
     same answer through the same UI call goes through. Form keys are random per form."""
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    paul = wait_for_code(smtp_server, PAUL)
-    keyset = run.state().state_details.run_input_keyset
-    planted = httpx.post(
-        f"{run.api}/flow_runs/{run.id}/input",
-        json={"key": keyset["response"], "value": '{"decision": "approve"}'},
-        timeout=30,
-    )
+    run, gate, paul = at_plan
+    planted = run.plant('{"decision": "approve"}')
     assert planted.status_code == 201, planted.text
     assert run.resume(decision="approve", approver="Paul Lead", code=paul).status_code == 409
     report = approval_watchdog()
@@ -320,24 +322,13 @@ def test_a_planted_answer_does_not_block_the_gate(
     )
 
 
-def test_the_cli_answers_through_a_planted_answer(
-    engine, load_inventory, sshd, smtp_server, deployed, flow_env
-) -> None:
+def test_the_cli_answers_through_a_planted_answer(engine, at_plan, flow_env) -> None:
     from typer.testing import CliRunner
 
     from upkeep.cli import app
 
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    paul = wait_for_code(smtp_server, PAUL)
-    keyset = run.state().state_details.run_input_keyset
-    httpx.post(
-        f"{run.api}/flow_runs/{run.id}/input",
-        json={"key": keyset["response"], "value": "{}"},
-        timeout=30,
-    ).raise_for_status()
+    run, gate, paul = at_plan
+    run.plant("{}").raise_for_status()
     executor = threading.Thread(
         target=lambda: (wait_until("the resume", lambda: not run.suspended()), run.execute())
     )
@@ -352,22 +343,14 @@ def test_the_cli_answers_through_a_planted_answer(
     assert ("planted", None) in events(engine, gate.id)
 
 
-def test_a_cancelled_run_closes_its_gate_and_the_cli_says_so(
-    engine, load_inventory, sshd, smtp_server, deployed, flow_env
-) -> None:
-    from prefect.client.orchestration import get_client
+def test_a_cancelled_run_closes_its_gate_and_the_cli_says_so(engine, at_plan, flow_env) -> None:
     from prefect.states import Cancelled
     from typer.testing import CliRunner
 
     from upkeep.cli import app
 
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    paul = wait_for_code(smtp_server, PAUL)
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run.id, Cancelled(message="cancelled from the UI"), force=True)
+    run, gate, paul = at_plan
+    run.force_state(Cancelled(message="cancelled from the UI"))
     # the gate is still pending on record: the CLI finds the run ended, says so, closes it
     result = CliRunner().invoke(app, ["approve", str(run.id), "--as", "Paul Lead", "--code", paul])
     assert result.exit_code != 0
@@ -383,18 +366,11 @@ def test_a_cancelled_run_closes_its_gate_and_the_cli_says_so(
     assert state.is_failed() and "closed" in (state.message or ""), state
 
 
-def test_the_watchdog_closes_the_gate_of_a_run_that_ended(
-    engine, load_inventory, sshd, smtp_server, deployed
-) -> None:
-    from prefect.client.orchestration import get_client
+def test_the_watchdog_closes_the_gate_of_a_run_that_ended(engine, at_plan) -> None:
     from prefect.states import Crashed
 
-    load_inventory([host_entry("web1", sshd)], trust=[sshd])
-    run = deployed()
-    assert run.execute().name == "Suspended"
-    gate = pending(engine, "inspection-plan")
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run.id, Crashed(message="worker lost"), force=True)
+    run, gate, _ = at_plan
+    run.force_state(Crashed(message="worker lost"))
     report = approval_watchdog()
     assert report.closed == [gate.id] and report.notified == []
     row = gate_row(engine, gate.id)
