@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,19 @@ def make_shop(root: Path, scratch: Path) -> dict[str, Path]:
     (source / "etc" / "app.conf").write_text("listen = 8080\n")
     (source / "data.csv").write_text("id,total\n1,10\n2,20\n")
     return {"source": source, "backups": root / "backups" / "shop", "scratch": scratch}
+
+
+def shop_source(shop: dict[str, Path], **fields: Any) -> dict[str, Any]:
+    """The shop's files (``make_shop``) as the inventory's backup source "shop-files", with
+    ``fields``."""
+    return {
+        "system": "shop-files",
+        "kind": "files",
+        "location": str(shop["backups"]),
+        "source": str(shop["source"]),
+        "scratch": str(shop["scratch"]),
+        **fields,
+    }
 
 
 @pytest.fixture

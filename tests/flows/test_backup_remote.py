@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion
-from tests.backup_fixtures import damage_gzip, make_shop
+from tests.backup_fixtures import damage_gzip, make_shop, shop_source
 from tests.flow_fixtures import host_entry
 from upkeep.sshd import ThrowawaySshd
 
@@ -38,16 +38,7 @@ def shop(tmp_path: Path) -> dict[str, Path]:
 
 
 def files_source(shop: dict[str, Path], **extra) -> dict:
-    return {
-        "system": "shop-files",
-        "kind": "files",
-        "host": "web1",
-        "location": str(shop["backups"]),
-        "source": str(shop["source"]),
-        "scratch": str(shop["scratch"]),
-        "expected_files": ["etc/app.conf"],
-        **extra,
-    }
+    return shop_source(shop, host="web1", expected_files=["etc/app.conf"]) | extra
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from flows.backup_verification import BackupParams, backup_verification
 from models import BackupVersion, Finding
 from tasks.backups import files
-from tests.backup_fixtures import damage_gzip, make_shop
+from tests.backup_fixtures import damage_gzip, make_shop, shop_source
 from tests.flow_fixtures import inventory_text
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.prefect_server import free_port
@@ -32,17 +32,15 @@ def load(engine, sources: list[dict]) -> None:
 
 
 def files_source(shop: dict[str, Path], **extra) -> dict:
-    return {
-        "system": "shop-files",
-        "kind": "files",
-        "location": str(shop["backups"]),
-        "source": str(shop["source"]),
-        "scratch": str(shop["scratch"]),
-        "importance": "high",
-        "security_level": "confidential",
-        "expected_files": ["etc/app.conf"],
-        **extra,
-    }
+    return (
+        shop_source(
+            shop,
+            importance="high",
+            security_level="confidential",
+            expected_files=["etc/app.conf"],
+        )
+        | extra
+    )
 
 
 def run(**params) -> object:

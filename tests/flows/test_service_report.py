@@ -250,22 +250,14 @@ def test_a_truncated_backup_verified_by_the_backup_flow_shows_in_the_report(
     from zoneinfo import ZoneInfo
 
     from flows.backup_verification import BackupParams, backup_verification
-    from tests.backup_fixtures import make_shop
+    from tests.backup_fixtures import make_shop, shop_source
     from tests.flow_fixtures import inventory_text
     from upkeep.inventory import apply_inventory, parse_inventory
 
     shop = make_shop(tmp_path, tmp_path / "scratch")
     shop["backups"].mkdir(parents=True)
     (shop["backups"] / "shop-files-20261120T010000Z.tar.gz").write_bytes(b"\x1f\x8b\x08trunc")
-    source = {
-        "system": "shop-files",
-        "kind": "files",
-        "location": str(shop["backups"]),
-        "source": str(shop["source"]),
-        "scratch": str(shop["scratch"]),
-        "importance": "high",
-        "validity_hours": 100000,
-    }
+    source = shop_source(shop, importance="high", validity_hours=100000)
     with Session(engine) as s:
         apply_inventory(s, parse_inventory(inventory_text([], backup_sources=[source])))
         s.commit()
