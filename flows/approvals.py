@@ -30,7 +30,7 @@ closes the gates of runs that ended without a decision).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
@@ -95,17 +95,8 @@ def answerable_names(request: ApprovalRequest, approved_by: Sequence[str] = ()) 
     starter when self-approval is off. The form is saved once per suspend, so the backup
     approver is offered before escalation too; an answer of theirs that comes too early is
     judged and refused with the reason."""
-    people = list(request.approvers)
-    if request.backup_approver is not None and request.policy.escalate_after_hours is not None:
-        people.append(request.backup_approver)
-    names: list[str] = []
-    for person in people:
-        if person.name in approved_by or person.name in names:
-            continue
-        if not request.policy.allow_self_approval and is_starter(person, request.requested_by):
-            continue
-        names.append(person.name)
-    return names
+    escalates = request.policy.escalate_after_hours is not None
+    return [p.name for p in still_deciding(request, approved_by, with_backup=escalates)]
 
 
 def approval_form(names: Sequence[str]) -> type[ApprovalInput]:
@@ -195,6 +186,40 @@ def is_starter(person: Person, requested_by: str | None) -> bool:
     return starter in (person.name.strip().casefold(), person.email.strip().casefold())
 
 
+def may_still_answer(
+    person: Person,
+    *,
+    answered: Collection[str],
+    requested_by: str | None,
+    allow_self_approval: bool,
+) -> bool:
+    """Whether ``person`` may still answer a gate: not if they already approved it, nor if
+    they started the run and the contract does not let a starter approve. Pure."""
+    return person.name not in answered and (
+        allow_self_approval or not is_starter(person, requested_by)
+    )
+
+
+def still_deciding(
+    request: ApprovalRequest, approved_by: Sequence[str], *, with_backup: bool
+) -> list[Person]:
+    """The gate's approvers (and its backup approver when ``with_backup``) who may still
+    answer, each once. Pure."""
+    people = list(request.approvers)
+    if with_backup and request.backup_approver is not None:
+        people.append(request.backup_approver)
+    still: list[Person] = []
+    for person in people:
+        if person.name not in {p.name for p in still} and may_still_answer(
+            person,
+            answered=approved_by,
+            requested_by=request.requested_by,
+            allow_self_approval=request.policy.allow_self_approval,
+        ):
+            still.append(person)
+    return still
+
+
 def code_recipients(
     people: list[Person],
     *,
@@ -213,8 +238,12 @@ def code_recipients(
         p
         for p in people
         if p.name not in coded
-        and p.name not in answered
-        and (allow_self_approval or not is_starter(p, requested_by))
+        and may_still_answer(
+            p,
+            answered=answered,
+            requested_by=requested_by,
+            allow_self_approval=allow_self_approval,
+        )
     ]
 
 
@@ -288,16 +317,7 @@ def describe(
             given += " (" + ", ".join(md_escape(n) for n in approved) + ")"
         more = need - len(approved)
         lines.append("- " + given + (f"; {more} more needed." if more > 0 else "."))
-    people = list(request.approvers)
-    if escalated and request.backup_approver is not None:
-        people.append(request.backup_approver)
-    done = {n.casefold() for n in approved}
-    still = [
-        p
-        for p in people
-        if p.name.casefold() not in done
-        and (policy.allow_self_approval or not is_starter(p, request.requested_by))
-    ]
+    still = still_deciding(request, approved, with_backup=escalated)
     if still:
         names = ", ".join(
             md_escape(p.name) + (" (backup approver)" if p is request.backup_approver else "")
@@ -461,7 +481,7 @@ def _raise_if_run_ended(run_id: str) -> None:
         state = client.read_flow_run(UUID(run_id)).state
     if state is None or not (state.is_final() or state.is_cancelling()):
         return
-    reason = f"the flow run ended ({state.name}: {state.message or 'no message'})"
+    reason = f"the flow run ended ({ended_state(state)})"
     close_gates_of_run(run_id, f"closed without a decision: {reason}")
     raise GateClosed(reason, cancelled=state.is_cancelling() or state.is_cancelled())
 
@@ -983,14 +1003,18 @@ def close_gates_on_end(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (on_cancellation, on_crashed, on_failure): a run that ends while a gate of
     it waits closes that gate with the reason. Never raises."""
     try:
-        reason = f"the flow run ended ({state.name}: {state.message or 'no message'})"
-        close_gates_of_run(str(flow_run.id), reason)
+        close_gates_of_run(str(flow_run.id), f"the flow run ended ({ended_state(state)})")
     except Exception as exc:  # noqa: BLE001 - a hook must not mask the run's own end
         import logging
 
         logging.getLogger("upkeep.approvals").warning(
             "could not close the gates of flow run %s: %s", flow_run.id, exc
         )
+
+
+def ended_state(state: Any) -> str:
+    """How a run's final state reads in a reason: ``Cancelled: <its message>``."""
+    return f"{state.name}: {state.message or 'no message'}"
 
 
 def closed_reason(gate: Approval) -> str:
@@ -1053,13 +1077,14 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
             events = _events(db, approval_id)
             escalated = any(e.kind == "escalated" for e in events)
             approved_by = [e.actor for e in events if e.kind == "approved" and e.actor]
+            refusals = [e.detail for e in events if e.kind == "refused"]
             opened_at = gate.requested_at
         for person, role in deciders(request, escalated):
             send_codes(approval_id, request, [person], role, run_id)
         form = approval_form(answerable_names(request, approved_by)).with_initial_data(
             description=describe(
                 request,
-                refusal_reasons(approval_id),
+                refusals,
                 approved_by=approved_by,
                 escalated=escalated,
                 opened_at=opened_at,

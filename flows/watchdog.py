@@ -26,6 +26,7 @@ from flows.approvals import (
     clear_planted_answer,
     close_gates_of_run,
     deciders,
+    ended_state,
     expire_gate,
     expiry_reason,
     send_codes,
@@ -91,7 +92,7 @@ def run_end_reason(flow_run_id: str) -> str | None:
             return "its flow run no longer exists"
     if state is None or not state.is_final():
         return None
-    return f"its flow run ended ({state.name}: {state.message or 'no message'})"
+    return f"its flow run ended ({ended_state(state)})"
 
 
 def end_run(flow_run_id: str, reason: str) -> None:

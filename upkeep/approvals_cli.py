@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlmodel import Session, col, select
 
-from flows.approvals import Person, match_person
+from flows.approvals import Person, ended_state, match_person
 from models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.db import engine_for, session_scope
 from upkeep.settings import Settings
@@ -65,7 +65,7 @@ def not_waiting(flow_run_id: str) -> str:
         state = client.read_flow_run(UUID(flow_run_id)).state
     name = state.name if state is not None else "no state"
     if state is not None and state.is_final():
-        reason = f"its flow run ended ({name}: {state.message or 'no message'})"
+        reason = f"its flow run ended ({ended_state(state)})"
         close_gates_of_run(flow_run_id, f"closed without a decision: {reason}")
         return (
             f"flow run {flow_run_id} is not waiting for an answer: {reason}. Its gate is "
