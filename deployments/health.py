@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -134,6 +134,3 @@ def watch_scheduled_runs(
     shout("\n".join(lines))
     return check
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

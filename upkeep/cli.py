@@ -793,7 +793,8 @@ def serve_cmd() -> None:
         serve_all,
         unsupported,
     )
-    from deployments.health import expected_runs, utcnow, watch_scheduled_runs
+    from deployments.health import expected_runs, watch_scheduled_runs
+    from models import utcnow
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -838,7 +839,7 @@ def _say(message: str) -> None:
 
 
 def _shout(message: str) -> None:
-    err.print(f"[bold red]{escape(message)}[/]")
+    err.print(f"[bold red]{esc(message)}[/]")
 
 
 @app.command("deploy")
