@@ -31,7 +31,7 @@ from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_host
 from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from tasks.checks import CATALOGUE
 from tasks.findings import REACHABILITY
-from tasks.gates import GatePolicy, policy_for
+from tasks.gates import GatePolicy, log_event, policy_for
 from tasks.guards import (
     Refused,
     already_running_message,
@@ -386,14 +386,13 @@ def revise_plan(
             record_once(approval_id, attempt_key, "refused", answer.engineer, str(exc))
             continue
         with session_scope(engine) as db:
-            db.add(
-                ApprovalEvent(
-                    approval_id=approval_id,
-                    kind="revision",
-                    actor=answer.engineer[:200],
-                    detail=PlanRevision.model_validate(answer.model_dump()).model_dump_json(),
-                    attempt_key=attempt_key,
-                )
+            log_event(
+                session=db,
+                approval_id=approval_id,
+                kind="revision",
+                actor=answer.engineer[:200],
+                detail=PlanRevision.model_validate(answer.model_dump()).model_dump_json(),
+                attempt_key=attempt_key,
             )
         record_once(
             approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="resubmit"
