@@ -38,11 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.backups import files, remote  # noqa: E402
-from tasks.backups.base import Scratch  # noqa: E402
-from tasks.ssh import SshSession, SshTarget, trust_host_key  # noqa: E402
+from upkeep.demo.sshd import ThrowawaySshd  # noqa: E402
 from upkeep.settings import SshSettings  # noqa: E402
-from upkeep.sshd import ThrowawaySshd  # noqa: E402
+from upkeep.tasks.backups import files, remote  # noqa: E402
+from upkeep.tasks.backups.base import Scratch  # noqa: E402
+from upkeep.tasks.ssh import SshSession, SshTarget, trust_host_key  # noqa: E402
 
 
 def make_tree(root: Path, mib: int) -> None:

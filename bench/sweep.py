@@ -48,8 +48,8 @@ CONTRACT = "BENCH"
 
 
 def catalogue_commands() -> list[str]:
-    from tasks.checks import CATALOGUE
-    from tasks.checks.base import Thresholds
+    from upkeep.tasks.checks import CATALOGUE
+    from upkeep.tasks.checks.base import Thresholds
 
     thresholds = Thresholds()
     return [check.render(thresholds) for check in CATALOGUE]
@@ -114,10 +114,10 @@ def child_upkeep(spec: dict[str, Any]) -> dict[str, Any]:
     )
     from sqlmodel import func, select
 
-    from flows.sweep import SweepParams, run_sweep
-    from models import Finding, HostResult
     from upkeep.db import engine_for, session_scope
     from upkeep.demo import drain_prefect_logs
+    from upkeep.flows.sweep import SweepParams, run_sweep
+    from upkeep.models import Finding, HostResult
     from upkeep.settings import get_settings, reset_settings
 
     reset_settings()
@@ -305,8 +305,8 @@ class Bench:
     # setup
 
     def start_hosts(self, count: int) -> None:
-        import upkeep.sshd as sshd_mod
-        from upkeep.sshd import ThrowawaySshd, generate_keypair
+        import upkeep.demo.sshd as sshd_mod
+        from upkeep.demo.sshd import ThrowawaySshd, generate_keypair
 
         if self.args.tidy_hosts:
             # Make the loopback hosts look like ordinary servers (see README, "The hosts"):
@@ -349,7 +349,7 @@ class Bench:
                             self.servers.append(other.result())
                     raise
         self.known_hosts = self.work / "known_hosts"
-        from tasks.ssh import known_hosts_entry
+        from upkeep.tasks.ssh import known_hosts_entry
 
         self.known_hosts.write_text(
             "".join(known_hosts_entry(s.address, s.port, s.host_key) + "\n" for s in self.servers)
@@ -371,7 +371,7 @@ class Bench:
         ]
 
     def start_prefect(self) -> None:
-        from upkeep.prefect_server import LocalPrefectServer
+        from upkeep.demo.prefect_server import LocalPrefectServer
 
         started = time.monotonic()
         self.prefect = LocalPrefectServer(self.work / "prefect-server").start()

@@ -1,6 +1,6 @@
 """Deployments from the inventory: one per active contract and process, on its cadence.
 
-Each contract's cadences (``deployments.cadence``) become Prefect schedules in the contract's
+Each contract's cadences (``upkeep.domain.cadence``) become Prefect schedules in the contract's
 timezone; every deployment carries the contract code as its parameter and switches e-mail on.
 The inspection and re-check are deployed for every contract (the UI can start them at any
 time); the service report and the annual plan on their cadence (the annual plan defaults to
@@ -17,115 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect.types.entrypoint import EntrypointType
 from sqlmodel import Session, select
 
-from models import Contract
-from tasks.markup import md_escape
-
-ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
-NO_FLOW_YET = ("patch_advisory",)
-"""Processes contracts may already schedule; their flows come with later work."""
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    """What one deployment is, before Prefect objects are built. Pure data, easy to test."""
-
-    process: str
-    flow: str
-    """``module:function`` of the flow."""
-    name: str
-    contract: str
-    timezone: str
-    parameters: dict[str, Any]
-    cadence: Any = None
-    """As written in the inventory; None: started by hand only."""
-    tags: list[str] = field(default_factory=list)
-    description: str = ""
-
-
-FLOWS = {
-    "inspection": "flows.inspection:quarterly_health_inspection",
-    "recheck": "flows.inspection:recheck_findings",
-    "service_report": "flows.service_report:service_report",
-    "annual_plan": "flows.annual_plan:send_annual_plan",
-    "backup_verification": "flows.backup_verification:backup_verification",
-    "drill": "flows.backup_verification:backup_verification",
-}
-TITLES = {
-    "inspection": "Health inspection",
-    "recheck": "Re-check of open findings",
-    "service_report": "Service report",
-    "annual_plan": "Annual service plan",
-    "backup_verification": "Backup-restore verification",
-    "drill": "Disaster-recovery drill",
-    "patch_advisory": "Patch advisory",
-}
-
-
-def deployment_name(contract_code: str) -> str:
-    return contract_code.lower()
-
-
-def report_period(cadence: Any) -> str:
-    """The period a service report covers, from how often it runs."""
-    text = str(cadence).lower()
-    if text.startswith(("quarterly",)) or "bymonth=1,4,7,10" in text:
-        return "quarter"
-    if text.startswith(("yearly", "annually")) or "freq=yearly" in text:
-        return "year"
-    return "month"
-
-
-def specs_for(contract: Contract) -> list[DeploymentSpec]:
-    """The deployments one active contract needs."""
-    cadences = dict(contract.cadences or {})
-    cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
-    out = []
-    has_backups = bool(contract.backup_sources)
-    for process in (
-        "inspection",
-        "recheck",
-        "service_report",
-        "annual_plan",
-        "backup_verification",
-        "drill",
-    ):
-        cadence = cadences.get(process)
-        if cadence is None and process == "service_report":
-            continue
-        if process in ("backup_verification", "drill") and not has_backups:
-            continue
-        params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
-        if process != "annual_plan":
-            params["email_report"] = True
-        if process == "service_report":
-            params["period"] = report_period(cadence)
-        if process == "drill":
-            params["drill"] = True
-        out.append(
-            DeploymentSpec(
-                process=process,
-                flow=FLOWS[process],
-                name=deployment_name(contract.code) + ("-drill" if process == "drill" else ""),
-                contract=contract.code,
-                timezone=contract.timezone,
-                parameters={"params": params},
-                cadence=cadence,
-                tags=["upkeep", f"contract:{contract.code}", f"process:{process}"],
-                # The UI renders a deployment's description as Markdown.
-                description=f"{TITLES[process]} of {md_escape(contract.name)}"
-                + (f" ({md_escape(cadence)})" if isinstance(cadence, str) else ""),
-            )
-        )
-    return out
-
-
-def unsupported(contract: Contract) -> list[str]:
-    """Cadences upkeep will not schedule (said, not silently dropped): processes without a
-    flow yet, and backup cadences of a contract that lists no backup sources."""
-    backup_only = () if contract.backup_sources else ("backup_verification", "drill")
-    return [p for p in (contract.cadences or {}) if p in NO_FLOW_YET or p in backup_only]
+from upkeep.domain.processes import DeploymentSpec, specs_for, unsupported
+from upkeep.models import Contract
 
 
 def active_contracts(session: Session) -> list[Contract]:
@@ -148,13 +44,16 @@ def load_flow(ref: str) -> Any:
 
 
 def to_runner_deployment(spec: DeploymentSpec) -> Any:
-    from deployments.cadence import parse_cadence, to_prefect_schedule
+    from upkeep.domain.cadence import parse_cadence, to_prefect_schedule
 
     schedules = None
     if spec.cadence is not None:
         schedules = [to_prefect_schedule(parse_cadence(spec.cadence), spec.timezone)]
     return load_flow(spec.flow).to_deployment(
         name=spec.name,
+        # "upkeep.flows.inspection.quarterly_health_inspection", not a file path: a worker
+        # with upkeep installed from the wheel has no flows/ directory to load a file from.
+        entrypoint_type=EntrypointType.MODULE_PATH,
         parameters=spec.parameters,
         schedules=schedules,
         tags=spec.tags,
@@ -163,11 +62,12 @@ def to_runner_deployment(spec: DeploymentSpec) -> Any:
 
 
 def watchdog_deployment() -> Any:
-    from flows.watchdog import approval_watchdog
+    from upkeep.flows.watchdog import approval_watchdog
     from upkeep.settings import get_settings
 
     return approval_watchdog.to_deployment(
         name="upkeep",
+        entrypoint_type=EntrypointType.MODULE_PATH,
         interval=get_settings().watchdog_minutes * 60,
         tags=["upkeep"],
         description="Escalates and expires approval gates that wait too long",

@@ -20,7 +20,7 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 
-from deployments.cadence import next_times, parse_cadence
+from upkeep.domain.cadence import next_times, parse_cadence
 
 HORIZON = timedelta(days=90)
 """The Prefect server schedules runs up to 100 days ahead (its ``max_scheduled_time``); a

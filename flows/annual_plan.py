@@ -18,20 +18,19 @@ from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from deployments import TITLES
-from deployments.cadence import describe, parse_blackouts, parse_cadence, planned_runs
-from deployments.calendar import (
+from upkeep.db import engine_for, session_scope
+from upkeep.domain.cadence import describe, parse_blackouts, parse_cadence, planned_runs
+from upkeep.domain.calendar import (
     AnnualPlan,
     annual_plan_events,
     ics_calendar,
     plan_items,
-    render_annual_plan_html,
 )
-from tasks.markup import md_escape
-from tasks.records import get_contract, get_customer
-from tasks.reports import link_target, write_atomic
-from upkeep.db import engine_for, session_scope
+from upkeep.domain.markup import md_escape
+from upkeep.domain.processes import TITLES
 from upkeep.settings import Settings, get_settings
+from upkeep.tasks.records import get_contract, get_customer
+from upkeep.tasks.reports import link_target, render_annual_plan_html, write_atomic
 
 
 def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPlan:
@@ -127,8 +126,8 @@ def write_annual_plan(contract: str, year: int) -> tuple[str, str, dict[str, int
 def email_annual_plan(
     contract: str, year: int, html: str, ics: str, planned: dict[str, int]
 ) -> dict[str, Any]:
-    from tasks.notify import deliver_pending, queue_and_deliver
-    from tasks.reports import template_env
+    from upkeep.tasks.notify import deliver_pending, queue_and_deliver
+    from upkeep.tasks.reports import template_env
 
     settings = get_settings()
     with session_scope(engine_for(settings.db_url)) as db:
@@ -176,7 +175,7 @@ def email_annual_plan(
 @flow(name="annual-plan", flow_run_name=annual_plan_run_name, persist_result=True)
 def send_annual_plan(params: AnnualPlanParams) -> AnnualPlanOutcome | State[Any]:
     """Write the year's plan (HTML and .ics) and mail it to the contract's recipients."""
-    from flows.blackout import blackout_guard
+    from upkeep.flows.blackout import blackout_guard
 
     if (ended := blackout_guard(params.contract)) is not None:
         return ended

@@ -45,8 +45,11 @@ from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlmodel import Session, col, select
 
-from models import Approval, ApprovalCode, ApprovalEvent, utcnow
-from tasks.gates import (
+from upkeep.db import engine_for, session_scope
+from upkeep.domain.markup import md_escape
+from upkeep.models import Approval, ApprovalCode, ApprovalEvent, utcnow
+from upkeep.settings import get_settings
+from upkeep.tasks.gates import (
     DECISIONS,
     VERDICTS,
     WRONG_CODE,
@@ -57,9 +60,6 @@ from tasks.gates import (
     pending_attempt,
     wrong_codes_since_rotation,
 )
-from tasks.markup import md_escape
-from upkeep.db import engine_for, session_scope
-from upkeep.settings import get_settings
 
 R = TypeVar("R", bound=RunInput)
 
@@ -622,8 +622,8 @@ def send_codes(
     tries again). Someone whose code was replaced after wrong codes under their name is told
     why in the mail. Returns who got one.
     """
-    from tasks.codes import hash_code, new_code
-    from tasks.notify import DeliveryError, render_approval_email, send_now
+    from upkeep.tasks.codes import hash_code, new_code
+    from upkeep.tasks.notify import DeliveryError, render_approval_email, send_now
 
     settings = get_settings()
     logger = get_run_logger()
@@ -746,7 +746,7 @@ def judge(
     approval_id: int, request: ApprovalRequest, answer: ApprovalInput, attempt_key: str
 ) -> Verdict:
     """Judge one answer against the gate's records, record the verdict, and return it."""
-    from tasks.codes import looks_like_code, verify_code
+    from upkeep.tasks.codes import looks_like_code, verify_code
 
     with _db() as db:
         memo = _memo(db, approval_id, attempt_key)
@@ -947,7 +947,7 @@ def notice_recipients(request: ApprovalRequest, escalated: bool) -> list[str]:
 
 def expire_gate(approval_id: int, request: ApprovalRequest, reason: str) -> bool:
     """Close a still-pending gate as expired and tell everyone; False if it was decided."""
-    from tasks.notify import deliver_pending, queue_message, render_gate_notice
+    from upkeep.tasks.notify import deliver_pending, queue_message, render_gate_notice
 
     settings = get_settings()
     with _db() as db:

@@ -21,16 +21,16 @@ from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from flows.blackout import blackout_guard
-from flows.sweep import current_flow_run_id
-from models import BackupVersion, Contract, InspectionRun, RunStatus
-from tasks.backup_verify import contract_sources, verify_source
-from tasks.markup import md_escape
-from tasks.notify import queue_and_deliver, render_backup_email
-from tasks.records import finish_run, get_contract, get_customer, start_run
-from tasks.reports import link_target, safe_name, template_env, write_atomic
 from upkeep.db import engine_for, session_scope
+from upkeep.domain.markup import md_escape
+from upkeep.flows.blackout import blackout_guard
+from upkeep.flows.sweep import current_flow_run_id
+from upkeep.models import BackupVersion, Contract, InspectionRun, RunStatus
 from upkeep.settings import get_settings
+from upkeep.tasks.backup_verify import contract_sources, verify_source
+from upkeep.tasks.notify import queue_and_deliver, render_backup_email
+from upkeep.tasks.records import finish_run, get_contract, get_customer, start_run
+from upkeep.tasks.reports import link_target, safe_name, template_env, write_atomic
 
 
 class BackupParams(BaseModel):

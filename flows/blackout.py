@@ -18,8 +18,8 @@ from prefect import get_run_logger
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
-from deployments.cadence import Blackout, blackout_on, local_time_on, next_allowed_day
 from upkeep.db import engine_for, session_scope
+from upkeep.domain.cadence import Blackout, blackout_on, local_time_on, next_allowed_day
 from upkeep.settings import get_settings
 
 
@@ -52,8 +52,8 @@ def decide(slot: datetime, blackouts: list[Blackout], policy: str) -> BlackoutDe
 
 def blackout_guard(contract_code: str) -> State[Any] | None:
     """For a run Prefect's schedule started on a blackout day: the state to end it with."""
-    from deployments.cadence import parse_blackouts
-    from tasks.records import get_contract
+    from upkeep.domain.cadence import parse_blackouts
+    from upkeep.tasks.records import get_contract
 
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx else None

@@ -18,7 +18,9 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.approvals import (
+from upkeep.db import engine_for, session_scope
+from upkeep.domain.markup import md_escape
+from upkeep.flows.approvals import (
     ApprovalRequest,
     Decision,
     GateClosed,
@@ -26,13 +28,14 @@ from flows.approvals import (
     close_gates_on_end,
     ensure_gate,
 )
-from flows.blackout import blackout_guard
-from flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
-from models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
-from tasks.checks import CATALOGUE
-from tasks.findings import REACHABILITY
-from tasks.gates import GatePolicy, log_event, policy_for
-from tasks.guards import (
+from upkeep.flows.blackout import blackout_guard
+from upkeep.flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
+from upkeep.models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
+from upkeep.settings import get_settings
+from upkeep.tasks.checks import CATALOGUE
+from upkeep.tasks.findings import REACHABILITY
+from upkeep.tasks.gates import GatePolicy, log_event, policy_for
+from upkeep.tasks.guards import (
     Refused,
     already_running_message,
     claim,
@@ -40,8 +43,7 @@ from tasks.guards import (
     hosts_for_run,
     unapprovable,
 )
-from tasks.markup import md_escape
-from tasks.records import (
+from upkeep.tasks.records import (
     contract_thresholds,
     finish_run,
     get_contract,
@@ -49,8 +51,6 @@ from tasks.records import (
     hosts_in_scope,
     start_run,
 )
-from upkeep.db import engine_for, session_scope
-from upkeep.settings import get_settings
 
 PLAN_GATE = "inspection-plan"
 REVISION_GATE = "inspection-plan-revision"
@@ -174,7 +174,7 @@ def render_plan_markdown(plan: InspectionPlan) -> str:
 def render_revision_form(plan: InspectionPlan, rejection: str, problems: list[str]) -> str:
     """The revision form's description: the rejection, what was wrong with an earlier answer,
     what to do, then the plan compactly, one line per host (fits a normal window)."""
-    from flows.approvals import describe_refusals
+    from upkeep.flows.approvals import describe_refusals
 
     # No heading or quote block: the UI shows this in a short scrolling box above the fields.
     lines = [f"**The plan (revision {plan.revision}) was rejected:** {md_escape(rejection)}"]
@@ -251,7 +251,7 @@ def build_plan(params: InspectionParams) -> InspectionPlan:
 
 def with_preflight(plan: InspectionPlan) -> InspectionPlan:
     """The plan with each host's pre-check, so the approver sees who can be reached."""
-    from tasks.inspect import preflight_host
+    from upkeep.tasks.inspect import preflight_host
 
     futures = {h.name: preflight_host.submit(host_id=h.id, host_name=h.name) for h in plan.hosts}
     return plan.model_copy(update={"preflight": {n: f.result() for n, f in futures.items()}})
@@ -312,14 +312,14 @@ def revise_plan(
     """
     from sqlmodel import col, select
 
-    from flows.approvals import (
+    from upkeep.flows.approvals import (
         GateClosed,
         closed_reason,
         record_once,
         refusal_reasons,
         wait_for_answer,
     )
-    from models import Approval, ApprovalEvent
+    from upkeep.models import Approval, ApprovalEvent
 
     settings = get_settings()
     run_id = current_flow_run_id() or ""
@@ -401,7 +401,7 @@ def revise_plan(
 
 def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPlan | None:
     """Loop plan → approval → (revision → approval)* ; the approved plan, or None if cancelled."""
-    from flows.approvals import Person, request_approval
+    from upkeep.flows.approvals import Person, request_approval
 
     logger = get_run_logger()
     all_hosts = list(plan.hosts)
@@ -440,7 +440,7 @@ def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPl
 @task(name="write-report")
 def write_report(run_id: int) -> str:
     """Render the run's HTML report, save it, publish the UI artifacts; returns the file path."""
-    from tasks.reports import (
+    from upkeep.tasks.reports import (
         build_inspection_report,
         findings_table,
         render_inspection_html,
@@ -485,8 +485,8 @@ def write_report(run_id: int) -> str:
 @task(name="email-report")
 def email_report(run_id: int, report_path: str) -> dict[str, Any]:
     """Queue the report for the contract's recipients, then deliver everything pending."""
-    from tasks.notify import deliver_pending, queue_and_deliver, render_report_email
-    from tasks.reports import build_inspection_report
+    from upkeep.tasks.notify import deliver_pending, queue_and_deliver, render_report_email
+    from upkeep.tasks.reports import build_inspection_report
 
     settings = get_settings()
     engine = engine_for(settings.db_url)
@@ -595,7 +595,7 @@ def check_start(params: InspectionParams, me: str | None) -> None:
 
 def check_inventory_allows(params: InspectionParams) -> int:
     """The contract's id; Refused when the records say this inspection cannot run."""
-    from tasks.records import RecordNotFound
+    from upkeep.tasks.records import RecordNotFound
 
     with session_scope(engine_for(get_settings().db_url)) as db:
         try:
@@ -712,7 +712,7 @@ def recheck_findings(params: RecheckParams) -> InspectionOutcome | State[Any]:
         return ended
     from sqlmodel import col, select
 
-    from models import Host
+    from upkeep.models import Host
 
     logger = get_run_logger()
     engine = engine_for(get_settings().db_url)

@@ -17,8 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments import specs_for, unsupported
-from deployments.cadence import (
+from upkeep.db import engine_for, session_scope
+from upkeep.domain.cadence import (
     Blackout,
     Cadence,
     CadenceError,
@@ -28,12 +28,14 @@ from deployments.cadence import (
     parse_cadence,
     planned_runs,
 )
-from deployments.cadence import PlannedRun as CadenceSlot
-from flows.sweep import current_flow_run_id
-from tasks.markup import md_escape
-from tasks.records import get_contract
-from tasks.reports import contract_zone
-from tasks.service_report import (
+from upkeep.domain.cadence import PlannedRun as CadenceSlot
+from upkeep.domain.markup import md_escape
+from upkeep.domain.processes import specs_for, unsupported
+from upkeep.flows.sweep import current_flow_run_id
+from upkeep.settings import get_settings
+from upkeep.tasks.records import get_contract
+from upkeep.tasks.reports import contract_zone
+from upkeep.tasks.service_report import (
     PeriodKind,
     PeriodPlan,
     PlannedRun,
@@ -49,8 +51,6 @@ from tasks.service_report import (
     render_service_report_markdown,
     save_service_report,
 )
-from upkeep.db import engine_for, session_scope
-from upkeep.settings import get_settings
 
 
 class ServiceReportParams(BaseModel):
@@ -306,7 +306,7 @@ def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
 
     A delivery failure stays in the outbox for the next run and is logged, never raised.
     """
-    from tasks.notify import queue_and_deliver
+    from upkeep.tasks.notify import queue_and_deliver
 
     logger = get_run_logger()
     settings = get_settings()
@@ -342,7 +342,7 @@ def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
 def service_report(params: ServiceReportParams) -> ServiceReportOutcome | State[Any]:
     """Report on the contract's last complete period: work done and not done, faults, backups,
     approvals and the plan for the next period; e-mail it when asked."""
-    from flows.blackout import blackout_guard
+    from upkeep.flows.blackout import blackout_guard
 
     if (ended := blackout_guard(params.contract)) is not None:
         return ended

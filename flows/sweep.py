@@ -15,13 +15,13 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict, Field
 
-from models import RunStatus
-from tasks.guards import hosts_for_run
-from tasks.inspect import inspect_host
-from tasks.records import finish_run, get_contract, start_run
-from tasks.ssh import session_group
 from upkeep.db import engine_for, session_scope
+from upkeep.models import RunStatus
 from upkeep.settings import get_settings
+from upkeep.tasks.guards import hosts_for_run
+from upkeep.tasks.inspect import inspect_host
+from upkeep.tasks.records import finish_run, get_contract, start_run
+from upkeep.tasks.ssh import session_group
 
 
 class HostTarget(BaseModel):

@@ -20,7 +20,8 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from flows.approvals import (
+from upkeep.db import engine_for, session_scope
+from upkeep.flows.approvals import (
     ApprovalRequest,
     Person,
     clear_planted_answer,
@@ -31,10 +32,9 @@ from flows.approvals import (
     expiry_reason,
     send_codes,
 )
-from models import Approval, ApprovalEvent, Contract, utcnow
-from tasks.gates import GatePolicy, log_event
-from upkeep.db import engine_for, session_scope
+from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import get_settings
+from upkeep.tasks.gates import GatePolicy, log_event
 
 
 class WatchdogReport(BaseModel):
@@ -110,7 +110,7 @@ def end_run(flow_run_id: str, reason: str) -> None:
 @flow(name="approval-watchdog", flow_run_name="approval watchdog")
 def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
     """Escalate and expire every pending gate that is due; end expired runs; send notices."""
-    from tasks.notify import deliver_pending
+    from upkeep.tasks.notify import deliver_pending
 
     logger = get_run_logger()
     settings = get_settings()

@@ -1,11 +1,11 @@
 """All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
 
-from models.approval import Approval, ApprovalCode, ApprovalEvent
-from models.backup import BackupVersion
-from models.base import UTCDateTime, utcnow
-from models.customer import Contract, ContractCreate, Customer, CustomerCreate
-from models.host import Host, HostCreate
-from models.inspection import (
+from upkeep.models.approval import Approval, ApprovalCode, ApprovalEvent
+from upkeep.models.backup import BackupVersion
+from upkeep.models.base import UTCDateTime, utcnow
+from upkeep.models.customer import Contract, ContractCreate, Customer, CustomerCreate
+from upkeep.models.host import Host, HostCreate
+from upkeep.models.inspection import (
     Finding,
     FindingStatus,
     HostResult,
@@ -13,7 +13,7 @@ from models.inspection import (
     RunClaim,
     RunStatus,
 )
-from models.outbox import OutboxMessage, OutboxStatus
+from upkeep.models.outbox import OutboxMessage, OutboxStatus
 
 __all__ = [
     "Approval",

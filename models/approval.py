@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, json_field, ts_field
+from upkeep.models.base import created_field, json_field, ts_field
 
 
 class Approval(SQLModel, table=True):

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, json_field, ts_field
+from upkeep.models.base import created_field, json_field, ts_field
 
 
 class BackupVersion(SQLModel, table=True):

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, json_field
+from upkeep.models.base import created_field, json_field
 
 
 class CustomerBase(SQLModel):
@@ -53,7 +53,7 @@ class Contract(ContractBase, table=True):
     backup_approver: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)
     report_recipients: list[str] = json_field(list)
     cadences: dict[str, Any] = json_field()
-    """Process -> cadence as written in the inventory (deployments.cadence parses it)."""
+    """Process -> cadence as written in the inventory (upkeep.domain.cadence parses it)."""
     blackouts: list[Any] = json_field(list)
     blackout_policy: str = Field(default="next_allowed_day", max_length=32)
     backup_sources: list[dict[str, Any]] = json_field(list)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, json_field, ts_field
+from upkeep.models.base import created_field, json_field, ts_field
 
 
 class RunStatus(StrEnum):

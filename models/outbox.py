@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import created_field, json_field, ts_field
+from upkeep.models.base import created_field, json_field, ts_field
 
 
 class OutboxStatus(StrEnum):

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
-from tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
+from upkeep.models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
+from upkeep.tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
 
 BACKUP_CHECK = "backup"
 SEVERITY_BY_IMPORTANCE = {

@@ -21,16 +21,18 @@ from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
 from sqlmodel import select
 
-from models import Contract, Host, InspectionRun, utcnow
-from tasks.backup_records import (
+from upkeep.db import engine_for, session_scope
+from upkeep.models import Contract, Host, InspectionRun, utcnow
+from upkeep.settings import Settings, get_settings
+from upkeep.tasks.backup_records import (
     backup_finding,
     prune,
     record_version,
     resolve_backup_finding,
     versions,
 )
-from tasks.backups import files, postgresql, remote, restic
-from tasks.backups.base import (
+from upkeep.tasks.backups import files, postgresql, remote, restic
+from upkeep.tasks.backups.base import (
     SCRATCH_PREFIX,
     STALE_SCRATCH,
     CheckCommands,
@@ -40,13 +42,11 @@ from tasks.backups.base import (
     cleanup_stale,
     latest_in,
 )
-from tasks.backups.remote import BackupHost
-from tasks.backups.retention import Version, archive_path, backup_key, plan_retention
-from tasks.inspect import target_for
-from tasks.records import get_contract
-from tasks.ssh import SshError, SshSession
-from upkeep.db import engine_for, session_scope
-from upkeep.settings import Settings, get_settings
+from upkeep.tasks.backups.remote import BackupHost
+from upkeep.tasks.backups.retention import Version, archive_path, backup_key, plan_retention
+from upkeep.tasks.inspect import target_for
+from upkeep.tasks.records import get_contract
+from upkeep.tasks.ssh import SshError, SshSession
 
 RECOMMEND = {
     "backup": "The backup itself is damaged or incomplete: take a new full backup, find out why "

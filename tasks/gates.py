@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
-from models import Approval, ApprovalEvent, Contract, utcnow
+from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 
 
 class GatePolicy(BaseModel):

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from prefect.client.schemas.objects import StateType
 from sqlmodel import Session, col, select
 
-from models import Contract, Host, RunClaim, utcnow
-from tasks.gates import GatePolicy
+from upkeep.models import Contract, Host, RunClaim, utcnow
+from upkeep.tasks.gates import GatePolicy
 
 
 class Refused(Exception):
@@ -41,7 +41,7 @@ def empty_scope_message(contract: str, tags: Sequence[str], known_tags: Iterable
 
 def hosts_for_run(*, session: Session, contract: Contract, tags: Sequence[str]) -> list[Host]:
     """The active hosts a run of ``contract`` limited to ``tags`` would inspect, or Refused."""
-    from tasks.records import hosts_in_scope
+    from upkeep.tasks.records import hosts_in_scope
 
     hosts = hosts_in_scope(session=session, contract=contract, tags=tags)
     if not hosts:

@@ -12,9 +12,11 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from models import Contract, Host, utcnow
-from tasks.checks import CATALOGUE
-from tasks.checks.base import (
+from upkeep.db import engine_for, session_scope
+from upkeep.models import Contract, Host, utcnow
+from upkeep.settings import Settings, SshSettings, get_settings
+from upkeep.tasks.checks import CATALOGUE
+from upkeep.tasks.checks.base import (
     Check,
     CheckOutcome,
     EvalContext,
@@ -24,9 +26,9 @@ from tasks.checks.base import (
     evaluate_check,
     not_evaluated,
 )
-from tasks.findings import REACHABILITY, Observed
-from tasks.records import HostInspection, contract_thresholds, store_host_inspection
-from tasks.ssh import (
+from upkeep.tasks.findings import REACHABILITY, Observed
+from upkeep.tasks.records import HostInspection, contract_thresholds, store_host_inspection
+from upkeep.tasks.ssh import (
     CommandTimeout,
     SshError,
     SshSession,
@@ -34,8 +36,6 @@ from tasks.ssh import (
     command_bound,
     connect_bound,
 )
-from upkeep.db import engine_for, session_scope
-from upkeep.settings import Settings, SshSettings, get_settings
 
 RECOMMEND_UNREACHABLE = {
     "dns": "Check the host's address in the inventory and the DNS record.",

@@ -35,10 +35,10 @@ from sqlmodel import Session, col, select
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
-from models import OutboxMessage, OutboxStatus, utcnow
-from tasks.markup import markdown_html, markdown_plain
-from tasks.reports import InspectionReport, template_env
+from upkeep.domain.markup import markdown_html, markdown_plain
+from upkeep.models import OutboxMessage, OutboxStatus, utcnow
 from upkeep.settings import SmtpSettings, TlsMode
+from upkeep.tasks.reports import InspectionReport, template_env
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models import (
+from upkeep.models import (
     Contract,
     Customer,
     Finding,
@@ -24,8 +24,8 @@ from models import (
     RunStatus,
     utcnow,
 )
-from tasks.checks.base import Thresholds
-from tasks.findings import Observed, reconcile
+from upkeep.tasks.checks.base import Thresholds
+from upkeep.tasks.findings import Observed, reconcile
 
 
 class RecordNotFound(LookupError):

@@ -30,7 +30,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session, col, or_, select
 
-from models import (
+from upkeep.domain.calendar import AnnualPlan, plan_view
+from upkeep.domain.markup import md_escape
+from upkeep.models import (
     Approval,
     Contract,
     Customer,
@@ -40,8 +42,7 @@ from models import (
     InspectionRun,
     utcnow,
 )
-from tasks.markup import md_escape
-from tasks.records import RecordNotFound, run_results
+from upkeep.tasks.records import RecordNotFound, run_results
 
 log = logging.getLogger(__name__)
 
@@ -688,3 +689,12 @@ def save_report(
     write_atomic(target, html)
     log.info("report written to %s", target)
     return target
+
+
+PLAN_TEMPLATE = "plan/annual_plan.html.j2"
+
+
+def render_annual_plan_html(plan: AnnualPlan, templates_dir: Path) -> str:
+    """The plan as one self-contained printable HTML page (inline CSS, autoescaped)."""
+    template = template_env(templates_dir, html=True).get_template(PLAN_TEMPLATE)
+    return template.render(plan=plan, view=plan_view(plan))

@@ -31,7 +31,8 @@ from typing import Any, Literal, TypeVar, get_args
 
 from sqlmodel import Session, col, or_, select
 
-from models import (
+from upkeep.domain.markup import md_escape
+from upkeep.models import (
     Approval,
     ApprovalEvent,
     BackupVersion,
@@ -45,11 +46,10 @@ from models import (
     RunStatus,
     utcnow,
 )
-from tasks.backup_records import BACKUP_CHECK
-from tasks.gates import gate_report, human
-from tasks.markup import md_escape
-from tasks.records import RecordNotFound
-from tasks.reports import (
+from upkeep.tasks.backup_records import BACKUP_CHECK
+from upkeep.tasks.gates import gate_report, human
+from upkeep.tasks.records import RecordNotFound
+from upkeep.tasks.reports import (
     SEVERITIES,
     ContractInfo,
     CustomerInfo,

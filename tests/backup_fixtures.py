@@ -115,7 +115,7 @@ def scratch_parent(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def files_backup(source_tree: Path, tmp_path: Path) -> Path:
-    from tasks.backups import files
+    from upkeep.tasks.backups import files
 
     return files.take_backup(source_tree, tmp_path / "backups", "web1")
 
@@ -123,7 +123,7 @@ def files_backup(source_tree: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def restic_template(restic_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One repository for the session (``restic init`` costs seconds of key derivation)."""
-    from tasks.backups import restic
+    from upkeep.tasks.backups import restic
 
     root = tmp_path_factory.mktemp("restic")
     src = _make_source_tree(root / "source")

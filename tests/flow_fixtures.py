@@ -15,12 +15,12 @@ import sqlalchemy as sa
 import yaml
 from sqlmodel import Session
 
-from tasks.ssh import trust_host_key
 from tests.polling import wait_until
 from tests.smtp_fixtures import SmtpServer
+from upkeep.demo.sshd import KeyPair, ThrowawaySshd, free_loopback_port
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.settings import Settings, reset_settings
-from upkeep.sshd import KeyPair, ThrowawaySshd, free_loopback_port
+from upkeep.tasks.ssh import trust_host_key
 
 APPROVERS = [
     {"name": "Alice Owner", "email": "alice@acme.example"},

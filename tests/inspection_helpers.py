@@ -14,9 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 from sqlmodel import Session, col, select
 
-from flows.inspection import InspectionParams, quarterly_health_inspection
-from models import Approval, ApprovalEvent
 from tests.polling import wait_until
+from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
+from upkeep.models import Approval, ApprovalEvent
 
 WAIT = 90.0
 

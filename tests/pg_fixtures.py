@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.polling import wait_until
-from upkeep.prefect_server import free_port
+from upkeep.demo.prefect_server import free_port
 
 
 def _pg_bin() -> Path:

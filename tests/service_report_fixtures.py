@@ -17,11 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import Approval, Contract, Customer, Host, InspectionRun, RunStatus
-from tasks.backup_records import backup_finding, record_version
-from tasks.checks.base import Severity
-from tasks.findings import REACHABILITY, Observed
-from tasks.records import HostInspection, finish_run, start_run, store_host_inspection
+from upkeep.models import Approval, Contract, Customer, Host, InspectionRun, RunStatus
+from upkeep.tasks.backup_records import backup_finding, record_version
+from upkeep.tasks.checks.base import Severity
+from upkeep.tasks.findings import REACHABILITY, Observed
+from upkeep.tasks.records import HostInspection, finish_run, start_run, store_host_inspection
 
 FEBRUARY = (date(2027, 2, 1), date(2027, 3, 1))
 REFERENCE = date(2027, 3, 3)
@@ -240,7 +240,7 @@ def plant_bad_month(engine: sa.Engine, recipients: list[str] | None = None) -> P
 def _finding_id(s: Session, host_id: int, check: str) -> int:
     from sqlmodel import select
 
-    from models import Finding
+    from upkeep.models import Finding
 
     found = s.exec(select(Finding).where(Finding.host_id == host_id, Finding.check == check)).one()
     assert found.id is not None

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ssh import SshTarget, trust_host_key
 from tests.polling import POLL_INTERVAL
+from upkeep.demo.sshd import KeyPair, ThrowawaySshd, generate_keypair
 from upkeep.settings import SshSettings
-from upkeep.sshd import KeyPair, ThrowawaySshd, generate_keypair
+from upkeep.tasks.ssh import SshTarget, trust_host_key
 
 SERVER_COUNT = 3
 SSH_DEFAULTS = SshSettings(

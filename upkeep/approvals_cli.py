@@ -8,9 +8,9 @@ from uuid import UUID
 
 from sqlmodel import Session, col, select
 
-from flows.approvals import Person, ended_state, match_person
-from models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.db import engine_for, session_scope
+from upkeep.flows.approvals import Person, ended_state, match_person
+from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import Settings
 
 REVISION_SUFFIX = "-revision"
@@ -59,7 +59,7 @@ def not_waiting(flow_run_id: str) -> str:
     its pending gates closed with the reason (nothing can answer them any more)."""
     from prefect.client.orchestration import get_client
 
-    from flows.approvals import close_gates_of_run
+    from upkeep.flows.approvals import close_gates_of_run
 
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(UUID(flow_run_id)).state
@@ -100,7 +100,7 @@ def resume_and_wait(
     from prefect.exceptions import FlowPauseTimeout, NotPausedError, PrefectHTTPStatusError
     from prefect.flow_runs import resume_flow_run
 
-    from flows.approvals import clear_planted_answer
+    from upkeep.flows.approvals import clear_planted_answer
 
     engine = engine_for(settings.db_url)
     with session_scope(engine) as db:

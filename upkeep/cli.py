@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
-from upkeep.settings import Settings, SettingsError, get_settings
+from upkeep.console import (
+    db_session,
+    engine_or_exit,
+    err,
+    esc,
+    fail,
+    out,
+    print_run_summary,
+    settings_or_exit,
+    severity_text,
+)
+from upkeep.settings import SettingsError, get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -34,51 +40,6 @@ app.add_typer(findings_app, name="findings")
 app.add_typer(run_app, name="run")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(outbox_app, name="outbox")
-
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "info": "cyan"}
-
-
-def esc(value: object) -> str:
-    """``value`` as text Rich prints as it is: names, comments and host output may hold ``[``."""
-    return escape(str(value))
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {esc(message)}", markup=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        fail(str(exc), 2)
-
-
-def engine_or_exit(settings: Settings, *, migrate: bool = True) -> sa.Engine:
-    from upkeep.db import SchemaOutOfDate, engine_for, ensure_schema
-
-    engine = engine_for(settings.db_url)
-    try:
-        ensure_schema(engine, auto_upgrade=migrate)
-    except SchemaOutOfDate as exc:
-        fail(str(exc), 2)
-    except sa.exc.OperationalError as exc:
-        fail(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}", 2)
-    return engine
-
-
-@contextmanager
-def db_session(settings: Settings | None = None) -> Iterator[Session]:
-    from upkeep.db import session_scope
-
-    settings = settings or settings_or_exit()
-    with session_scope(engine_or_exit(settings)) as session:
-        yield session
-
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -144,8 +105,8 @@ def inventory_show(
     inactive: Annotated[bool, typer.Option(help="Also show deactivated hosts")] = False,
 ) -> None:
     """Print the customers, contracts and hosts that are loaded."""
-    from models import Contract, Customer, Host
-    from tasks.records import RecordNotFound, get_contract
+    from upkeep.models import Contract, Customer, Host
+    from upkeep.tasks.records import RecordNotFound, get_contract
 
     with db_session() as session:
         if contract:
@@ -221,8 +182,8 @@ def hosts_trust(
     A key that differs from the one recorded is shown loudly with both fingerprints and is
     replaced only when you type the host's name (or give --replace; --yes alone never does).
     """
-    from tasks.records import RecordNotFound, find_hosts
-    from tasks.ssh import (
+    from upkeep.tasks.records import RecordNotFound, find_hosts
+    from upkeep.tasks.ssh import (
         SshError,
         fetch_host_key,
         fingerprint_sha256,
@@ -301,7 +262,7 @@ def findings_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only open findings")] = False,
 ) -> None:
     """Print the contract's findings, worst first per host."""
-    from tasks.records import RecordNotFound, get_contract, list_findings
+    from upkeep.tasks.records import RecordNotFound, get_contract, list_findings
 
     with db_session() as session:
         try:
@@ -319,51 +280,12 @@ def findings_list(
             esc(h.name if h else "(backup)"),
             esc(f.check),
             esc(f.subject),
-            _sev(f.severity),
+            severity_text(f.severity),
             esc(f.status),
             f.first_seen_at.strftime("%Y-%m-%d %H:%M"),
             esc(f.message),
         )
     out.print(table)
-
-
-def _sev(severity: str | None) -> str:
-    if not severity:
-        return "[green]ok[/]"
-    style = SEVERITY_STYLE.get(severity)
-    return f"[{style}]{esc(severity)}[/]" if style else esc(severity)
-
-
-def print_run_summary(session: Session, run_id: int) -> None:
-    """A table per host: check, subject, value, threshold, severity."""
-    from tasks.records import run_results
-
-    for result, host in run_results(session=session, run_id=run_id):
-        state = (
-            "reachable"
-            if result.reachable
-            else f"[bold red]NOT REACHED[/] ({esc(result.error_kind)})"
-        )
-        table = Table(
-            "check",
-            "subject",
-            "value",
-            "threshold",
-            "severity",
-            "message",
-            title=f"{esc(host.name)} ({esc(host.address)}:{host.port}) — {state}",
-            title_justify="left",
-        )
-        for m in result.measurements:
-            table.add_row(
-                esc(m["check"]),
-                esc(m.get("subject", "")),
-                esc(m.get("value", "")),
-                esc(m.get("threshold", "")),
-                _sev(m.get("severity")),
-                esc(m.get("message", "")) if m.get("severity") else "",
-            )
-        out.print(table)
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -375,8 +297,8 @@ def run_sweep_cmd(
     tag: Annotated[list[str] | None, typer.Option(help="Only hosts with this tag")] = None,
 ) -> None:
     """Inspect the contract's hosts now (every check, no plan or approval) and print the result."""
-    from flows.sweep import SweepParams, run_sweep
-    from tasks.guards import Refused, hosts_for_run
+    from upkeep.flows.sweep import SweepParams, run_sweep
+    from upkeep.tasks.guards import Refused, hosts_for_run
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -396,7 +318,7 @@ def run_sweep_cmd(
 
 def active_contract(session: Session, code: str) -> Any:
     """The active contract ``code``, or exit naming the contracts there are."""
-    from tasks.records import RecordNotFound, get_contract
+    from upkeep.tasks.records import RecordNotFound, get_contract
 
     try:
         return get_contract(session=session, code=code)
@@ -408,7 +330,7 @@ def require_prefect_api() -> str:
     """The configured Prefect API URL, or exit saying how to get one."""
     from prefect.settings import PREFECT_API_URL
 
-    from upkeep.prefect_server import api_healthy
+    from upkeep.demo.prefect_server import api_healthy
 
     url = PREFECT_API_URL.value()
     if not url:
@@ -435,13 +357,13 @@ def run_inspection_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Run the quarterly health inspection now; it waits at the plan approval if needed."""
-    from flows.inspection import (
+    from upkeep.flows.inspection import (
         InspectionParams,
         check_alone,
         check_inventory_allows,
         quarterly_health_inspection,
     )
-    from tasks.guards import Refused
+    from upkeep.tasks.guards import Refused
 
     settings = settings_or_exit()
     engine_or_exit(settings)
@@ -470,7 +392,7 @@ def run_recheck_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Re-run only the checks with open findings and resolve what has been fixed."""
-    from flows.inspection import RecheckParams, recheck_findings
+    from upkeep.flows.inspection import RecheckParams, recheck_findings
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -506,8 +428,8 @@ def run_drill_cmd(
 def _run_backups(
     contract: str, source: str | None, drill: bool, email: bool, requested_by: str | None
 ) -> None:
-    from flows.backup_verification import BackupParams, backup_verification
-    from tasks.guards import Refused, check_backup_source
+    from upkeep.flows.backup_verification import BackupParams, backup_verification
+    from upkeep.tasks.guards import Refused, check_backup_source
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -595,9 +517,9 @@ def approvals_list(
 @approvals_app.command("show")
 def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id")]) -> None:
     """One gate: what was asked, the decision, and its whole event log."""
-    from models import Approval
-    from tasks.gates import events
-    from tasks.markup import markdown_plain
+    from upkeep.domain.markup import markdown_plain
+    from upkeep.models import Approval
+    from upkeep.tasks.gates import events
 
     with db_session() as session:
         a = session.get(Approval, approval_id)
@@ -631,7 +553,7 @@ def approvals_report(
     """Time to decision per contract and approver (median, 90th percentile, longest)."""
     from datetime import UTC, datetime
 
-    from tasks.gates import gate_report, human
+    from upkeep.tasks.gates import gate_report, human
 
     start = None
     if since:
@@ -747,7 +669,7 @@ def revise(
 @outbox_app.command("list")
 def outbox_list() -> None:
     """Messages in the outbox and whether they went out."""
-    from models import OutboxMessage
+    from upkeep.models import OutboxMessage
 
     with db_session() as session:
         rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
@@ -768,7 +690,7 @@ def outbox_list() -> None:
 @outbox_app.command("send")
 def outbox_send() -> None:
     """Try to deliver every pending message now."""
-    from tasks.notify import deliver_pending
+    from upkeep.tasks.notify import deliver_pending
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -784,7 +706,7 @@ def outbox_send() -> None:
 @app.command("serve")
 def serve_cmd() -> None:
     """Serve every active contract's flows on their cadences, and the approval watchdog."""
-    from deployments import (
+    from upkeep.deployments import (
         active_contracts,
         all_specs,
         build_deployments,
@@ -793,8 +715,8 @@ def serve_cmd() -> None:
         serve_all,
         unsupported,
     )
-    from deployments.health import expected_runs, watch_scheduled_runs
-    from models import utcnow
+    from upkeep.deployments.health import expected_runs, watch_scheduled_runs
+    from upkeep.models import utcnow
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -855,7 +777,7 @@ def deploy_cmd(
     Idempotent: run it after every inventory change; deployments of contracts that are gone are
     paused, never deleted.
     """
-    from deployments import deploy_to_pool, ensure_process_pool
+    from upkeep.deployments import deploy_to_pool, ensure_process_pool
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -881,8 +803,8 @@ def plan_cmd(
     year: Annotated[int, typer.Option(help="Calendar year")],
 ) -> None:
     """Write the contract's annual service plan (HTML page and .ics calendar)."""
-    from flows.annual_plan import annual_plan, plan_summary, write_plan_files
-    from tasks.records import RecordNotFound
+    from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
+    from upkeep.tasks.records import RecordNotFound
 
     settings = settings_or_exit()
     with db_session(settings) as session:

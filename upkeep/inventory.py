@@ -26,9 +26,9 @@ from pydantic import (
 )
 from sqlmodel import Session, select
 
-from models import Contract, Customer, Host, utcnow
-from tasks.checks.base import Thresholds
-from tasks.gates import GatePolicy
+from upkeep.models import Contract, Customer, Host, utcnow
+from upkeep.tasks.checks.base import Thresholds
+from upkeep.tasks.gates import GatePolicy
 
 CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Process = Literal[
@@ -204,7 +204,7 @@ class ContractSpec(_Strict):
     @field_validator("cadences")
     @classmethod
     def _cadences(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from deployments.cadence import CadenceError, parse_cadence
+        from upkeep.domain.cadence import CadenceError, parse_cadence
 
         problems = []
         for process, written in value.items():
@@ -219,7 +219,7 @@ class ContractSpec(_Strict):
     @field_validator("blackouts")
     @classmethod
     def _blackouts(cls, value: list[Any]) -> list[Any]:
-        from deployments.cadence import CadenceError, parse_blackouts
+        from upkeep.domain.cadence import CadenceError, parse_blackouts
 
         try:
             parse_blackouts(value)
@@ -482,8 +482,8 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
 def approver_warnings(spec: InventorySpec) -> list[str]:
     """Per contract, the gates its approvers could leave unapprovable (too few people for the
     approvals needed, or a gate the starter cannot approve when they are one of too few)."""
-    from tasks.gates import policy_for
-    from tasks.guards import approver_warnings as gate_warnings
+    from upkeep.tasks.gates import policy_for
+    from upkeep.tasks.guards import approver_warnings as gate_warnings
 
     out: list[str] = []
     for customer in spec.customers:

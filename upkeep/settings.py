@@ -14,7 +14,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "UPKEEP_"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+"""The templates shipped with upkeep (``templates/`` of the checkout, package data when
+installed)."""
 
 
 class TlsMode(StrEnum):
@@ -72,7 +75,7 @@ class Settings(BaseSettings):
     """Where flows persist task results (what lets a suspended run resume without redoing
     work). Default: ``<data_dir>/results``. Several machines need shared storage: set
     Prefect's PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK to a saved filesystem block instead."""
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    templates_dir: Path = TEMPLATES_DIR
     sweep_concurrency: int = Field(10, ge=1, le=500)
     prefect_ui_url: str = "http://127.0.0.1:4200"
     approval_poll_seconds: int = Field(5, ge=1, le=300)

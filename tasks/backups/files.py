@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
-from tasks.backups.base import (
+from upkeep.tasks.backups.base import (
     NO_COMMANDS,
     CheckCommands,
     CheckResult,

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tasks.backups.base import (
+from upkeep.tasks.backups.base import (
     NO_COMMANDS,
     CheckCommands,
     CheckResult,

@@ -35,7 +35,7 @@ from typing import IO, cast
 
 import paramiko
 
-from tasks.backups.base import (
+from upkeep.tasks.backups.base import (
     SCRATCH_PREFIX,
     STALE_SCRATCH,
     CheckResult,
@@ -53,17 +53,17 @@ from tasks.backups.base import (
     unused_stem,
     utcnow,
 )
-from tasks.backups.files import MANIFEST_SUFFIX, manifest_for, parse_backup_name
-from tasks.backups.postgresql import classify_dump_error
-from tasks.backups.restic import (
+from upkeep.tasks.backups.files import MANIFEST_SUFFIX, manifest_for, parse_backup_name
+from upkeep.tasks.backups.postgresql import classify_dump_error
+from upkeep.tasks.backups.restic import (
     classify_restic_error,
     failure_message,
     parse_backup_summary,
     repo_label,
     source_unread,
 )
-from tasks.checks.base import RawResult
-from tasks.ssh import SshError, SshSession
+from upkeep.tasks.checks.base import RawResult
+from upkeep.tasks.ssh import SshError, SshSession
 
 BACKUP_TIMEOUT_S = 6 * 3600.0
 """A full backup may take hours; past this the command is stopped and the source is at fault."""

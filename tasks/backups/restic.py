@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.backups.base import (
+from upkeep.tasks.backups.base import (
     NO_COMMANDS,
     CheckCommands,
     CheckResult,

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import clock, cpu, disk, inodes, memory, ports, syslog, systemd, updates, uptime
-from . import os as os_check
-from .base import Check
+from upkeep.tasks.checks import (
+    clock,
+    cpu,
+    disk,
+    inodes,
+    memory,
+    ports,
+    syslog,
+    systemd,
+    updates,
+    uptime,
+)
+from upkeep.tasks.checks import os as os_check
+from upkeep.tasks.checks.base import Check
 
 CATALOGUE: tuple[Check[Any], ...] = (
     os_check.CHECK,

@@ -7,8 +7,16 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from ._common import section
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds, grade
+from upkeep.tasks.checks._common import section
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+    grade,
+)
 
 # timedatectl needs a running systemd; without one (containers, OpenRC) it would only fail.
 COMMAND = (

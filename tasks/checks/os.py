@@ -6,8 +6,15 @@ import shlex
 
 from pydantic import BaseModel
 
-from ._common import section
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds
+from upkeep.tasks.checks._common import section
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+)
 
 COMMAND = (
     "echo '@@ uname'; uname -srm; "

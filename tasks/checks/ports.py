@@ -6,8 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ._common import sections, to_int
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds
+from upkeep.tasks.checks._common import sections, to_int
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+)
 
 # Old iproute2 (EL7) has no -H; the parser drops the header line of plain ss -tln.
 COMMAND = (

@@ -6,8 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ._common import SECTION, tail_lines, to_int
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds
+from upkeep.tasks.checks._common import SECTION, tail_lines, to_int
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+)
 
 KEEP = 10
 """Lines of the log kept as evidence (the command prints only the count and these)."""

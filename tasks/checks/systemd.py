@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+)
 
 # /run/systemd/system exists only when systemd is PID 1 (sd_booted); in a container or on
 # OpenRC/sysvinit, systemctl exists but cannot answer.

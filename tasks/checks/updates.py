@@ -11,9 +11,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ._common import sections, to_int
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds
-from .os import OsFacts
+from upkeep.tasks.checks._common import sections, to_int
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+)
+from upkeep.tasks.checks.os import OsFacts
 
 # dnf/yum check-update exits 100 when updates are pending; it runs last so that its exit
 # code is the command's. The security listing runs first and reports its own exit code.

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ._common import to_float
-from .base import Check, EvalContext, Measurement, ParseError, Severity, Thresholds, grade
-from .cpu import CpuFacts
+from upkeep.tasks.checks._common import to_float
+from upkeep.tasks.checks.base import (
+    Check,
+    EvalContext,
+    Measurement,
+    ParseError,
+    Severity,
+    Thresholds,
+    grade,
+)
+from upkeep.tasks.checks.cpu import CpuFacts
 
 COMMAND = (
     "if [ -r /proc/uptime ] && [ -r /proc/loadavg ]; then cat /proc/uptime /proc/loadavg;"

@@ -8,10 +8,6 @@ import time
 
 import pytest
 
-from flows.inspection import InspectionPlan, PlanHost, render_plan_markdown
-from tasks.codes import new_code
-from tasks.markup import md_escape
-from tasks.notify import DeliveryError, render_approval_email, render_gate_notice, send_now
 from tests.smtp_fixtures import (
     SENDER,
     SMTP_PASSWORD,
@@ -20,11 +16,15 @@ from tests.smtp_fixtures import (
     StartSmtp,
     free_port,
 )
-from upkeep.settings import PROJECT_ROOT, TlsMode
+from upkeep.domain.markup import md_escape
+from upkeep.flows.inspection import InspectionPlan, PlanHost, render_plan_markdown
+from upkeep.settings import TEMPLATES_DIR, TlsMode
+from upkeep.tasks.codes import new_code
+from upkeep.tasks.notify import DeliveryError, render_approval_email, render_gate_notice, send_now
 
 pytestmark = pytest.mark.e2e
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = TEMPLATES_DIR
 RUN_ID = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 RUN_URL = f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}"
 HOSTILE_HOST = "web-1 <script>alert('x')</script>"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backups import files, restic
-from tasks.backups.base import SCRATCH_PREFIX, VerificationError, free_space_ok
 from tests.backup_fixtures import RESTIC_PASSWORD, MountTmpfs
+from upkeep.tasks.backups import files, restic
+from upkeep.tasks.backups.base import SCRATCH_PREFIX, VerificationError, free_space_ok
 
 pytestmark = pytest.mark.e2e
 

@@ -20,11 +20,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from sqlmodel import Session, select
 
-from models import BackupVersion, InspectionRun
 from tests.backup_fixtures import scratch_databases
 from tests.flow_fixtures import inventory_text
 from tests.polling import wait_until
 from upkeep.inventory import apply_inventory, parse_inventory
+from upkeep.models import BackupVersion, InspectionRun
 
 pytestmark = pytest.mark.e2e
 

@@ -14,21 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backups import files, postgresql, restic
-from tasks.backups.base import (
-    SCRATCH_PREFIX,
-    Scratch,
-    UnsafeTarget,
-    VerificationError,
-    cleanup_stale,
-    free_space_ok,
-)
 from tests.backup_fixtures import (
     RESTIC_PASSWORD,
     damage_gzip,
     flip_byte,
     scratch_databases,
     truncate,
+)
+from upkeep.tasks.backups import files, postgresql, restic
+from upkeep.tasks.backups.base import (
+    SCRATCH_PREFIX,
+    Scratch,
+    UnsafeTarget,
+    VerificationError,
+    cleanup_stale,
+    free_space_ok,
 )
 
 pytestmark = pytest.mark.e2e
@@ -250,7 +250,7 @@ def test_pg_checks_fail_and_scratch_db_is_dropped(
 def test_pg_check_commands_see_only_the_scratch_database(
     pg_source: str, postgres_server: str, tmp_path: Path
 ) -> None:
-    from tasks.backups.base import CheckCommands
+    from upkeep.tasks.backups.base import CheckCommands
 
     dump = postgresql.take_backup(pg_source, tmp_path / "b", "crm")
     count = 'sh -c \'test "$(psql -Atc "select count(*) from customers")" = {}\''

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.flow_fixtures import host_entry, inventory_text
-from upkeep.sshd import ThrowawaySshd
+from upkeep.demo.sshd import ThrowawaySshd
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ def _inventory_for(server: ThrowawaySshd, tmp_path: Path) -> Path:
 def test_hosts_trust_asks_and_records_only_when_confirmed(
     data_dir: Path, tmp_path: Path, sshd: ThrowawaySshd
 ) -> None:
-    from tasks.ssh import fingerprint_sha256
+    from upkeep.tasks.ssh import fingerprint_sha256
 
     upkeep("inventory", "load", str(_inventory_for(sshd, tmp_path)), data_dir=data_dir)
     declined = upkeep("hosts", "trust", "web1", data_dir=data_dir, input="n\n")
@@ -361,7 +361,7 @@ def test_an_inventory_alias_bomb_is_refused_in_bounded_time(data_dir: Path, tmp_
 def test_hosts_trust_on_a_changed_key_warns_loudly_and_needs_the_host_name(
     data_dir: Path, tmp_path: Path, sshd: ThrowawaySshd, other_sshd: ThrowawaySshd
 ) -> None:
-    from tasks.ssh import fingerprint_sha256, trust_host_key
+    from upkeep.tasks.ssh import fingerprint_sha256, trust_host_key
 
     upkeep("inventory", "load", str(_inventory_for(sshd, tmp_path)), data_dir=data_dir)
     known = data_dir / "known_hosts"
@@ -395,7 +395,7 @@ def test_hosts_trust_on_a_changed_key_warns_loudly_and_needs_the_host_name(
 def test_hosts_trust_replace_flag_replaces_a_changed_key_without_a_prompt(
     data_dir: Path, tmp_path: Path, sshd: ThrowawaySshd, other_sshd: ThrowawaySshd
 ) -> None:
-    from tasks.ssh import trust_host_key
+    from upkeep.tasks.ssh import trust_host_key
 
     upkeep("inventory", "load", str(_inventory_for(sshd, tmp_path)), data_dir=data_dir)
     known = data_dir / "known_hosts"
@@ -447,10 +447,10 @@ def test_a_second_inspection_of_a_contract_is_refused_while_one_waits_at_its_gat
     smtp_server,
     client_key,
 ) -> None:
-    from flows.inspection import InspectionParams, quarterly_health_inspection
     from tests.flow_fixtures import wait_for_code
     from tests.inspection_helpers import answer, paused, pending, run_inspection
     from tests.polling import wait_until
+    from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
 
     load_inventory([host_entry("web1", sshd)], trust=[sshd])
     bg = run_inspection()

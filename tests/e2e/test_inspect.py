@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from tasks.checks import CHECKS_BY_NAME
-from tasks.checks.base import Check, Severity, Thresholds
-from tasks.inspect import run_catalogue
-from tasks.ssh import SshSession
+from upkeep.tasks.checks import CHECKS_BY_NAME
+from upkeep.tasks.checks.base import Check, Severity, Thresholds
+from upkeep.tasks.inspect import run_catalogue
+from upkeep.tasks.ssh import SshSession
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import OutboxMessage, OutboxStatus
-from tasks.notify import deliver_pending, queue_message
 from tests.smtp_fixtures import (
     SENDER,
     SMTP_PASSWORD,
@@ -19,7 +17,9 @@ from tests.smtp_fixtures import (
     StartSmtp,
     free_port,
 )
+from upkeep.models import OutboxMessage, OutboxStatus
 from upkeep.settings import TlsMode
+from upkeep.tasks.notify import deliver_pending, queue_message
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
-from models import Finding, Host, HostResult
 from upkeep.db import current_revision, head_revision, make_engine, upgrade
 from upkeep.inventory import apply_inventory, load_inventory_file
+from upkeep.models import Finding, Host, HostResult
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +48,8 @@ def test_inventory_loads_idempotently_on_postgresql(postgres_url: str) -> None:
 def test_sweep_records_on_postgresql(
     postgres_url: str, load_inventory_on, sshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.sweep import SweepParams, run_sweep
     from tests.flow_fixtures import host_entry
+    from upkeep.flows.sweep import SweepParams, run_sweep
 
     engine = load_inventory_on(
         postgres_url, [host_entry("web1", sshd), host_entry("down", None)], trust=[sshd]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ssh import (
+from upkeep.demo.sshd import KeyPair, ThrowawaySshd, free_loopback_port, generate_keypair
+from upkeep.settings import SshSettings
+from upkeep.tasks.ssh import (
     AuthFailed,
     ChangedHostKey,
     CommandFailed,
@@ -31,8 +33,6 @@ from tasks.ssh import (
     fingerprint_sha256,
     trust_host_key,
 )
-from upkeep.settings import SshSettings
-from upkeep.sshd import KeyPair, ThrowawaySshd, free_loopback_port, generate_keypair
 
 pytestmark = pytest.mark.e2e
 
@@ -147,7 +147,7 @@ def test_closed_port_is_refused_after_every_retry(
     target = SshTarget(name="closed", address="127.0.0.1", port=free_loopback_port())
     session = SshSession(target, settings, tmp_path / "known_hosts")
     with (
-        caplog.at_level(logging.WARNING, logger="tasks.ssh"),
+        caplog.at_level(logging.WARNING, logger="upkeep.tasks.ssh"),
         pytest.raises(ConnectionRefused) as refused,
     ):
         session.connect()

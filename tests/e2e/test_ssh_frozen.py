@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ssh import (
+from tests.polling import wait_until
+from tests.sshd_fixtures import Freezer, SilentListener, descendants
+from upkeep.demo.sshd import ThrowawaySshd
+from upkeep.settings import SshSettings
+from upkeep.tasks.ssh import (
     CommandTimeout,
     ConnectTimeout,
     HostNotAnswering,
@@ -26,10 +30,6 @@ from tasks.ssh import (
     connect_bound,
     session_group,
 )
-from tests.polling import wait_until
-from tests.sshd_fixtures import Freezer, SilentListener, descendants
-from upkeep.settings import SshSettings
-from upkeep.sshd import ThrowawaySshd
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +151,8 @@ def test_a_silent_listener_is_a_retried_timeout_and_logs_no_paramiko_traceback(
     assert silent_listener.accepted  # it really accepted, then said nothing
     assert "Traceback" not in caplog.text and "Exception (client)" not in caplog.text
     # The one log line is upkeep's own retry warning.
-    assert [(r.name, "retrying" in r.getMessage()) for r in caplog.records] == [("tasks.ssh", True)]
+    logged = [(r.name, "retrying" in r.getMessage()) for r in caplog.records]
+    assert logged == [("upkeep.tasks.ssh", True)]
 
 
 def _cmdline(pid: int) -> bytes:

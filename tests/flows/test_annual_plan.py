@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from flows.annual_plan import AnnualPlanParams, send_annual_plan
+from upkeep.flows.annual_plan import AnnualPlanParams, send_annual_plan
 from upkeep.inventory import apply_inventory, load_inventory_file
 
 pytestmark = pytest.mark.flows

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from flows.backup_verification import BackupParams, backup_verification
-from models import BackupVersion
 from tests.backup_fixtures import damage_gzip, make_shop, shop_source
 from tests.flow_fixtures import host_entry
-from upkeep.sshd import ThrowawaySshd
+from upkeep.demo.sshd import ThrowawaySshd
+from upkeep.flows.backup_verification import BackupParams, backup_verification
+from upkeep.models import BackupVersion
 
 pytestmark = pytest.mark.flows
 
@@ -179,7 +179,7 @@ def test_remote_postgresql_dump_over_ssh(
 ):
     import psycopg
 
-    from tasks.backups.postgresql import conninfo
+    from upkeep.tasks.backups.postgresql import conninfo
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE orders (id int primary key, total int)")
@@ -227,7 +227,7 @@ def test_remote_postgresql_dump_over_ssh(
 def test_remote_restic_backup_gets_the_password_on_stdin(
     engine, flow_env, on_host, shop, tmp_path, monkeypatch, backup_sshd
 ):
-    from tasks.backups import restic
+    from upkeep.tasks.backups import restic
 
     repo = tmp_path / "remote" / "restic-repo"
     restic.init_repo(repo, password=PASSWORD)
@@ -360,7 +360,7 @@ def test_a_killed_runs_scratch_on_the_host_is_removed_by_the_next_run(
 ):
     import os
 
-    from tasks.backups.base import SCRATCH_PREFIX
+    from upkeep.tasks.backups.base import SCRATCH_PREFIX
 
     leftover = remote_scratch(shop) / f"{SCRATCH_PREFIX}killed"
     recent = remote_scratch(shop) / f"{SCRATCH_PREFIX}running"

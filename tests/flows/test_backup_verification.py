@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from flows.backup_verification import BackupParams, backup_verification
-from models import BackupVersion, Finding
-from tasks.backups import files
 from tests.backup_fixtures import damage_gzip, make_shop, shop_source
 from tests.flow_fixtures import inventory_text
+from upkeep.demo.prefect_server import free_port
+from upkeep.flows.backup_verification import BackupParams, backup_verification
 from upkeep.inventory import apply_inventory, parse_inventory
-from upkeep.prefect_server import free_port
+from upkeep.models import BackupVersion, Finding
+from upkeep.tasks.backups import files
 
 pytestmark = pytest.mark.flows
 
@@ -195,7 +195,7 @@ def test_postgresql_dump_restores_into_a_scratch_database(
 
 
 def test_restic_repository_drill(engine, flow_env, shop, tmp_path, monkeypatch):
-    from tasks.backups import restic
+    from upkeep.tasks.backups import restic
 
     repo = tmp_path / "restic-repo"
     monkeypatch.setenv("UPKEEP_RESTIC_SHOP", "correct horse battery staple")
@@ -225,7 +225,7 @@ def test_restic_repository_drill(engine, flow_env, shop, tmp_path, monkeypatch):
 
 
 def test_the_next_run_removes_a_killed_runs_scratch(engine, flow_env, shop):
-    from tasks.backups.base import SCRATCH_PREFIX
+    from upkeep.tasks.backups.base import SCRATCH_PREFIX
 
     leftover = shop["scratch"] / f"{SCRATCH_PREFIX}killed-run"
     (leftover / "etc").mkdir(parents=True)
@@ -240,7 +240,7 @@ def test_the_next_run_removes_a_killed_runs_scratch(engine, flow_env, shop):
 def test_a_wrong_restic_password_is_named_and_not_tried_again(
     engine, flow_env, shop, tmp_path, monkeypatch, caplog
 ):
-    from tasks.backups import restic
+    from upkeep.tasks.backups import restic
 
     repo = tmp_path / "restic-repo"
     restic.init_repo(repo, password="correct horse battery staple")

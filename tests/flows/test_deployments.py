@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from deployments import build_deployments
 from tests.flow_fixtures import host_entry
+from upkeep.deployments import build_deployments
 from upkeep.inventory import apply_inventory, load_inventory_file
 
 pytestmark = pytest.mark.flows
@@ -23,12 +23,12 @@ GOOD = Path(__file__).parent.parent / "fixtures" / "inventory" / "good.yaml"
 
 
 def test_every_flow_imports_and_every_deployment_builds(engine: sa.Engine) -> None:
-    import flows.annual_plan
-    import flows.approvals
-    import flows.inspection
-    import flows.service_report
-    import flows.sweep
-    import flows.watchdog  # noqa: F401
+    import upkeep.flows.annual_plan
+    import upkeep.flows.approvals
+    import upkeep.flows.inspection
+    import upkeep.flows.service_report
+    import upkeep.flows.sweep
+    import upkeep.flows.watchdog  # noqa: F401
 
     with Session(engine) as s:
         apply_inventory(s, load_inventory_file(GOOD))
@@ -69,7 +69,7 @@ def test_next_run_times_match_the_written_cadence(engine: sa.Engine) -> None:
 
     from prefect.server.schemas.schedules import RRuleSchedule
 
-    from flows.annual_plan import annual_plan
+    from upkeep.flows.annual_plan import annual_plan
 
     with Session(engine) as s:
         apply_inventory(s, load_inventory_file(GOOD))
@@ -111,7 +111,7 @@ def test_deploy_registers_with_a_pool_and_pauses_gone_contracts(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from deployments import deploy_to_pool, ensure_process_pool
+    from upkeep.deployments import deploy_to_pool, ensure_process_pool
 
     with Session(engine) as s:
         apply_inventory(s, load_inventory_file(GOOD))
@@ -239,7 +239,7 @@ def test_served_inspection_suspends_survives_its_process_and_completes(
         state = run_state(run.id)
         assert state.is_completed(), (data_dir / "serve.log").read_text()
         with Session(engine) as s:
-            from models import ApprovalCode, ApprovalEvent
+            from upkeep.models import ApprovalCode, ApprovalEvent
 
             kinds = [
                 e.kind
@@ -269,8 +269,8 @@ def test_gate_survives_a_server_restart_and_pre_gate_work_runs_once(
     from tests.flow_fixtures import wait_for_code
     from tests.inspection_helpers import answer, pending
     from tests.polling import wait_until
-    from upkeep.prefect_server import LocalPrefectServer
-    from upkeep.sshd import ThrowawaySshd
+    from upkeep.demo.prefect_server import LocalPrefectServer
+    from upkeep.demo.sshd import ThrowawaySshd
 
     home = tmp_path / "prefect"
     sshd = ThrowawaySshd(client_key=client_key, log_level="INFO").start()

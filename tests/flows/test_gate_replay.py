@@ -26,12 +26,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flows.inspection import quarterly_health_inspection
-from flows.watchdog import approval_watchdog
-from models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, BACKUP, BOB, PAUL, events, pending
 from tests.polling import wait_until
+from upkeep.flows.inspection import quarterly_health_inspection
+from upkeep.flows.watchdog import approval_watchdog
+from upkeep.models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
 
 pytestmark = pytest.mark.flows
 

@@ -15,8 +15,6 @@ from prefect.exceptions import NotPausedError
 from prefect.flow_runs import resume_flow_run
 from sqlmodel import Session
 
-from flows.watchdog import approval_watchdog
-from models import Approval
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import (
     ALICE,
@@ -31,6 +29,8 @@ from tests.inspection_helpers import (
     run_inspection,
 )
 from tests.polling import wait_until
+from upkeep.flows.watchdog import approval_watchdog
+from upkeep.models import Approval
 
 pytestmark = pytest.mark.flows
 

@@ -13,11 +13,6 @@ import pytest
 from prefect.flow_runs import resume_flow_run
 from sqlmodel import Session, col, select
 
-from flows.inspection import (
-    RecheckParams,
-    recheck_findings,
-)
-from models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
 from tests.flow_fixtures import host_entry, wait_for_code
 from tests.inspection_helpers import (
     ALICE,
@@ -30,6 +25,11 @@ from tests.inspection_helpers import (
     run_inspection,
 )
 from tests.polling import wait_until
+from upkeep.flows.inspection import (
+    RecheckParams,
+    recheck_findings,
+)
+from upkeep.models import Approval, ApprovalEvent, Finding, Host, InspectionRun, OutboxMessage
 
 pytestmark = pytest.mark.flows
 

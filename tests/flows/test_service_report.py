@@ -12,17 +12,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flows.service_report import ServiceReportParams, service_report
-from models import (
-    Approval,
-    ApprovalEvent,
-    Finding,
-    Host,
-    InspectionRun,
-    OutboxMessage,
-    RunStatus,
-)
-from tasks.service_report import NO_PLAN
 from tests.service_report_fixtures import (
     REFERENCE,
     TRUNCATED,
@@ -31,6 +20,17 @@ from tests.service_report_fixtures import (
     plant_bad_month,
 )
 from tests.smtp_fixtures import SmtpServer
+from upkeep.flows.service_report import ServiceReportParams, service_report
+from upkeep.models import (
+    Approval,
+    ApprovalEvent,
+    Finding,
+    Host,
+    InspectionRun,
+    OutboxMessage,
+    RunStatus,
+)
+from upkeep.tasks.service_report import NO_PLAN
 
 pytestmark = pytest.mark.flows
 
@@ -249,9 +249,9 @@ def test_a_truncated_backup_verified_by_the_backup_flow_shows_in_the_report(
     and the month's service report says that backup failed and the run did not go well."""
     from zoneinfo import ZoneInfo
 
-    from flows.backup_verification import BackupParams, backup_verification
     from tests.backup_fixtures import make_shop, shop_source
     from tests.flow_fixtures import inventory_text
+    from upkeep.flows.backup_verification import BackupParams, backup_verification
     from upkeep.inventory import apply_inventory, parse_inventory
 
     shop = make_shop(tmp_path, tmp_path / "scratch")

@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flows.inspection import InspectionParams, quarterly_health_inspection
-from flows.sweep import SweepParams, host_sweep, run_sweep
-from models import Approval, InspectionRun
 from tests.flow_fixtures import host_entry
+from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
+from upkeep.flows.sweep import SweepParams, host_sweep, run_sweep
+from upkeep.models import Approval, InspectionRun
 
 pytestmark = pytest.mark.flows
 
@@ -66,8 +66,8 @@ def test_an_ad_hoc_sweep_is_recorded_as_a_sweep(engine, load_inventory):
 def test_a_claim_held_by_a_run_prefect_does_not_know_is_taken_over(engine, load_inventory):
     import uuid
 
-    from models import RunClaim
-    from tasks.guards import claim, holder_of
+    from upkeep.models import RunClaim
+    from upkeep.tasks.guards import claim, holder_of
 
     load_inventory([host_entry("web1", None)])
     with Session(engine) as s:

@@ -6,16 +6,16 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from flows.sweep import SweepParams, host_sweep, run_sweep
-from models import Finding, HostResult, InspectionRun, RunStatus
 from tests.flow_fixtures import host_entry
+from upkeep.flows.sweep import SweepParams, host_sweep, run_sweep
+from upkeep.models import Finding, HostResult, InspectionRun, RunStatus
 
 pytestmark = pytest.mark.flows
 
 
 def findings(engine: sa.Engine) -> dict[tuple[str, str], Finding]:
     with Session(engine) as s:
-        from models import Host
+        from upkeep.models import Host
 
         names = {h.id: h.name for h in s.exec(select(Host))}
         return {(names[f.host_id], f.check): f for f in s.exec(select(Finding))}
@@ -48,7 +48,7 @@ def test_reachable_host_gets_every_check_stored(engine, load_inventory, sshd):
     assert result.unreachable == []
     with Session(engine) as s:
         (row,) = s.exec(select(HostResult)).all()
-    from tasks.checks import CATALOGUE
+    from upkeep.tasks.checks import CATALOGUE
 
     checked = {m["check"] for m in row.measurements}
     assert checked == {c.name for c in CATALOGUE}

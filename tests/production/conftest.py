@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.production.stack import Api, Mailbox, Served, ServeUpkeep, inventory
-from upkeep.mailsink import MailSink
-from upkeep.prefect_server import LocalPrefectServer
-from upkeep.sshd import KeyPair, ThrowawaySshd
+from upkeep.demo.mailsink import MailSink
+from upkeep.demo.prefect_server import LocalPrefectServer
+from upkeep.demo.sshd import KeyPair, ThrowawaySshd
 
 
 @pytest.fixture(scope="session")

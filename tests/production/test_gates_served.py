@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from models import Approval, ApprovalEvent
 from tests.polling import wait_until
 from tests.production.stack import Api, Served, ServeUpkeep
+from upkeep.models import Approval, ApprovalEvent
 
 pytestmark = pytest.mark.production
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.polling import wait_until
 from tests.production.stack import Api, ServeUpkeep
-from upkeep.prefect_server import LocalPrefectServer
+from upkeep.demo.prefect_server import LocalPrefectServer
 
 pytestmark = pytest.mark.production
 

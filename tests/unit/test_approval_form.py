@@ -10,22 +10,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flows.approvals import (
+from tests.ui_markdown import active, shown_text, ui_tokens, walk
+from upkeep.domain.markup import markdown_plain
+from upkeep.flows.approvals import (
     ApprovalRequest,
     Person,
     describe,
     describe_refusals,
     format_deadline,
 )
-from flows.inspection import (
+from upkeep.flows.inspection import (
     InspectionPlan,
     PlanHost,
     render_plan_markdown,
     render_revision_form,
 )
-from tasks.gates import GatePolicy
-from tasks.markup import markdown_plain
-from tests.ui_markdown import active, shown_text, ui_tokens, walk
+from upkeep.tasks.gates import GatePolicy
 
 LINK = "<a href=https://evil.example>Mallory</a>"
 MD_LINK = "[click](javascript:alert(1))"

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.approvals import ApprovalInput, ApprovalRequest, Person, answerable_names, approval_form
-from tasks.gates import GatePolicy
+from upkeep.flows.approvals import (
+    ApprovalInput,
+    ApprovalRequest,
+    Person,
+    answerable_names,
+    approval_form,
+)
+from upkeep.tasks.gates import GatePolicy
 
 ALICE = Person(name="Alice Owner", email="alice@acme.example")
 PAUL = Person(name="Paul Lead", email="paul@provider.example")

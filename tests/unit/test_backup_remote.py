@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backups import files, postgresql
-from tasks.backups.base import CheckCommands, VerificationError, newest, unused_stem
-from tasks.backups.remote import (
+from upkeep.tasks.backups import files, postgresql
+from upkeep.tasks.backups.base import CheckCommands, VerificationError, newest, unused_stem
+from upkeep.tasks.backups.remote import (
     EXIT_NO_SOURCE,
     classify_failure,
     classify_tar_error,
@@ -21,8 +21,8 @@ from tasks.backups.remote import (
     pg_dump_command,
     restic_backup_command,
 )
-from tasks.backups.restic import no_space_evidence
-from tasks.checks.base import RawResult
+from upkeep.tasks.backups.restic import no_space_evidence
+from upkeep.tasks.checks.base import RawResult
 
 
 def test_newest_picks_the_latest_backup_of_that_system_only() -> None:

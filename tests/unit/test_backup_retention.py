@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tasks.backups import files, postgresql, restic
-from tasks.backups.retention import (
+from upkeep.tasks.backups import files, postgresql, restic
+from upkeep.tasks.backups.retention import (
     Version,
     archive_path,
     backup_key,
@@ -24,7 +24,7 @@ from tasks.backups.retention import (
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from models import BackupVersion
+    from upkeep.models import BackupVersion
 
 RESTIC_FIXTURES = Path(__file__).parent.parent / "fixtures" / "backups" / "restic"
 T0 = datetime(2025, 1, 1, 2, 0, tzinfo=UTC)
@@ -350,7 +350,7 @@ def test_restic_argv_never_holds_secrets() -> None:
 def _shop_file_backups(session: Session, *versions: dict[str, Any]) -> list[BackupVersion]:
     """A new contract's good file backups of "shop", one per dict of the fields that set it
     apart, added and flushed."""
-    from models import BackupVersion, Contract, Customer
+    from upkeep.models import BackupVersion, Contract, Customer
 
     customer = Customer(code="c", name="C")
     session.add(customer)
@@ -382,8 +382,8 @@ def test_pruning_keeps_a_file_a_kept_version_shares(engine, tmp_path) -> None:
     must not delete the copy the newer, kept one points at."""
     from sqlmodel import Session
 
-    from models import utcnow
-    from tasks.backup_records import prune
+    from upkeep.models import utcnow
+    from upkeep.tasks.backup_records import prune
 
     shared = tmp_path / "shop-20261122T002046Z.tar.gz"
     shared.write_bytes(b"archive")
@@ -403,8 +403,8 @@ def test_pruning_removes_the_manifest_with_the_archive(engine, tmp_path) -> None
     left behind; a kept archive keeps its manifest."""
     from sqlmodel import Session
 
-    from models import utcnow
-    from tasks.backup_records import prune
+    from upkeep.models import utcnow
+    from upkeep.tasks.backup_records import prune
 
     archive = tmp_path / "archive" / "2026"
     archive.mkdir(parents=True)
@@ -434,7 +434,7 @@ def test_pruning_removes_the_manifest_with_the_archive(engine, tmp_path) -> None
 def test_two_backups_in_one_second_get_distinct_names(tmp_path) -> None:
     from datetime import UTC, datetime
 
-    from tasks.backups import files
+    from upkeep.tasks.backups import files
 
     source = tmp_path / "src"
     source.mkdir()

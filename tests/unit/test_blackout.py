@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from deployments.cadence import Blackout
-from flows.blackout import decide
+from upkeep.domain.cadence import Blackout
+from upkeep.flows.blackout import decide
 
 BERLIN = ZoneInfo("Europe/Berlin")
 FREEZE = [

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from deployments.cadence import (
+from upkeep.domain.cadence import (
     Blackout,
     Cadence,
     CadenceError,

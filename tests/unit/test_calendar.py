@@ -6,19 +6,19 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from deployments.cadence import Blackout, parse_cadence, planned_runs
-from deployments.calendar import (
+from upkeep.domain.cadence import Blackout, parse_cadence, planned_runs
+from upkeep.domain.calendar import (
     AnnualPlan,
     CalendarEvent,
     annual_plan_events,
     default_duration,
     ics_calendar,
     plan_items,
-    render_annual_plan_html,
 )
-from upkeep.settings import PROJECT_ROOT
+from upkeep.settings import TEMPLATES_DIR
+from upkeep.tasks.reports import render_annual_plan_html
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = TEMPLATES_DIR
 TZ = "Europe/Berlin"
 BERLIN = ZoneInfo(TZ)
 STAMP = datetime(2026, 11, 2, 8, 15, tzinfo=UTC)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tasks.codes import (
+from upkeep.tasks.codes import (
     ALPHABET,
     format_code,
     hash_code,

@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel
 
-import models
-from models import Customer
+import upkeep.models
 from upkeep.db import SchemaOutOfDate, current_revision, ensure_schema, head_revision, make_engine
+from upkeep.models import Customer
 
 
 def test_migrations_match_the_models(engine: sa.Engine) -> None:
@@ -70,4 +70,4 @@ def test_every_table_registered() -> None:
         "finding",
         "approval",
     } <= set(SQLModel.metadata.tables)
-    assert models.Finding.__tablename__ == "finding"
+    assert upkeep.models.Finding.__tablename__ == "finding"

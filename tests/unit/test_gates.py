@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from flows.approvals import Person, code_recipients
-from models import Approval, Contract, Customer
-from tasks.gates import (
+from upkeep.flows.approvals import Person, code_recipients
+from upkeep.models import Approval, Contract, Customer
+from upkeep.tasks.gates import (
     WRONG_CODE,
     Decided,
     close_gate,
@@ -239,7 +239,7 @@ def test_closing_a_gate_records_the_answer_it_judged(engine: sa.Engine) -> None:
 
 
 def test_a_stored_answer_is_read_as_the_form_or_as_why_it_is_not_one() -> None:
-    from flows.approvals import ApprovalInput, Decision, _parse_answer, response_key
+    from upkeep.flows.approvals import ApprovalInput, Decision, _parse_answer, response_key
 
     good = _parse_answer(
         ApprovalInput, {"decision": "approve", "approver": "Alice Owner", "code": "ABCDE-FGHJK"}

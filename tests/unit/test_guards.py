@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.gates import GatePolicy
-from tasks.guards import (
+from upkeep.tasks.gates import GatePolicy
+from upkeep.tasks.guards import (
     RunInfo,
     approver_warnings,
     claim_decision,

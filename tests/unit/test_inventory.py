@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import Contract, Customer, Host
 from upkeep.inventory import InventoryError, apply_inventory, load_inventory_file, parse_inventory
+from upkeep.models import Contract, Customer, Host
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "inventory"
 GOOD = (FIXTURES / "good.yaml").read_text()

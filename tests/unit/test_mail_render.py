@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tasks.notify import mail_subject, render_backup_email, render_gate_notice
-from upkeep.settings import PROJECT_ROOT
+from upkeep.settings import TEMPLATES_DIR
+from upkeep.tasks.notify import mail_subject, render_backup_email, render_gate_notice
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = TEMPLATES_DIR
 XSS = "<script>alert(1)</script>"
 
 

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from tasks.markup import markdown_html, markdown_plain, md_escape
 from tests.ui_markdown import active, shown_text, ui_tokens, walk
+from upkeep.domain.markup import markdown_html, markdown_plain, md_escape
 
 HOSTILE = [
     "<a href=x>click</a>",

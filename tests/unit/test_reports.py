@@ -13,18 +13,19 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import Approval, Contract, Customer, Finding, Host, RunStatus
-from tasks.checks.base import Measurement, Severity
-from tasks.findings import REACHABILITY, Observed
-from tasks.notify import render_report_email
-from tasks.records import (
+from upkeep.models import Approval, Contract, Customer, Finding, Host, RunStatus
+from upkeep.settings import TEMPLATES_DIR
+from upkeep.tasks.checks.base import Measurement, Severity
+from upkeep.tasks.findings import REACHABILITY, Observed
+from upkeep.tasks.notify import render_report_email
+from upkeep.tasks.records import (
     HostInspection,
     RecordNotFound,
     finish_run,
     start_run,
     store_host_inspection,
 )
-from tasks.reports import (
+from upkeep.tasks.reports import (
     InspectionReport,
     build_inspection_report,
     findings_table,
@@ -36,9 +37,8 @@ from tasks.reports import (
     save_report,
     template_env,
 )
-from upkeep.settings import PROJECT_ROOT
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = TEMPLATES_DIR
 XSS = "<script>alert(1)</script>"
 T1 = datetime(2025, 1, 15, 8, 0, tzinfo=UTC)
 T2 = datetime(2025, 4, 15, 8, 0, tzinfo=UTC)

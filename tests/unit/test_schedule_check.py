@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from deployments.health import HORIZON, ScheduleCheck, expected_runs, schedule_gaps
+from upkeep.deployments.health import HORIZON, ScheduleCheck, expected_runs, schedule_gaps
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 

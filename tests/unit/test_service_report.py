@@ -12,8 +12,18 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from flows.service_report import plan_for_period
-from models import (
+from tests.service_report_fixtures import (
+    BLACKOUTS,
+    CADENCES,
+    FEBRUARY,
+    TRUNCATED,
+    UNREACHABLE,
+    Planted,
+    acme,
+    plant_bad_month,
+)
+from upkeep.flows.service_report import plan_for_period
+from upkeep.models import (
     Approval,
     ApprovalEvent,
     Contract,
@@ -24,8 +34,9 @@ from models import (
     InspectionRun,
     RunStatus,
 )
-from tasks.records import RecordNotFound
-from tasks.service_report import (
+from upkeep.settings import TEMPLATES_DIR
+from upkeep.tasks.records import RecordNotFound
+from upkeep.tasks.service_report import (
     NO_BACKUPS,
     NO_END,
     NO_PLAN,
@@ -45,19 +56,8 @@ from tasks.service_report import (
     save_service_report,
     service_report_path,
 )
-from tests.service_report_fixtures import (
-    BLACKOUTS,
-    CADENCES,
-    FEBRUARY,
-    TRUNCATED,
-    UNREACHABLE,
-    Planted,
-    acme,
-    plant_bad_month,
-)
-from upkeep.settings import PROJECT_ROOT
 
-TEMPLATES = PROJECT_ROOT / "templates"
+TEMPLATES = TEMPLATES_DIR
 XSS = "<script>alert(1)</script>"
 NOVEMBER = (date(2026, 11, 1), date(2026, 12, 1))
 # November 2026 in Europe/Berlin (CET, UTC+1) is [2026-10-31 23:00, 2026-11-30 23:00) UTC.
@@ -744,7 +744,7 @@ def test_every_planted_failure_is_in_the_page_the_artifact_and_the_mail(engine: 
 def test_a_run_waiting_for_approval_says_so_instead_of_having_no_end(engine: sa.Engine) -> None:
     from sqlmodel import select
 
-    from tasks.records import start_run
+    from upkeep.tasks.records import start_run
 
     seed(engine)
     with Session(engine) as s:

@@ -14,8 +14,9 @@ import paramiko
 import pytest
 from paramiko.ssh_exception import SSHException
 
-from tasks.checks.base import RawResult
-from tasks.ssh import (
+from tests.sshd_fixtures import SSH_DEFAULTS
+from upkeep.tasks.checks.base import RawResult
+from upkeep.tasks.ssh import (
     MAX_BACKOFF,
     AuthFailed,
     ChangedHostKey,
@@ -45,7 +46,6 @@ from tasks.ssh import (
     session_group,
     trust_host_key,
 )
-from tests.sshd_fixtures import SSH_DEFAULTS
 
 BANNER_ERROR = "Error reading SSH protocol banner"
 

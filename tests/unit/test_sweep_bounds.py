@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from tasks.checks import CATALOGUE
-from tasks.inspect import host_bound, sweep_bound
-from tasks.ssh import command_bound, connect_bound
 from tests.sshd_fixtures import SSH_DEFAULTS as DEFAULTS
+from upkeep.tasks.checks import CATALOGUE
+from upkeep.tasks.inspect import host_bound, sweep_bound
+from upkeep.tasks.ssh import command_bound, connect_bound
 
 
 def test_host_bound_is_the_login_plus_every_check_at_its_own_timeout() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import models  # noqa: F401  (registers every table)
+import upkeep.models  # noqa: F401  (registers every table)
 from upkeep.db import make_engine
 
 target_metadata = SQLModel.metadata

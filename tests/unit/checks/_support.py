@@ -10,8 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.checks import CHECKS_BY_NAME
-from tasks.checks.base import CheckOutcome, EvalContext, RawResult, Thresholds, evaluate_check
+from upkeep.tasks.checks import CHECKS_BY_NAME
+from upkeep.tasks.checks.base import (
+    CheckOutcome,
+    EvalContext,
+    RawResult,
+    Thresholds,
+    evaluate_check,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "checks"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.checks import disk, inodes
-from tasks.checks._df import DfRow
-from tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.tasks.checks import disk, inodes
+from upkeep.tasks.checks._df import DfRow
+from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
 
 
 def _row(pct: int, mountpoint: str = "/var") -> DfRow:

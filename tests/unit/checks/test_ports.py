@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.checks import ports
-from tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.tasks.checks import ports
+from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
 
 FACTS = ports.PortFacts(
     tool="ss",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.checks import syslog
-from tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.tasks.checks import syslog
+from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
 
 
 def _facts(count: int, source: str = "journal") -> syslog.SyslogFacts:

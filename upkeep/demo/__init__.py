@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from upkeep.mailsink import MailSink
+from upkeep.demo.mailsink import MailSink
 from upkeep.settings import Settings, get_settings
 
 DEMO_CONTRACT = "DEMO"
@@ -72,7 +72,7 @@ def drain_prefect_logs() -> None:
 
 
 def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
-    from upkeep.prefect_server import LocalPrefectServer, api_healthy
+    from upkeep.demo.prefect_server import LocalPrefectServer, api_healthy
 
     configured = os.environ.get("PREFECT_API_URL")
     if configured and api_healthy(configured):
@@ -114,7 +114,7 @@ def _approve_from_the_command_line(
     with the one-time code from the owner's e-mail."""
     from sqlmodel import Session, col, select
 
-    from models import Approval
+    from upkeep.models import Approval
 
     deadline = time.monotonic() + timeout
     gate = None
@@ -159,13 +159,13 @@ def run_demo(console: Console) -> int:
     """Run the demo: plan, approval, sweep, report, e-mail. Returns the inspection run id."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.inspection import InspectionParams, quarterly_health_inspection
-    from tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
-    from upkeep.cli import engine_or_exit, print_run_summary
+    from upkeep.console import engine_or_exit, print_run_summary
     from upkeep.db import session_scope
+    from upkeep.demo.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
+    from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
     from upkeep.inventory import apply_inventory, parse_inventory
     from upkeep.settings import reset_settings
-    from upkeep.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
+    from upkeep.tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
 
     settings = get_settings()
     demo_dir = settings.data_dir / "demo"

@@ -6,7 +6,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from upkeep.prefect_server import free_port
+from upkeep.demo.prefect_server import free_port
 
 
 class _SaveHandler:

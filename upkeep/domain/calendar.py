@@ -4,10 +4,10 @@
   (``...Z``), so no VTIMEZONE is needed and every calendar shows the right instant;
 * :func:`annual_plan_events` turns an :class:`AnnualPlan` into calendar events (skipped
   runs are left out), with UIDs stable across renders so re-importing updates events;
-* :func:`render_annual_plan_html` renders ``templates/plan/annual_plan.html.j2``
-  (autoescaped: contract and customer names are user input).
+* :func:`plan_view` is what the printable HTML page shows (rendered by
+  ``upkeep.tasks.reports.render_annual_plan_html``).
 
-Everything here is pure: no I/O besides reading the template.
+Everything here is pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import icalendar
 
-from deployments.cadence import Blackout, PlannedRun, zone
+from upkeep.domain.cadence import Blackout, PlannedRun, zone
 
 __all__ = [
     "DEFAULT_PRODID",
-    "PLAN_TEMPLATE",
     "AnnualPlan",
     "CalendarEvent",
     "PlanItem",
@@ -34,11 +32,9 @@ __all__ = [
     "event_uid",
     "ics_calendar",
     "plan_items",
-    "render_annual_plan_html",
 ]
 
 DEFAULT_PRODID = "-//upkeep//annual service plan//EN"
-PLAN_TEMPLATE = "plan/annual_plan.html.j2"
 UID_DOMAIN = "upkeep"
 
 # English on purpose: strftime's %A/%B follow the machine's locale.
@@ -131,7 +127,7 @@ def ics_calendar(
 
 @dataclass(frozen=True)
 class PlanItem:
-    """One run of one process in the plan (see :class:`deployments.cadence.PlannedRun`)."""
+    """One run of one process in the plan (see :class:`upkeep.domain.cadence.PlannedRun`)."""
 
     process: str
     title: str
@@ -237,7 +233,7 @@ def annual_plan_events(
     return events
 
 
-def _plan_view(plan: AnnualPlan) -> dict[str, Any]:
+def plan_view(plan: AnnualPlan) -> dict[str, Any]:
     """Everything the template shows, already formatted (the template only lays it out)."""
     tz = zone(plan.timezone)
     by_month: dict[tuple[int, int], list[dict[str, Any]]] = {
@@ -283,11 +279,3 @@ def _plan_view(plan: AnnualPlan) -> dict[str, Any]:
         "blackouts": blackouts,
         "total_runs": sum(c["runs"] for c in summary.values()),
     }
-
-
-def render_annual_plan_html(plan: AnnualPlan, templates_dir: Path) -> str:
-    """The plan as one self-contained printable HTML page (inline CSS, autoescaped)."""
-    from tasks.reports import template_env
-
-    template = template_env(templates_dir, html=True).get_template(PLAN_TEMPLATE)
-    return template.render(plan=plan, view=_plan_view(plan))

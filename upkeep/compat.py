@@ -1,0 +1,101 @@
+"""Old module names, kept importable for one release (0.2 drops them).
+
+Before 0.1.0's package layout, upkeep's modules were imported as top-level ``flows``,
+``tasks``, ``models`` and ``deployments``, and a few moved since (the cadence and calendar
+into ``upkeep.domain``, the demo's throwaway servers into ``upkeep.demo``). Prefect keeps those
+names where upkeep does not control them: the results a run persisted before it was suspended
+at a gate are pickles that name their classes' modules, and a deployment registered by an
+older ``upkeep deploy`` names its flow's module. Without these aliases such a run could not
+resume after an upgrade.
+
+An old name resolves to the *same module object* as its new name (never a second copy, so
+classes compare equal and Prefect sees one flow). A top-level name that belongs to some other
+installed distribution is left alone. Importing ``upkeep`` installs the finder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+RENAMED: dict[str, str] = {
+    # exact modules first: looked up before the package prefixes below
+    "deployments.cadence": "upkeep.domain.cadence",
+    "deployments.calendar": "upkeep.domain.calendar",
+    "tasks.markup": "upkeep.domain.markup",
+    "upkeep.sshd": "upkeep.demo.sshd",
+    "upkeep.mailsink": "upkeep.demo.mailsink",
+    "upkeep.prefect_server": "upkeep.demo.prefect_server",
+}
+PREFIXES: dict[str, str] = {
+    "flows": "upkeep.flows",
+    "tasks": "upkeep.tasks",
+    "models": "upkeep.models",
+    "deployments": "upkeep.deployments",
+}
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def new_name(old: str) -> str | None:
+    """The current name of module ``old``, or None when ``old`` is not an old upkeep name."""
+    if old in RENAMED:
+        return RENAMED[old]
+    top, _, rest = old.partition(".")
+    if top in PREFIXES:
+        return PREFIXES[top] + ("." + rest if rest else "")
+    return None
+
+
+def _foreign(top: str) -> bool:
+    """Whether top-level ``top`` is found on sys.path outside upkeep (another distribution's
+    package of that name): then it is not ours to alias."""
+    spec = importlib.machinery.PathFinder.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        return spec is not None
+    ours = (_PACKAGE_DIR / top).resolve()
+    return all(Path(p).resolve() != ours for p in spec.submodule_search_locations)
+
+
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        # The import system keeps an existing module's __name__, __spec__ and __path__, so
+        # the old name becomes a second key for the one module object.
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module: ModuleType) -> None:
+        return None
+
+
+class OldNameFinder(importlib.abc.MetaPathFinder):
+    """Resolves a pre-0.1.0 module name to its current module (see the module docstring)."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        current = new_name(fullname)
+        if current is None or current == fullname:
+            return None
+        top = fullname.partition(".")[0]
+        if top != "upkeep" and _foreign(top):
+            return None
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(current))
+
+
+def install() -> None:
+    """Put the finder first on sys.meta_path (once): in a checkout the old top-level
+    directories are importable from the working directory and would otherwise load a second
+    copy of each module."""
+    if not any(isinstance(f, OldNameFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, OldNameFinder())

@@ -1,0 +1,118 @@
+"""The processes a contract runs and what each deployment of them is, as pure data.
+
+``upkeep.deployments`` turns these specs into Prefect deployments; flows read the titles and
+what a contract schedules from here (so no flow imports the deployment layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from upkeep.domain.markup import md_escape
+from upkeep.models import Contract
+
+ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
+NO_FLOW_YET = ("patch_advisory",)
+"""Processes contracts may already schedule; their flows come with later work."""
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What one deployment is, before Prefect objects are built. Pure data, easy to test."""
+
+    process: str
+    flow: str
+    """``module:function`` of the flow."""
+    name: str
+    contract: str
+    timezone: str
+    parameters: dict[str, Any]
+    cadence: Any = None
+    """As written in the inventory; None: started by hand only."""
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+
+
+FLOWS = {
+    "inspection": "upkeep.flows.inspection:quarterly_health_inspection",
+    "recheck": "upkeep.flows.inspection:recheck_findings",
+    "service_report": "upkeep.flows.service_report:service_report",
+    "annual_plan": "upkeep.flows.annual_plan:send_annual_plan",
+    "backup_verification": "upkeep.flows.backup_verification:backup_verification",
+    "drill": "upkeep.flows.backup_verification:backup_verification",
+}
+TITLES = {
+    "inspection": "Health inspection",
+    "recheck": "Re-check of open findings",
+    "service_report": "Service report",
+    "annual_plan": "Annual service plan",
+    "backup_verification": "Backup-restore verification",
+    "drill": "Disaster-recovery drill",
+    "patch_advisory": "Patch advisory",
+}
+
+
+def deployment_name(contract_code: str) -> str:
+    return contract_code.lower()
+
+
+def report_period(cadence: Any) -> str:
+    """The period a service report covers, from how often it runs."""
+    text = str(cadence).lower()
+    if text.startswith(("quarterly",)) or "bymonth=1,4,7,10" in text:
+        return "quarter"
+    if text.startswith(("yearly", "annually")) or "freq=yearly" in text:
+        return "year"
+    return "month"
+
+
+def specs_for(contract: Contract) -> list[DeploymentSpec]:
+    """The deployments one active contract needs."""
+    cadences = dict(contract.cadences or {})
+    cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
+    out = []
+    has_backups = bool(contract.backup_sources)
+    for process in (
+        "inspection",
+        "recheck",
+        "service_report",
+        "annual_plan",
+        "backup_verification",
+        "drill",
+    ):
+        cadence = cadences.get(process)
+        if cadence is None and process == "service_report":
+            continue
+        if process in ("backup_verification", "drill") and not has_backups:
+            continue
+        params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
+        if process != "annual_plan":
+            params["email_report"] = True
+        if process == "service_report":
+            params["period"] = report_period(cadence)
+        if process == "drill":
+            params["drill"] = True
+        out.append(
+            DeploymentSpec(
+                process=process,
+                flow=FLOWS[process],
+                name=deployment_name(contract.code) + ("-drill" if process == "drill" else ""),
+                contract=contract.code,
+                timezone=contract.timezone,
+                parameters={"params": params},
+                cadence=cadence,
+                tags=["upkeep", f"contract:{contract.code}", f"process:{process}"],
+                # The UI renders a deployment's description as Markdown.
+                description=f"{TITLES[process]} of {md_escape(contract.name)}"
+                + (f" ({md_escape(cadence)})" if isinstance(cadence, str) else ""),
+            )
+        )
+    return out
+
+
+def unsupported(contract: Contract) -> list[str]:
+    """Cadences upkeep will not schedule (said, not silently dropped): processes without a
+    flow yet, and backup cadences of a contract that lists no backup sources."""
+    backup_only = () if contract.backup_sources else ("backup_verification", "drill")
+    return [p for p in (contract.cadences or {}) if p in NO_FLOW_YET or p in backup_only]
