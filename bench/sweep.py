@@ -48,8 +48,8 @@ CONTRACT = "BENCH"
 
 
 def catalogue_commands() -> list[str]:
-    from upkeep.tasks.checks import CATALOGUE
-    from upkeep.tasks.checks.base import Thresholds
+    from upkeep.domain.checks import CATALOGUE
+    from upkeep.domain.checks.base import Thresholds
 
     thresholds = Thresholds()
     return [check.render(thresholds) for check in CATALOGUE]

@@ -133,4 +133,3 @@ def watch_scheduled_runs(
     )
     shout("\n".join(lines))
     return check
-

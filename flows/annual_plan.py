@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from upkeep.db import engine_for, session_scope
+from upkeep.db import engine_for, open_session, session_scope
 from upkeep.domain.cadence import describe, parse_blackouts, parse_cadence, planned_runs
 from upkeep.domain.calendar import (
     AnnualPlan,
@@ -29,6 +29,7 @@ from upkeep.domain.calendar import (
 from upkeep.domain.markup import md_escape
 from upkeep.domain.processes import TITLES
 from upkeep.settings import Settings, get_settings
+from upkeep.tasks.notify import mail_recipients, render_mail
 from upkeep.tasks.records import get_contract, get_customer
 from upkeep.tasks.reports import link_target, render_annual_plan_html, write_atomic
 
@@ -126,50 +127,24 @@ def write_annual_plan(contract: str, year: int) -> tuple[str, str, dict[str, int
 def email_annual_plan(
     contract: str, year: int, html: str, ics: str, planned: dict[str, int]
 ) -> dict[str, Any]:
-    from upkeep.tasks.notify import deliver_pending, queue_and_deliver
-    from upkeep.tasks.reports import template_env
-
     settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
+    with open_session() as db:
         c = get_contract(session=db, code=contract)
-        customer = get_customer(session=db, contract=c)
-        recipients, contract_id = list(c.report_recipients), c.id
         context = {
-            "customer": customer.name,
+            "customer": get_customer(session=db, contract=c).name,
             "contract": c.code,
             "contract_name": c.name,
             "year": year,
             "planned": planned,
             "timezone": c.timezone,
         }
-    text = (
-        template_env(settings.templates_dir, html=False)
-        .get_template("email/annual_plan.txt.j2")
-        .render(**context)
+    subject = f"Service plan {year} · {context['customer']} · {context['contract']}"
+    return mail_recipients(
+        contract,
+        "annual_plan",
+        lambda: render_mail(settings.templates_dir, "annual_plan", subject, context, [html, ics]),
+        smtp=settings.smtp,
     )
-    body = (
-        template_env(settings.templates_dir, html=True)
-        .get_template("email/annual_plan.html.j2")
-        .render(**context)
-    )
-    if recipients:
-        delivery = queue_and_deliver(
-            db_url=settings.db_url,
-            smtp=settings.smtp,
-            contract_id=contract_id,
-            kind="annual_plan",
-            subject=f"Service plan {year} · {context['customer']} · {context['contract']}",
-            recipients=recipients,
-            text_body=text,
-            html_body=body,
-            attachments=[html, ics],
-        )
-    else:
-        with session_scope(engine_for(settings.db_url)) as db:
-            delivery = deliver_pending(session=db, smtp=settings.smtp)
-    if delivery.failed:
-        get_run_logger().warning("mail kept in the outbox: %s", delivery.failed)
-    return {"sent": delivery.sent, "failed": delivery.failed}
 
 
 @flow(name="annual-plan", flow_run_name=annual_plan_run_name, persist_result=True)

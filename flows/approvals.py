@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sqlmodel import Session, col, select
 
 from upkeep.db import engine_for, session_scope
+from upkeep.domain.contract import GatePolicy
 from upkeep.domain.markup import md_escape
 from upkeep.models import Approval, ApprovalCode, ApprovalEvent, utcnow
 from upkeep.settings import get_settings
@@ -53,7 +54,6 @@ from upkeep.tasks.gates import (
     DECISIONS,
     VERDICTS,
     WRONG_CODE,
-    GatePolicy,
     close_gate,
     log_event,
     open_gate,

@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from upkeep.db import engine_for, session_scope
+from upkeep.db import engine_for, open_session, session_scope
 from upkeep.domain.markup import md_escape
 from upkeep.flows.blackout import blackout_guard
-from upkeep.flows.sweep import current_flow_run_id
 from upkeep.models import BackupVersion, Contract, InspectionRun, RunStatus
 from upkeep.settings import get_settings
 from upkeep.tasks.backup_verify import contract_sources, verify_source
-from upkeep.tasks.notify import queue_and_deliver, render_backup_email
+from upkeep.tasks.notify import Mail, mail_recipients, render_backup_email
 from upkeep.tasks.records import finish_run, get_contract, get_customer, start_run
 from upkeep.tasks.reports import link_target, safe_name, template_env, write_atomic
+from upkeep.tasks.runs import current_flow_run_id
 
 
 class BackupParams(BaseModel):
@@ -197,32 +197,21 @@ def tell_recipients(
 ) -> dict[str, Any]:
     """Mail the report to the contract's recipients (queued in the outbox first)."""
     settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
-        _, contract = _run_and_contract(db, run_id)
-        recipients, contract_id, code = list(contract.report_recipients), contract.id, contract.code
-    if not recipients:
-        get_run_logger().warning("contract %s has no report recipients", code)
-        return {"sent": [], "failed": {}}
-    subject, text, html = render_backup_email(
-        templates_dir=settings.templates_dir,
-        contract_code=code,
-        run_id=run_id,
-        outcomes=outcomes,
-        drill=drill,
-        report_name=Path(report_path).name,
-    )
-    delivery = queue_and_deliver(
-        db_url=settings.db_url,
-        smtp=settings.smtp,
-        contract_id=contract_id,
-        kind="backup_report",
-        subject=subject,
-        recipients=recipients,
-        text_body=text,
-        html_body=html,
-        attachments=[report_path],
-    )
-    return {"sent": delivery.sent, "failed": delivery.failed}
+    with open_session() as db:
+        code = _run_and_contract(db, run_id)[1].code
+
+    def compose() -> Mail:
+        subject, text, html = render_backup_email(
+            templates_dir=settings.templates_dir,
+            contract_code=code,
+            run_id=run_id,
+            outcomes=outcomes,
+            drill=drill,
+            report_name=Path(report_path).name,
+        )
+        return Mail(subject, text, html, (report_path,))
+
+    return mail_recipients(code, "backup_report", compose, smtp=settings.smtp)
 
 
 @flow(name="backup-verification", flow_run_name=backup_run_name, persist_result=True)

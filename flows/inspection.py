@@ -18,7 +18,9 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel, ConfigDict, Field
 
-from upkeep.db import engine_for, session_scope
+from upkeep.db import engine_for, open_session, session_scope
+from upkeep.domain.checks import CATALOGUE
+from upkeep.domain.contract import GatePolicy, policy_for
 from upkeep.domain.markup import md_escape
 from upkeep.flows.approvals import (
     ApprovalRequest,
@@ -29,12 +31,13 @@ from upkeep.flows.approvals import (
     ensure_gate,
 )
 from upkeep.flows.blackout import blackout_guard
-from upkeep.flows.sweep import HostTarget, SweepResult, current_flow_run_id, sweep_hosts
+from upkeep.flows.sweep import HostTarget, SweepResult, sweep_hosts
 from upkeep.models import Contract, Finding, FindingStatus, InspectionRun, RunStatus
 from upkeep.settings import get_settings
-from upkeep.tasks.checks import CATALOGUE
 from upkeep.tasks.findings import REACHABILITY
-from upkeep.tasks.gates import GatePolicy, log_event, policy_for
+from upkeep.tasks.gates import (
+    log_event,
+)
 from upkeep.tasks.guards import (
     Refused,
     already_running_message,
@@ -43,6 +46,7 @@ from upkeep.tasks.guards import (
     hosts_for_run,
     unapprovable,
 )
+from upkeep.tasks.notify import Mail, mail_recipients, render_report_email
 from upkeep.tasks.records import (
     contract_thresholds,
     finish_run,
@@ -51,6 +55,8 @@ from upkeep.tasks.records import (
     hosts_in_scope,
     start_run,
 )
+from upkeep.tasks.reports import build_inspection_report
+from upkeep.tasks.runs import current_flow_run_id
 
 PLAN_GATE = "inspection-plan"
 REVISION_GATE = "inspection-plan-revision"
@@ -485,42 +491,21 @@ def write_report(run_id: int) -> str:
 @task(name="email-report")
 def email_report(run_id: int, report_path: str) -> dict[str, Any]:
     """Queue the report for the contract's recipients, then deliver everything pending."""
-    from upkeep.tasks.notify import deliver_pending, queue_and_deliver, render_report_email
-    from upkeep.tasks.reports import build_inspection_report
-
     settings = get_settings()
-    engine = engine_for(settings.db_url)
-    with session_scope(engine) as db:
+    with open_session() as db:
         run = db.get(InspectionRun, run_id)
         assert run is not None
         contract = db.get(Contract, run.contract_id)
         assert contract is not None
-        recipients, contract_id = list(contract.report_recipients), contract.id
-        if recipients:
+        code = contract.code
+
+    def compose() -> Mail:
+        with open_session() as db:
             report = build_inspection_report(session=db, run_id=run_id)
-            subject, text, html = render_report_email(report, report_path, settings.templates_dir)
-        else:
-            get_run_logger().warning("contract %s has no report recipients", contract.code)
-    if recipients:
-        delivery = queue_and_deliver(
-            db_url=settings.db_url,
-            smtp=settings.smtp,
-            contract_id=contract_id,
-            kind="inspection_report",
-            subject=subject,
-            recipients=recipients,
-            text_body=text,
-            html_body=html,
-            attachments=[report_path],
-        )
-    else:
-        with session_scope(engine) as db:
-            delivery = deliver_pending(session=db, smtp=settings.smtp)
-    if delivery.failed:
-        get_run_logger().warning(
-            "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
-        )
-    return {"sent": delivery.sent, "failed": delivery.failed}
+        subject, text, html = render_report_email(report, report_path, settings.templates_dir)
+        return Mail(subject, text, html, (report_path,))
+
+    return mail_recipients(code, "inspection_report", compose, smtp=settings.smtp)
 
 
 # --- the flows -----------------------------------------------------------------------------------

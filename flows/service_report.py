@@ -31,10 +31,11 @@ from upkeep.domain.cadence import (
 from upkeep.domain.cadence import PlannedRun as CadenceSlot
 from upkeep.domain.markup import md_escape
 from upkeep.domain.processes import specs_for, unsupported
-from upkeep.flows.sweep import current_flow_run_id
 from upkeep.settings import get_settings
+from upkeep.tasks.notify import Mail, mail_recipients
 from upkeep.tasks.records import get_contract
 from upkeep.tasks.reports import contract_zone
+from upkeep.tasks.runs import current_flow_run_id
 from upkeep.tasks.service_report import (
     PeriodKind,
     PeriodPlan,
@@ -306,33 +307,15 @@ def email_report(report: ServiceReport, report_path: str) -> dict[str, Any]:
 
     A delivery failure stays in the outbox for the next run and is logged, never raised.
     """
-    from upkeep.tasks.notify import queue_and_deliver
-
-    logger = get_run_logger()
     settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
-        contract = get_contract(session=db, code=report.contract.code)
-        recipients, contract_id = list(contract.report_recipients), contract.id
-    if not recipients:
-        logger.warning("contract %s has no report recipients", report.contract.code)
-        return {"sent": [], "failed": {}, "queued": False}
-    subject, text, html = render_service_report_email(report, report_path, settings.templates_dir)
-    delivery = queue_and_deliver(
-        db_url=settings.db_url,
-        smtp=settings.smtp,
-        contract_id=contract_id,
-        kind="service_report",
-        subject=subject,
-        recipients=recipients,
-        text_body=text,
-        html_body=html,
-        attachments=[report_path],
-    )
-    if delivery.failed:
-        logger.warning(
-            "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
+
+    def compose() -> Mail:
+        subject, text, html = render_service_report_email(
+            report, report_path, settings.templates_dir
         )
-    return {"sent": delivery.sent, "failed": delivery.failed, "queued": True}
+        return Mail(subject, text, html, (report_path,))
+
+    return mail_recipients(report.contract.code, "service_report", compose, smtp=settings.smtp)
 
 
 # --- the flow ---------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import concurrent.futures
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.context import get_run_context
 from pydantic import BaseModel, ConfigDict, Field
 
 from upkeep.db import engine_for, session_scope
@@ -21,6 +20,7 @@ from upkeep.settings import get_settings
 from upkeep.tasks.guards import hosts_for_run
 from upkeep.tasks.inspect import inspect_host
 from upkeep.tasks.records import finish_run, get_contract, start_run
+from upkeep.tasks.runs import current_flow_run_id
 from upkeep.tasks.ssh import session_group
 
 
@@ -40,15 +40,6 @@ class SweepResult(BaseModel):
     @property
     def unreachable(self) -> list[str]:
         return [h["host"] for h in self.hosts if not h["reachable"]]
-
-
-def current_flow_run_id() -> str | None:
-    try:
-        ctx: Any = get_run_context()
-    except RuntimeError:
-        return None
-    run = getattr(ctx, "flow_run", None)
-    return str(run.id) if run is not None else None
 
 
 def tag_limited(tag: str) -> bool:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from upkeep.db import engine_for, session_scope
+from upkeep.domain.contract import GatePolicy
 from upkeep.flows.approvals import (
     ApprovalRequest,
     Person,
@@ -34,7 +35,9 @@ from upkeep.flows.approvals import (
 )
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import get_settings
-from upkeep.tasks.gates import GatePolicy, log_event
+from upkeep.tasks.gates import (
+    log_event,
+)
 
 
 class WatchdogReport(BaseModel):

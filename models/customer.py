@@ -47,7 +47,7 @@ class Contract(ContractBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
     thresholds: dict[str, Any] = json_field()
-    """Overrides of tasks.checks.base.Thresholds; the defaults fill the rest."""
+    """Overrides of upkeep.domain.checks.base.Thresholds; the defaults fill the rest."""
     approvers: list[dict[str, str]] = json_field(list)
     """[{name, email}] who may approve this contract's gates."""
     backup_approver: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)

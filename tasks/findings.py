@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from upkeep.tasks.checks.base import Measurement, Severity
+from upkeep.domain.checks.base import Measurement, Severity
 
 REACHABILITY = "reachability"
 """The pseudo-check under which a host that could not be inspected is recorded."""

@@ -14,47 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
-
-
-class GatePolicy(BaseModel):
-    """A contract's rules for a gate. Defaults are the plans' usual promises."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    required_approvals: int = Field(1, ge=1, le=10)
-    """M of the N named approvers must approve; one rejection sends it back."""
-    allow_self_approval: bool = False
-    """Whether the person who started the run may approve it."""
-    escalate_after_hours: float | None = Field(4, gt=0)
-    """Then the backup approver gets a code too. None: never escalate."""
-    expire_after_hours: float = Field(72, gt=0)
-    """Then the gate expires and the run ends."""
-    max_failed_attempts: int = Field(3, ge=1, le=20)
-    """Wrong codes typed under one approver's name before that approver's code is replaced.
-
-    Nobody is ever locked out (a stranger could otherwise lock out the real approver): the
-    old code stops working, the approver is mailed a new one, and the attempts are recorded
-    (``rotated`` events, shown by ``upkeep approvals show``)."""
-
-    @model_validator(mode="after")
-    def _escalate_before_expiry(self) -> GatePolicy:
-        if self.escalate_after_hours is not None and (
-            self.escalate_after_hours >= self.expire_after_hours
-        ):
-            raise ValueError("escalate_after_hours must be less than expire_after_hours")
-        return self
-
-
-def policy_for(
-    approval_policy: dict[str, Any], gate_policies: dict[str, Any], gate: str
-) -> GatePolicy:
-    """The contract's policy for ``gate``: its defaults overlaid with the gate's own."""
-    return GatePolicy.model_validate({**approval_policy, **gate_policies.get(gate, {})})
-
 
 DECISIONS = ("approve", "reject")
 """Decisions of an approver (the others, resubmit and cancel, are the engineer's)."""

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from prefect.client.schemas.objects import StateType
 from sqlmodel import Session, col, select
 
+from upkeep.domain.contract import GatePolicy
 from upkeep.models import Contract, Host, RunClaim, utcnow
-from upkeep.tasks.gates import GatePolicy
 
 
 class Refused(Exception):

@@ -13,10 +13,8 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from upkeep.db import engine_for, session_scope
-from upkeep.models import Contract, Host, utcnow
-from upkeep.settings import Settings, SshSettings, get_settings
-from upkeep.tasks.checks import CATALOGUE
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks import CATALOGUE
+from upkeep.domain.checks.base import (
     Check,
     CheckOutcome,
     EvalContext,
@@ -26,6 +24,8 @@ from upkeep.tasks.checks.base import (
     evaluate_check,
     not_evaluated,
 )
+from upkeep.models import Contract, Host, utcnow
+from upkeep.settings import Settings, SshSettings, get_settings
 from upkeep.tasks.findings import REACHABILITY, Observed
 from upkeep.tasks.records import HostInspection, contract_thresholds, store_host_inspection
 from upkeep.tasks.ssh import (

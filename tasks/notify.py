@@ -19,7 +19,7 @@ import re
 import shlex
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from email.mime.text import MIMEText
@@ -29,14 +29,17 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yagmail
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from pydantic import SecretStr
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
+from upkeep.db import open_session
 from upkeep.domain.markup import markdown_html, markdown_plain
-from upkeep.models import OutboxMessage, OutboxStatus, utcnow
+from upkeep.models import Contract, OutboxMessage, OutboxStatus, utcnow
 from upkeep.settings import SmtpSettings, TlsMode
 from upkeep.tasks.reports import InspectionReport, template_env
 
@@ -683,7 +686,6 @@ def _fresh_message_id(sender: str) -> str:
 
 def queue_and_deliver(
     *,
-    db_url: str,
     smtp: SmtpSettings,
     contract_id: int | None,
     kind: str,
@@ -695,10 +697,7 @@ def queue_and_deliver(
 ) -> DeliveryReport:
     """Queue one message, then deliver everything pending: this one and any left by earlier
     runs. A message that cannot go out stays in the outbox with its error."""
-    from upkeep.db import engine_for, session_scope
-
-    engine = engine_for(db_url)
-    with session_scope(engine) as db:
+    with open_session() as db:
         queue_message(
             session=db,
             contract_id=contract_id,
@@ -709,5 +708,72 @@ def queue_and_deliver(
             html_body=html_body,
             attachments=attachments,
         )
-    with session_scope(engine) as db:
+    with open_session() as db:
         return deliver_pending(session=db, smtp=smtp)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message to a contract's recipients, rendered."""
+
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[str, ...] = ()
+
+
+def render_mail(
+    templates_dir: Path,
+    template: str,
+    subject: str,
+    context: Mapping[str, Any],
+    attachments: Sequence[str] = (),
+) -> Mail:
+    """``email/<template>.txt.j2`` and ``email/<template>.html.j2`` (autoescaped) rendered
+    with ``context``."""
+    text = template_env(templates_dir, html=False).get_template(f"email/{template}.txt.j2")
+    html = template_env(templates_dir, html=True).get_template(f"email/{template}.html.j2")
+    return Mail(subject, text.render(**context), html.render(**context), tuple(attachments))
+
+
+def mail_recipients(
+    contract_code: str, kind: str, compose: Callable[[], Mail], *, smtp: SmtpSettings
+) -> dict[str, Any]:
+    """Mail a contract's report recipients: the one way a process sends its report.
+
+    ``compose`` is called only when the contract has recipients. The message is queued in the
+    outbox first, then everything pending is delivered; without recipients only what earlier
+    runs left is delivered. A failure stays in the outbox for the next run and is logged,
+    never raised. Returns ``{"sent", "failed", "queued"}``.
+    """
+    with open_session() as db:
+        contract = db.exec(select(Contract).where(Contract.code == contract_code)).one()
+        recipients, contract_id = list(contract.report_recipients), contract.id
+    if recipients:
+        mail = compose()
+        delivery = queue_and_deliver(
+            smtp=smtp,
+            contract_id=contract_id,
+            kind=kind,
+            subject=mail.subject,
+            recipients=recipients,
+            text_body=mail.text,
+            html_body=mail.html,
+            attachments=mail.attachments,
+        )
+    else:
+        _run_log().warning("contract %s has no report recipients", contract_code)
+        with open_session() as db:
+            delivery = deliver_pending(session=db, smtp=smtp)
+    if delivery.failed:
+        _run_log().warning(
+            "mail not delivered, kept in the outbox for the next run: %s", delivery.failed
+        )
+    return {"sent": delivery.sent, "failed": delivery.failed, "queued": bool(recipients)}
+
+
+def _run_log() -> Any:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from upkeep.domain.checks.base import Thresholds
 from upkeep.models import (
     Contract,
     Customer,
@@ -24,7 +25,6 @@ from upkeep.models import (
     RunStatus,
     utcnow,
 )
-from upkeep.tasks.checks.base import Thresholds
 from upkeep.tasks.findings import Observed, reconcile
 
 

@@ -67,8 +67,8 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
+from upkeep.domain.checks.base import RawResult
 from upkeep.settings import SshSettings
-from upkeep.tasks.checks.base import RawResult
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from upkeep.domain.checks.base import Severity
 from upkeep.models import Approval, Contract, Customer, Host, InspectionRun, RunStatus
 from upkeep.tasks.backup_records import backup_finding, record_version
-from upkeep.tasks.checks.base import Severity
 from upkeep.tasks.findings import REACHABILITY, Observed
 from upkeep.tasks.records import HostInspection, finish_run, start_run, store_host_inspection
 

@@ -25,30 +25,29 @@ from pathlib import Path
 from types import ModuleType
 
 RENAMED: dict[str, str] = {
-    # exact modules first: looked up before the package prefixes below
+    # old module or package -> new; a package's submodules follow it (longest prefix wins)
+    "flows": "upkeep.flows",
+    "tasks": "upkeep.tasks",
+    "tasks.checks": "upkeep.domain.checks",
+    "tasks.markup": "upkeep.domain.markup",
+    "models": "upkeep.models",
+    "deployments": "upkeep.deployments",
     "deployments.cadence": "upkeep.domain.cadence",
     "deployments.calendar": "upkeep.domain.calendar",
-    "tasks.markup": "upkeep.domain.markup",
     "upkeep.sshd": "upkeep.demo.sshd",
     "upkeep.mailsink": "upkeep.demo.mailsink",
     "upkeep.prefect_server": "upkeep.demo.prefect_server",
-}
-PREFIXES: dict[str, str] = {
-    "flows": "upkeep.flows",
-    "tasks": "upkeep.tasks",
-    "models": "upkeep.models",
-    "deployments": "upkeep.deployments",
 }
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def new_name(old: str) -> str | None:
     """The current name of module ``old``, or None when ``old`` is not an old upkeep name."""
-    if old in RENAMED:
-        return RENAMED[old]
-    top, _, rest = old.partition(".")
-    if top in PREFIXES:
-        return PREFIXES[top] + ("." + rest if rest else "")
+    parts = old.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in RENAMED:
+            return ".".join([RENAMED[prefix], *parts[n:]])
     return None
 
 

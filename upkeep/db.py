@@ -21,6 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlmodel import Session, create_engine
 
+from upkeep.settings import get_settings
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -128,3 +130,11 @@ def session_scope(engine: sa.Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def open_session() -> Iterator[Session]:
+    """A transaction on upkeep's own database (``UPKEEP_DATABASE_URL``): the one way a task or
+    flow opens the records. Committed when the block ends, rolled back on any error."""
+    with session_scope(engine_for(get_settings().db_url)) as session:
+        yield session

@@ -8,7 +8,6 @@ or contract missing from the file is deactivated, never deleted.
 from __future__ import annotations
 
 import re
-import shlex
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,21 +15,23 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from sqlmodel import Session, select
 
+from upkeep.domain.checks.base import Thresholds
+from upkeep.domain.contract import (
+    CODE_RE,
+    BackupSourceSpec,
+    GatePolicy,
+    PersonSpec,
+    _Strict,
+)
 from upkeep.models import Contract, Customer, Host, utcnow
-from upkeep.tasks.checks.base import Thresholds
-from upkeep.tasks.gates import GatePolicy
 
-CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Process = Literal[
     "inspection",
     "recheck",
@@ -51,15 +52,6 @@ class InventoryError(Exception):
         super().__init__("\n".join(problems))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class PersonSpec(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
-
-
 class HostSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=CODE_RE)
     address: str = Field(min_length=1, max_length=255)
@@ -77,108 +69,6 @@ class HostSpec(_Strict):
         if not HOSTNAME_RE.match(value):
             raise ValueError(f"{value!r} is not a host name or IP address")
         return value
-
-
-class BackupSourceSpec(_Strict):
-    """One system's backups: where they are, where a restore may be tried, what "right" means.
-
-    Secrets are named, never given: database URLs come from environment variables, the restic
-    password from a Prefect Secret block or an environment variable.
-    """
-
-    system: str = Field(min_length=1, max_length=200, pattern=CODE_RE)
-    kind: Literal["files", "postgresql", "restic"]
-    host: str | None = Field(
-        None,
-        description="The contract's host holding the backups (location, source and "
-        "dump_database are on it; new backups are taken there over SSH)",
-    )
-    location: str = Field(min_length=1, description="Directory of the backups, or the repo")
-    source: str | None = Field(None, description="What a new full backup copies (files, restic)")
-    source_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    dump_database: str | None = Field(
-        None,
-        min_length=1,
-        description="postgresql with host: the database pg_dump reads on that host, a name or "
-        "a libpq connection string without a password (the host's peer or .pgpass login)",
-    )
-    scratch: str | None = Field(None, description="Parent directory for restores (files, restic)")
-    scratch_host: str | None = Field(
-        None,
-        description="files with host: restore on this contract host (scratch is a path there) "
-        "instead of fetching the backup to the machine running upkeep",
-    )
-    scratch_database_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    password_secret: str | None = None
-    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    importance: Literal["low", "medium", "high", "critical"] = "medium"
-    security_level: Literal["public", "internal", "confidential", "secret"] = "internal"
-    validity_hours: float = Field(26, gt=0)
-    keep_versions: int = Field(5, ge=1, le=100)
-    expected_files: list[str] = []
-    tables: dict[str, int] = {}
-    sql_checks: list[str] = []
-    commands: list[str] = Field(
-        [],
-        description="Commands that must exit 0 in the restored copy (split like a shell "
-        "line, run without a shell; postgresql: with PG* set to the scratch database)",
-    )
-    command_timeout: float = Field(300, gt=0, le=24 * 3600)
-    read_data_subset: str | None = None
-
-    @field_validator("commands")
-    @classmethod
-    def _commands_split(cls, value: list[str]) -> list[str]:
-        for line in value:
-            try:
-                argv = shlex.split(line)
-            except ValueError as exc:
-                raise ValueError(f"command {line!r} cannot be split: {exc}") from None
-            if not argv:
-                raise ValueError("a check command is empty")
-        return value
-
-    @field_validator("dump_database")
-    @classmethod
-    def _no_password(cls, value: str | None) -> str | None:
-        if value is not None and re.search(r"password\s*=|://[^/@]*:[^/@]*@", value, re.I):
-            raise ValueError(
-                "dump_database must not hold a password: the host's own login is used "
-                "(peer authentication or ~/.pgpass there)"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> BackupSourceSpec:
-        missing = []
-        if self.kind in ("files", "restic") and not self.scratch:
-            missing.append("scratch")
-        if self.kind == "postgresql" and not self.scratch_database_env:
-            missing.append("scratch_database_env")
-        if self.kind == "restic" and not (self.password_secret or self.password_env):
-            missing.append("password_secret or password_env")
-        if self.dump_database and not (self.kind == "postgresql" and self.host):
-            raise ValueError("dump_database is for a postgresql source with a host")
-        if self.scratch_host and not (self.kind == "files" and self.host):
-            raise ValueError("scratch_host is for a files source with a host")
-        if self.scratch_host and self.commands:
-            raise ValueError(
-                "check commands run on the machine running upkeep, not on a scratch_host: "
-                "remove commands or scratch_host"
-            )
-        if missing:
-            raise ValueError(f"a {self.kind} backup source needs {', '.join(missing)}")
-        # With a host, the source and location are paths there and the scratch is here
-        # (or on scratch_host: there, it must not be inside the source either).
-        same_side = not self.host or self.scratch_host == self.host
-        for path in (self.scratch, self.location) if same_side else (self.location,):
-            if (
-                self.source
-                and path
-                and (path == self.source or path.startswith(self.source.rstrip("/") + "/"))
-            ):
-                raise ValueError("backups and restores must not live inside the source")
-        return self
 
 
 class ContractSpec(_Strict):
@@ -482,7 +372,7 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
 def approver_warnings(spec: InventorySpec) -> list[str]:
     """Per contract, the gates its approvers could leave unapprovable (too few people for the
     approvals needed, or a gate the starter cannot approve when they are one of too few)."""
-    from upkeep.tasks.gates import policy_for
+    from upkeep.domain.contract import policy_for
     from upkeep.tasks.guards import approver_warnings as gate_warnings
 
     out: list[str] = []

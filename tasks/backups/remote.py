@@ -35,6 +35,7 @@ from typing import IO, cast
 
 import paramiko
 
+from upkeep.domain.checks.base import RawResult
 from upkeep.tasks.backups.base import (
     SCRATCH_PREFIX,
     STALE_SCRATCH,
@@ -62,7 +63,6 @@ from upkeep.tasks.backups.restic import (
     repo_label,
     source_unread,
 )
-from upkeep.tasks.checks.base import RawResult
 from upkeep.tasks.ssh import SshError, SshSession
 
 BACKUP_TIMEOUT_S = 6 * 3600.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from upkeep.tasks.checks import CHECKS_BY_NAME
-from upkeep.tasks.checks.base import Check, Severity, Thresholds
+from upkeep.domain.checks import CHECKS_BY_NAME
+from upkeep.domain.checks.base import Check, Severity, Thresholds
 from upkeep.tasks.inspect import run_catalogue
 from upkeep.tasks.ssh import SshSession
 

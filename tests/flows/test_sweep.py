@@ -48,7 +48,7 @@ def test_reachable_host_gets_every_check_stored(engine, load_inventory, sshd):
     assert result.unreachable == []
     with Session(engine) as s:
         (row,) = s.exec(select(HostResult)).all()
-    from upkeep.tasks.checks import CATALOGUE
+    from upkeep.domain.checks import CATALOGUE
 
     checked = {m["check"] for m in row.measurements}
     assert checked == {c.name for c in CATALOGUE}

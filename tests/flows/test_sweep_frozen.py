@@ -21,10 +21,10 @@ from tests.flow_fixtures import host_entry
 from tests.polling import wait_until
 from tests.sshd_fixtures import Freezer, SilentListener
 from upkeep.demo.sshd import KeyPair
+from upkeep.domain.checks import CATALOGUE
 from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.models import Finding, Host, HostResult, InspectionRun, RunStatus
 from upkeep.settings import get_settings, reset_settings
-from upkeep.tasks.checks import CATALOGUE
 from upkeep.tasks.inspect import host_bound, sweep_bound
 from upkeep.tasks.ssh import command_bound, connect_bound
 

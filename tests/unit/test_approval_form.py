@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.ui_markdown import active, shown_text, ui_tokens, walk
+from upkeep.domain.contract import GatePolicy
 from upkeep.domain.markup import markdown_plain
 from upkeep.flows.approvals import (
     ApprovalRequest,
@@ -25,7 +26,6 @@ from upkeep.flows.inspection import (
     render_plan_markdown,
     render_revision_form,
 )
-from upkeep.tasks.gates import GatePolicy
 
 LINK = "<a href=https://evil.example>Mallory</a>"
 MD_LINK = "[click](javascript:alert(1))"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from upkeep.domain.contract import GatePolicy
 from upkeep.flows.approvals import (
     ApprovalInput,
     ApprovalRequest,
@@ -12,7 +13,6 @@ from upkeep.flows.approvals import (
     answerable_names,
     approval_form,
 )
-from upkeep.tasks.gates import GatePolicy
 
 ALICE = Person(name="Alice Owner", email="alice@acme.example")
 PAUL = Person(name="Paul Lead", email="paul@provider.example")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from upkeep.domain.checks.base import RawResult
 from upkeep.tasks.backups import files, postgresql
 from upkeep.tasks.backups.base import CheckCommands, VerificationError, newest, unused_stem
 from upkeep.tasks.backups.remote import (
@@ -22,7 +23,6 @@ from upkeep.tasks.backups.remote import (
     restic_backup_command,
 )
 from upkeep.tasks.backups.restic import no_space_evidence
-from upkeep.tasks.checks.base import RawResult
 
 
 def test_newest_picks_the_latest_backup_of_that_system_only() -> None:

@@ -1,6 +1,6 @@
 """The pure decision of what one inspection means for a host's open findings."""
 
-from upkeep.tasks.checks.base import Severity
+from upkeep.domain.checks.base import Severity
 from upkeep.tasks.findings import REACHABILITY, Observed, reconcile
 
 

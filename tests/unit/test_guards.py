@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upkeep.tasks.gates import GatePolicy
+from upkeep.domain.contract import GatePolicy
 from upkeep.tasks.guards import (
     RunInfo,
     approver_warnings,

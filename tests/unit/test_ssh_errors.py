@@ -15,7 +15,7 @@ import pytest
 from paramiko.ssh_exception import SSHException
 
 from tests.sshd_fixtures import SSH_DEFAULTS
-from upkeep.tasks.checks.base import RawResult
+from upkeep.domain.checks.base import RawResult
 from upkeep.tasks.ssh import (
     MAX_BACKOFF,
     AuthFailed,

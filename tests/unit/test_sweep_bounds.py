@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tests.sshd_fixtures import SSH_DEFAULTS as DEFAULTS
-from upkeep.tasks.checks import CATALOGUE
+from upkeep.domain.checks import CATALOGUE
 from upkeep.tasks.inspect import host_bound, sweep_bound
 from upkeep.tasks.ssh import command_bound, connect_bound
 

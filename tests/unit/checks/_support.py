@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks import CHECKS_BY_NAME
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks import CHECKS_BY_NAME
+from upkeep.domain.checks.base import (
     CheckOutcome,
     EvalContext,
     RawResult,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from upkeep.tasks.checks import CATALOGUE, CHECKS_BY_NAME
-from upkeep.tasks.checks.base import EvalContext, RawResult, Thresholds, evaluate_check
-from upkeep.tasks.checks.syslog import CHECK as SYSLOG
+from upkeep.domain.checks import CATALOGUE, CHECKS_BY_NAME
+from upkeep.domain.checks.base import EvalContext, RawResult, Thresholds, evaluate_check
+from upkeep.domain.checks.syslog import CHECK as SYSLOG
 
 NAMES = [
     "os",

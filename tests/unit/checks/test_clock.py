@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from upkeep.tasks.checks import clock
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import clock
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 NOW = datetime(2024, 3, 4, 9, 12, 0, tzinfo=UTC)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import disk, inodes
-from upkeep.tasks.checks._df import DfRow
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import disk, inodes
+from upkeep.domain.checks._df import DfRow
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 
 def _row(pct: int, mountpoint: str = "/var") -> DfRow:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import CHECKS_BY_NAME
-from upkeep.tasks.checks.base import Severity
+from upkeep.domain.checks import CHECKS_BY_NAME
+from upkeep.domain.checks.base import Severity
 
 from ._support import Fixture, all_fixtures, run
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import memory
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import memory
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 
 def _facts(available: int = 500, swap_free: int = 0, swap_total: int = 0) -> memory.MemoryFacts:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from upkeep.tasks.checks import os as os_check
-from upkeep.tasks.checks.base import EvalContext, Thresholds
+from upkeep.domain.checks import os as os_check
+from upkeep.domain.checks.base import EvalContext, Thresholds
 
 
 def test_known_release_has_no_finding() -> None:

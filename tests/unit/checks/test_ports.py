@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from upkeep.tasks.checks import ports
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import ports
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 FACTS = ports.PortFacts(
     tool="ss",

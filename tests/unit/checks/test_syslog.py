@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import syslog
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import syslog
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 
 def _facts(count: int, source: str = "journal") -> syslog.SyslogFacts:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from upkeep.tasks.checks import systemd
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import systemd
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 
 def _facts(n: int) -> systemd.SystemdFacts:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import updates
-from upkeep.tasks.checks.base import EvalContext, ParseError, Severity, Thresholds
-from upkeep.tasks.checks.os import OsFacts
+from upkeep.domain.checks import updates
+from upkeep.domain.checks.base import EvalContext, ParseError, Severity, Thresholds
+from upkeep.domain.checks.os import OsFacts
 
 
 def _facts(pending: int, security: int, manager: str = "apt") -> updates.UpdateFacts:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from upkeep.tasks.checks import cpu, uptime
-from upkeep.tasks.checks.base import EvalContext, Severity, Thresholds
+from upkeep.domain.checks import cpu, uptime
+from upkeep.domain.checks.base import EvalContext, Severity, Thresholds
 
 DAY = 86400
 

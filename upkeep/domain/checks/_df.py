@@ -6,8 +6,8 @@ import re
 
 from pydantic import BaseModel, Field
 
-from upkeep.tasks.checks._common import section, to_int
-from upkeep.tasks.checks.base import ParseError
+from upkeep.domain.checks._common import section, to_int
+from upkeep.domain.checks.base import ParseError
 
 PSEUDO_FSTYPES = frozenset(
     {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upkeep.tasks.checks.base import ParseError
+from upkeep.domain.checks.base import ParseError
 
 SECTION = "@@ "
 """Catalogue commands that combine probes print ``@@ <name> [args]`` before each part."""

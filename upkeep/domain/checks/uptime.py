@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from upkeep.tasks.checks._common import to_float
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks._common import to_float
+from upkeep.domain.checks.base import (
     Check,
     EvalContext,
     Measurement,
@@ -14,7 +14,7 @@ from upkeep.tasks.checks.base import (
     Thresholds,
     grade,
 )
-from upkeep.tasks.checks.cpu import CpuFacts
+from upkeep.domain.checks.cpu import CpuFacts
 
 COMMAND = (
     "if [ -r /proc/uptime ] && [ -r /proc/loadavg ]; then cat /proc/uptime /proc/loadavg;"

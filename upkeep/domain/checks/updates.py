@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks._common import sections, to_int
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks._common import sections, to_int
+from upkeep.domain.checks.base import (
     Check,
     EvalContext,
     Measurement,
@@ -20,7 +20,7 @@ from upkeep.tasks.checks.base import (
     Severity,
     Thresholds,
 )
-from upkeep.tasks.checks.os import OsFacts
+from upkeep.domain.checks.os import OsFacts
 
 # dnf/yum check-update exits 100 when updates are pending; it runs last so that its exit
 # code is the command's. The security listing runs first and reports its own exit code.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks._df import DfRow, parse_df
-from upkeep.tasks.checks.base import Check, EvalContext, Measurement, Severity, Thresholds, grade
+from upkeep.domain.checks._df import DfRow, parse_df
+from upkeep.domain.checks.base import Check, EvalContext, Measurement, Severity, Thresholds, grade
 
 COMMAND = (
     "echo '@@ df'; df -P -k 2>/dev/null; echo '@@ mounts'; cat /proc/mounts 2>/dev/null || true"

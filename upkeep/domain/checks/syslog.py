@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from upkeep.tasks.checks._common import SECTION, tail_lines, to_int
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks._common import SECTION, tail_lines, to_int
+from upkeep.domain.checks.base import (
     Check,
     EvalContext,
     Measurement,

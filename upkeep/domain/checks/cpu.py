@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from upkeep.tasks.checks._common import to_int
-from upkeep.tasks.checks.base import Check, EvalContext, Measurement, ParseError, Thresholds
+from upkeep.domain.checks._common import to_int
+from upkeep.domain.checks.base import Check, EvalContext, Measurement, ParseError, Thresholds
 
 # nproc is coreutils (and busybox >= 1.23); getconf is POSIX; /proc/cpuinfo is the last resort
 # for minimal busybox builds that have neither.

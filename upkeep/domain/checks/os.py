@@ -6,8 +6,8 @@ import shlex
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks._common import section
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks._common import section
+from upkeep.domain.checks.base import (
     Check,
     EvalContext,
     Measurement,

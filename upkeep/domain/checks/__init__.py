@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from upkeep.tasks.checks import (
+from upkeep.domain.checks import (
     clock,
     cpu,
     disk,
@@ -20,8 +20,8 @@ from upkeep.tasks.checks import (
     updates,
     uptime,
 )
-from upkeep.tasks.checks import os as os_check
-from upkeep.tasks.checks.base import Check
+from upkeep.domain.checks import os as os_check
+from upkeep.domain.checks.base import Check
 
 CATALOGUE: tuple[Check[Any], ...] = (
     os_check.CHECK,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from upkeep.tasks.checks._common import fmt_pct, to_int
-from upkeep.tasks.checks.base import Check, EvalContext, Measurement, ParseError, Thresholds, grade
+from upkeep.domain.checks._common import fmt_pct, to_int
+from upkeep.domain.checks.base import Check, EvalContext, Measurement, ParseError, Thresholds, grade
 
 COMMAND = (
     "if [ -r /proc/meminfo ]; then cat /proc/meminfo;"

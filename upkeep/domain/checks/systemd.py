@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks.base import (
+from upkeep.domain.checks.base import (
     Check,
     EvalContext,
     Measurement,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from upkeep.tasks.checks._df import DfRow, parse_df
-from upkeep.tasks.checks.base import Check, EvalContext, Measurement, Severity, Thresholds, grade
+from upkeep.domain.checks._df import DfRow, parse_df
+from upkeep.domain.checks.base import Check, EvalContext, Measurement, Severity, Thresholds, grade
 
 # A busybox df built without inode support prints only usage text on stderr: that is a skip.
 COMMAND = (

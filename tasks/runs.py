@@ -1,0 +1,51 @@
+"""The current Prefect run, read the same way by every flow: its id and its run name.
+
+Every flow takes its parameters as one model under ``params`` and names its runs
+``<what> · <contract> · <detail>``; :func:`run_namer` builds that ``flow_run_name`` callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prefect.context import get_run_context
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+
+def current_flow_run_id() -> str | None:
+    """The id of the flow run this code runs in, or None outside a flow run."""
+    try:
+        ctx: Any = get_run_context()
+    except RuntimeError:
+        return None
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
+
+
+def run_params() -> dict[str, Any]:
+    """The current flow run's ``params`` as a dict ({} outside a run or without params)."""
+    params = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        return params.model_dump()
+    return dict(params) if isinstance(params, Mapping) else {}
+
+
+def run_name(what: str, params: Mapping[str, Any], detail: str | None = None) -> str:
+    """``what · CONTRACT · detail`` (``?`` when the contract is missing). Pure."""
+    name = f"{what} · {params.get('contract') or '?'}"
+    return f"{name} · {detail}" if detail else name
+
+
+def run_namer(
+    what: str, detail: Callable[[Mapping[str, Any]], str | None] | None = None
+) -> Callable[[], str]:
+    """A ``flow_run_name`` callable: ``what · CONTRACT`` and ``detail(params)`` if given."""
+
+    def name() -> str:
+        params = run_params()
+        return run_name(what, params, detail(params) if detail else None)
+
+    name.__name__ = f"{what.replace(' ', '_').replace('-', '_')}_run_name"
+    return name
