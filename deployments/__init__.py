@@ -13,15 +13,24 @@ several machines.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect import serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.exceptions import ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
 from sqlmodel import Session, select
 
+from upkeep.domain.cadence import parse_cadence, to_prefect_schedule
 from upkeep.domain.processes import DeploymentSpec, specs_for, unsupported
+from upkeep.flows.watchdog import approval_watchdog
 from upkeep.models import Contract
+from upkeep.settings import get_settings
 
 
 def active_contracts(session: Session) -> list[Contract]:
@@ -37,15 +46,11 @@ def all_specs(contracts: Iterable[Contract]) -> list[DeploymentSpec]:
 
 
 def load_flow(ref: str) -> Any:
-    import importlib
-
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
 
 
 def to_runner_deployment(spec: DeploymentSpec) -> Any:
-    from upkeep.domain.cadence import parse_cadence, to_prefect_schedule
-
     schedules = None
     if spec.cadence is not None:
         schedules = [to_prefect_schedule(parse_cadence(spec.cadence), spec.timezone)]
@@ -62,9 +67,6 @@ def to_runner_deployment(spec: DeploymentSpec) -> Any:
 
 
 def watchdog_deployment() -> Any:
-    from upkeep.flows.watchdog import approval_watchdog
-    from upkeep.settings import get_settings
-
     return approval_watchdog.to_deployment(
         name="upkeep",
         entrypoint_type=EntrypointType.MODULE_PATH,
@@ -82,8 +84,6 @@ def build_deployments(session: Session) -> list[Any]:
 
 
 def serve_all(deps: list[Any]) -> None:
-    from prefect import serve
-
     serve(*deps)
 
 
@@ -97,8 +97,6 @@ class DeployReport:
 
 def pause_gone(active_codes: set[str]) -> list[str]:
     """Pause upkeep's deployments whose contract is no longer active (history is kept)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
     paused = []
     with get_client(sync_client=True) as client:
@@ -115,9 +113,6 @@ def pause_gone(active_codes: set[str]) -> list[str]:
 
 def ensure_process_pool(name: str) -> bool:
     """Create a ``process`` work pool called ``name`` unless it exists; True if created."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
@@ -131,7 +126,6 @@ def ensure_process_pool(name: str) -> bool:
 def deploy_to_pool(session: Session, pool: str, contract_limit: int | None) -> DeployReport:
     """Register every deployment with work pool ``pool`` (idempotent: updates by name),
     pause those of contracts that are gone, and cap each contract's concurrent host tasks."""
-    from prefect.client.orchestration import get_client
 
     contracts = active_contracts(session)
     report = DeployReport()

@@ -7,20 +7,34 @@ loopback ports, and stops what it started.
 
 from __future__ import annotations
 
+import email as email_lib
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from contextlib import ExitStack
+from email import policy
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from rich.console import Console
+from sqlmodel import Session, col, select
 
+from upkeep.console import engine_or_exit, print_run_summary
+from upkeep.db import session_scope
 from upkeep.demo.mailsink import MailSink
-from upkeep.settings import Settings, get_settings
+from upkeep.demo.prefect_server import LocalPrefectServer, api_healthy
+from upkeep.demo.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
+from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
+from upkeep.inventory import apply_inventory, parse_inventory
+from upkeep.models import Approval
+from upkeep.settings import Settings, get_settings, reset_settings
+from upkeep.tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
 
 DEMO_CONTRACT = "DEMO"
 
@@ -66,14 +80,11 @@ def demo_inventory(address: str, port: int, user: str, key_file: Path) -> str:
 
 def drain_prefect_logs() -> None:
     """Send the logs Prefect still holds before the server they go to is stopped."""
-    from prefect.logging.handlers import APILogWorker
 
     APILogWorker.drain_all(timeout=15)
 
 
 def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
-    from upkeep.demo.prefect_server import LocalPrefectServer, api_healthy
-
     configured = os.environ.get("PREFECT_API_URL")
     if configured and api_healthy(configured):
         console.print(f"Prefect API: {configured} (already running)")
@@ -88,9 +99,6 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
 
 def _code_in(mail: MailSink, email: str, timeout: float) -> tuple[Path, str]:
     """The approval mail sent to ``email`` and the one-time code in it."""
-    import email as email_lib
-    import re
-    from email import policy
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,9 +120,6 @@ def _approve_from_the_command_line(
 ) -> None:
     """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner,
     with the one-time code from the owner's e-mail."""
-    from sqlmodel import Session, col, select
-
-    from upkeep.models import Approval
 
     deadline = time.monotonic() + timeout
     gate = None
@@ -157,15 +162,6 @@ def _approve_from_the_command_line(
 
 def run_demo(console: Console) -> int:
     """Run the demo: plan, approval, sweep, report, e-mail. Returns the inspection run id."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from upkeep.console import engine_or_exit, print_run_summary
-    from upkeep.db import session_scope
-    from upkeep.demo.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
-    from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
-    from upkeep.inventory import apply_inventory, parse_inventory
-    from upkeep.settings import reset_settings
-    from upkeep.tasks.ssh import fetch_host_key, fingerprint_sha256, trust_host_key
 
     settings = get_settings()
     demo_dir = settings.data_dir / "demo"

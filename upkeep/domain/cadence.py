@@ -51,6 +51,11 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import dateutil.rrule
+from prefect._internal.schemas.validators import validate_cron_string
+from prefect.schedules import Cron, RRule
+from prefect.server.schemas.schedules import CronSchedule, RRuleSchedule
+
 if TYPE_CHECKING:
     from prefect.schedules import Schedule
 
@@ -266,8 +271,6 @@ _REFUSED_RRULE_PARTS: Mapping[str, str] = {
 
 
 def _normalise_cron(text: str) -> str:
-    from prefect._internal.schemas.validators import validate_cron_string
-
     cron = " ".join(text.split())
     if len(cron.split(" ")) != 5:
         raise _fail(text, "invalid cron: it needs 5 fields (minute hour day month weekday)")
@@ -279,8 +282,6 @@ def _normalise_cron(text: str) -> str:
 
 
 def _normalise_rrule(text: str) -> str:
-    import dateutil.rrule
-
     lines = [re.sub(r"\s+", "", line).upper() for line in text.strip().splitlines()]
     lines = [line for line in lines if line]
     if any(line.startswith("DTSTART") for line in lines):
@@ -403,8 +404,6 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _server_schedule(cadence: Cadence, tz: str) -> Any:
-    from prefect.server.schemas.schedules import CronSchedule, RRuleSchedule
-
     if cadence.cron is not None:
         return CronSchedule(cron=cadence.cron, timezone=tz)
     if cadence.rrule is not None:
@@ -641,7 +640,6 @@ def _to_date(value: object, where: str) -> date:
 
 def to_prefect_schedule(cadence: Cadence, tz: str) -> Schedule:
     """The client schedule a deployment takes (``prefect.schedules.RRule`` or ``Cron``)."""
-    from prefect.schedules import Cron, RRule
 
     zone(tz)
     if cadence.cron is not None:
