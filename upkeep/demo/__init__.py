@@ -3,6 +3,11 @@
 It uses the normal settings (so the records land in the default SQLite database and can be read
 afterwards with ``upkeep findings list --contract DEMO``), starts what it needs on free
 loopback ports, and stops what it started.
+
+Its throwaway servers live beside it (``upkeep.demo.sshd``, ``.mailsink``, ``.prefect_server``):
+they ship with upkeep because ``upkeep demo`` needs them on a fresh machine, and the tests and
+benchmarks start their servers with the same code, so what the demo runs is what is tested.
+Nothing below the CLI imports them.
 """
 
 from __future__ import annotations
