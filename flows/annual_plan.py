@@ -18,7 +18,7 @@ from prefect.states import State
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from upkeep.db import engine_for, open_session, session_scope
+from upkeep.db import open_session
 from upkeep.domain.cadence import describe, parse_blackouts, parse_cadence, planned_runs
 from upkeep.domain.calendar import (
     AnnualPlan,
@@ -27,11 +27,14 @@ from upkeep.domain.calendar import (
     plan_items,
 )
 from upkeep.domain.markup import md_escape
+from upkeep.domain.naming import artifact_key
 from upkeep.domain.processes import TITLES
+from upkeep.flows.blackout import blackout_guard
 from upkeep.settings import Settings, get_settings
 from upkeep.tasks.notify import mail_recipients, render_mail
 from upkeep.tasks.records import get_contract, get_customer
 from upkeep.tasks.reports import link_target, render_annual_plan_html, write_atomic
+from upkeep.tasks.runs import run_namer
 
 
 def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPlan:
@@ -105,19 +108,14 @@ class AnnualPlanOutcome(BaseModel):
     email: dict[str, Any] | None = None
 
 
-def annual_plan_run_name() -> str:
-    from prefect.runtime import flow_run
-
-    params = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    return f"annual plan · {params.get('contract', '?')} · {params.get('year') or 'this year'}"
+annual_plan_run_name = run_namer("annual plan", lambda p: str(p.get("year") or "this year"))
+"""``annual plan · ACME · 2027`` (``this year`` without a year)."""
 
 
 @task(name="write-annual-plan")
 def write_annual_plan(contract: str, year: int) -> tuple[str, str, dict[str, int]]:
     settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
+    with open_session() as db:
         plan = annual_plan(session=db, contract_code=contract, year=year)
     html, ics = write_plan_files(plan, settings)
     return str(html), str(ics), plan_summary(plan)
@@ -150,12 +148,9 @@ def email_annual_plan(
 @flow(name="annual-plan", flow_run_name=annual_plan_run_name, persist_result=True)
 def send_annual_plan(params: AnnualPlanParams) -> AnnualPlanOutcome | State[Any]:
     """Write the year's plan (HTML and .ics) and mail it to the contract's recipients."""
-    from upkeep.flows.blackout import blackout_guard
-
     if (ended := blackout_guard(params.contract)) is not None:
         return ended
-    settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
+    with open_session() as db:
         tz = get_contract(session=db, code=params.contract).timezone
     year = params.year or datetime.now(ZoneInfo(tz)).year
     html, ics, planned = write_annual_plan(params.contract, year)
@@ -168,7 +163,7 @@ def send_annual_plan(params: AnnualPlanParams) -> AnnualPlanOutcome | State[Any]
     lines += [f"- {md_escape(title)}: {n}" for title, n in sorted(planned.items())]
     create_markdown_artifact(
         markdown="\n".join(lines),
-        key=f"annual-plan-{params.contract.lower()}".replace("_", "-").replace(".", "-"),
+        key=artifact_key("annual-plan", params.contract),
         description=f"Service plan {year}",
     )
     mail = (

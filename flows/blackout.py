@@ -16,11 +16,18 @@ from zoneinfo import ZoneInfo
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
+from prefect.deployments import run_deployment
 from prefect.states import Cancelled, State
 
-from upkeep.db import engine_for, session_scope
-from upkeep.domain.cadence import Blackout, blackout_on, local_time_on, next_allowed_day
-from upkeep.settings import get_settings
+from upkeep.db import open_session
+from upkeep.domain.cadence import (
+    Blackout,
+    blackout_on,
+    local_time_on,
+    next_allowed_day,
+    parse_blackouts,
+)
+from upkeep.tasks.records import get_contract
 
 
 @dataclass(frozen=True)
@@ -52,14 +59,11 @@ def decide(slot: datetime, blackouts: list[Blackout], policy: str) -> BlackoutDe
 
 def blackout_guard(contract_code: str) -> State[Any] | None:
     """For a run Prefect's schedule started on a blackout day: the state to end it with."""
-    from upkeep.domain.cadence import parse_blackouts
-    from upkeep.tasks.records import get_contract
-
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx else None
     if run is None or run.deployment_id is None or not run.auto_scheduled:
         return None
-    with session_scope(engine_for(get_settings().db_url)) as db:
+    with open_session() as db:
         contract = get_contract(session=db, code=contract_code)
         blackouts, policy, tz = (
             parse_blackouts(contract.blackouts),
@@ -74,8 +78,6 @@ def blackout_guard(contract_code: str) -> State[Any] | None:
         return None
     message = decision.message(slot)
     if decision.move_to is not None:
-        from prefect.deployments import run_deployment
-
         run_deployment(
             str(run.deployment_id),
             parameters=dict(run.parameters),

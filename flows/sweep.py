@@ -12,23 +12,19 @@ import concurrent.futures
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 
-from upkeep.db import engine_for, session_scope
+from upkeep.db import open_session
+from upkeep.domain.inspection import HostTarget
 from upkeep.models import RunStatus
 from upkeep.settings import get_settings
 from upkeep.tasks.guards import hosts_for_run
 from upkeep.tasks.inspect import inspect_host
 from upkeep.tasks.records import finish_run, get_contract, start_run
-from upkeep.tasks.runs import current_flow_run_id
+from upkeep.tasks.runs import current_flow_run_id, run_namer
 from upkeep.tasks.ssh import session_group
-
-
-class HostTarget(BaseModel):
-    id: int
-    name: str
-    checks: list[str] | None = None
-    """None: the whole catalogue."""
 
 
 class SweepResult(BaseModel):
@@ -44,9 +40,6 @@ class SweepResult(BaseModel):
 
 def tag_limited(tag: str) -> bool:
     """Whether the Prefect API has a concurrency limit for ``tag``."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
     with get_client(sync_client=True) as client:
         try:
             client.read_concurrency_limit_by_tag(tag)
@@ -124,20 +117,33 @@ class SweepParams(BaseModel):
     )
 
 
-def sweep_run_name() -> str:
-    from prefect.runtime import flow_run
+sweep_run_name = run_namer("sweep")
+"""``sweep · ACME``."""
 
-    params = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    return f"sweep · {params.get('contract', '?')}"
+
+def sweep_and_finish(
+    run_id: int, contract: str, targets: list[HostTarget], limit: int | None = None
+) -> SweepResult:
+    """:func:`sweep_hosts`, then the run's record ends: completed, failed (a host task
+    crashed, or the sweep raised) or cancelled (SIGTERM, Ctrl-C)."""
+    status = RunStatus.FAILED
+    try:
+        result = sweep_hosts(run_id, contract, targets, limit=limit)
+        status = RunStatus.FAILED if result.crashed else RunStatus.COMPLETED
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # SIGTERM (TerminationSignal), Ctrl-C: stopped
+            status = RunStatus.CANCELLED
+        raise
+    finally:
+        with open_session() as db:
+            finish_run(session=db, run_id=run_id, status=status)
+    return result
 
 
 @flow(name="host-sweep", flow_run_name=sweep_run_name)
 def host_sweep(params: SweepParams) -> SweepResult:
     """Inspect the contract's hosts in scope now (no plan, no approval) and store everything."""
-    engine = engine_for(get_settings().db_url)
-    with session_scope(engine) as db:
+    with open_session() as db:
         contract = get_contract(session=db, code=params.contract)
         targets = [
             HostTarget(id=h.id, name=h.name)
@@ -156,18 +162,7 @@ def host_sweep(params: SweepParams) -> SweepResult:
     get_run_logger().info(
         "inspecting %d host(s) of %s (run %s)", len(targets), params.contract, run_id
     )
-    status = RunStatus.FAILED
-    try:
-        result = sweep_hosts(run_id, params.contract, targets, limit=params.concurrency)
-        status = RunStatus.FAILED if result.crashed else RunStatus.COMPLETED
-    except BaseException as exc:
-        if not isinstance(exc, Exception):  # SIGTERM (TerminationSignal), Ctrl-C: stopped
-            status = RunStatus.CANCELLED
-        raise
-    finally:
-        with session_scope(engine) as db:
-            finish_run(session=db, run_id=run_id, status=status)
-    return result
+    return sweep_and_finish(run_id, params.contract, targets, limit=params.concurrency)
 
 
 def run_sweep(params: SweepParams, concurrency: int | None = None) -> SweepResult:

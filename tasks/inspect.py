@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from upkeep.db import engine_for, session_scope
+from upkeep.db import open_session
 from upkeep.domain.checks import CATALOGUE
 from upkeep.domain.checks.base import (
     Check,
@@ -24,9 +24,9 @@ from upkeep.domain.checks.base import (
     evaluate_check,
     not_evaluated,
 )
+from upkeep.domain.findings import REACHABILITY, Observed
 from upkeep.models import Contract, Host, utcnow
 from upkeep.settings import Settings, SshSettings, get_settings
-from upkeep.tasks.findings import REACHABILITY, Observed
 from upkeep.tasks.records import HostInspection, contract_thresholds, store_host_inspection
 from upkeep.tasks.ssh import (
     CommandTimeout,
@@ -191,8 +191,7 @@ def inspect_host_now(
     ``check_names`` limits the catalogue (a re-check runs only the checks with open findings).
     """
     settings = settings or get_settings()
-    engine = engine_for(settings.db_url)
-    with session_scope(engine) as db:
+    with open_session() as db:
         host = db.get(Host, host_id)
         if host is None:
             raise LookupError(f"no host with id {host_id}")
@@ -212,7 +211,7 @@ def inspect_host_now(
         result = summarise(host_id, outcomes, started)
     except SshError as exc:
         result = unreachable(host_id, target.name, exc, started)
-    with session_scope(engine) as db:
+    with open_session() as db:
         store_host_inspection(session=db, run_id=run_id, result=result)
     return result
 
@@ -241,7 +240,7 @@ def inspect_host(
 def preflight_now(host_id: int, settings: Settings | None = None) -> str:
     """Log in to the host and out again, running nothing: "ok", or why it failed."""
     settings = settings or get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
+    with open_session() as db:
         host = db.get(Host, host_id)
         if host is None:
             raise LookupError(f"no host with id {host_id}")

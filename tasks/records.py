@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from upkeep.domain.checks.base import Thresholds
+from upkeep.domain.findings import Observed, reconcile, severity_rank
 from upkeep.models import (
     Contract,
     Customer,
@@ -25,7 +26,6 @@ from upkeep.models import (
     RunStatus,
     utcnow,
 )
-from upkeep.tasks.findings import Observed, reconcile
 
 
 class RecordNotFound(LookupError):
@@ -206,12 +206,8 @@ def list_findings(
     rows = session.exec(query).all()
     return sorted(
         rows,
-        key=lambda fh: (fh[1].name if fh[1] else "", _sev_rank(fh[0].severity), fh[0].check),
+        key=lambda fh: (fh[1].name if fh[1] else "", severity_rank(fh[0].severity), fh[0].check),
     )
-
-
-def _sev_rank(severity: str) -> int:
-    return {"critical": 0, "major": 1, "minor": 2, "info": 3}.get(severity, 9)
 
 
 def run_results(*, session: Session, run_id: int) -> list[tuple[HostResult, Host]]:

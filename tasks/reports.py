@@ -10,7 +10,8 @@ Three separate steps, so each can be tested alone and nothing here sends mail:
 * :func:`save_report` writes the page under the report directory, atomically.
 
 Everything a host printed (messages, evidence) is untrusted text: the HTML templates are
-autoescaped and the Markdown goes through :func:`tasks.markup.md_escape`, the one escaper.
+autoescaped and the Markdown goes through :func:`upkeep.domain.markup.md_escape`, the one
+escaper.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlmodel import Session, col, or_, select
 
 from upkeep.domain.calendar import AnnualPlan, plan_view
+from upkeep.domain.checks.base import Severity
+from upkeep.domain.findings import severity_rank
+from upkeep.domain.inspection import PLAN_GATE
 from upkeep.domain.markup import md_escape
+from upkeep.domain.naming import run_url
 from upkeep.models import (
     Approval,
     Contract,
@@ -46,8 +51,8 @@ from upkeep.tasks.records import RecordNotFound, run_results
 
 log = logging.getLogger(__name__)
 
-SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "info")
-"""Worst first."""
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in sorted(Severity, key=lambda s: s.rank))
+"""Severity values, worst first."""
 
 SCORE_PENALTY: Mapping[str, int] = {"critical": 25, "major": 10, "minor": 3, "info": 0}
 
@@ -57,7 +62,6 @@ SCORE_FORMULA = (
     "Overall score = the mean of the host scores, rounded."
 )
 
-PLAN_GATE = "inspection-plan"
 REPORT_TEMPLATE = "report/inspection.html.j2"
 
 FindingState = Literal["new", "persisting", "resolved"]
@@ -288,10 +292,6 @@ def _measurement_row(raw: Mapping[str, Any]) -> MeasurementRow:
     )
 
 
-def _sev_rank(severity: str | None) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
-
-
 def _finding_row(finding: Finding, host: Host, state: FindingState, zone: tzinfo) -> FindingRow:
     return FindingRow(
         host=host.name,
@@ -309,7 +309,7 @@ def _finding_row(finding: Finding, host: Host, state: FindingState, zone: tzinfo
 
 
 def _finding_sort_key(row: FindingRow) -> tuple[int, str, str, str]:
-    return (_sev_rank(row.severity), row.host, row.check, row.subject)
+    return (severity_rank(row.severity), row.host, row.check, row.subject)
 
 
 def _plan_approval(session: Session, run: InspectionRun, zone: tzinfo) -> PlanApproval | None:
@@ -385,7 +385,7 @@ def _group_by_severity(rows: Iterable[FindingRow]) -> tuple[SeverityGroup, ...]:
     by_sev: dict[str, list[FindingRow]] = {}
     for row in rows:
         by_sev.setdefault(row.severity, []).append(row)
-    ordered = sorted(by_sev, key=_sev_rank)
+    ordered = sorted(by_sev, key=severity_rank)
     return tuple(
         SeverityGroup(sev, tuple(sorted(by_sev[sev], key=_finding_sort_key))) for sev in ordered
     )
@@ -521,12 +521,6 @@ def template_env(templates_dir: Path, *, html: bool = True) -> Environment:
     return env
 
 
-def flow_run_url(prefect_ui_url: str | None, flow_run_id: str | None) -> str | None:
-    if not prefect_ui_url or not flow_run_id:
-        return None
-    return f"{prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
-
-
 def render_inspection_html(
     report: InspectionReport, templates_dir: Path, *, prefect_ui_url: str | None = None
 ) -> str:
@@ -537,7 +531,7 @@ def render_inspection_html(
     """
     template = template_env(Path(templates_dir), html=True).get_template(REPORT_TEMPLATE)
     return template.render(
-        report=report, flow_run_url=flow_run_url(prefect_ui_url, report.run.flow_run_id)
+        report=report, flow_run_url=run_url(prefect_ui_url, report.run.flow_run_id)
     )
 
 

@@ -31,7 +31,9 @@ from typing import Any, Literal, TypeVar, get_args
 
 from sqlmodel import Session, col, or_, select
 
+from upkeep.domain.findings import severity_rank
 from upkeep.domain.markup import md_escape
+from upkeep.domain.naming import run_url
 from upkeep.models import (
     Approval,
     ApprovalEvent,
@@ -54,7 +56,6 @@ from upkeep.tasks.reports import (
     ContractInfo,
     CustomerInfo,
     contract_zone,
-    flow_run_url,
     format_dt,
     link_target,
     safe_name,
@@ -531,10 +532,6 @@ class ServiceReport:
 # Building it from the database
 
 
-def _sev_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
-
-
 def _finding_row(
     finding: Finding, host: Host | None, zone: tzinfo, end_utc: datetime | None = None
 ) -> FindingRow:
@@ -555,7 +552,7 @@ def _finding_row(
 
 
 def _by_severity_then_host(row: FindingRow) -> tuple[int, str, str, str, datetime]:
-    return (_sev_rank(row.severity), row.where, row.check, row.subject, row.first_seen_at)
+    return (severity_rank(row.severity), row.where, row.check, row.subject, row.first_seen_at)
 
 
 BACKUP_RUN_KINDS = ("backup", "drill")
@@ -715,7 +712,7 @@ def _findings(
             still.append(_finding_row(finding, host, zone, end_utc=end))
     opened.sort(key=_by_severity_then_host)
     resolved.sort(key=_by_severity_then_host)
-    still.sort(key=lambda r: (_sev_rank(r.severity), r.first_seen_at, r.where, r.check))
+    still.sort(key=lambda r: (severity_rank(r.severity), r.first_seen_at, r.where, r.check))
     return opened, resolved, still
 
 
@@ -1006,7 +1003,7 @@ def render_service_report_html(
         title=report_title(report),
         no_backups=NO_BACKUPS,
         no_plan=NO_PLAN,
-        flow_run_url=flow_run_url(prefect_ui_url, report.flow_run_id),
+        flow_run_url=run_url(prefect_ui_url, report.flow_run_id),
     )
 
 

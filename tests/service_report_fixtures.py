@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from upkeep.domain.checks.base import Severity
+from upkeep.domain.findings import REACHABILITY, Observed
 from upkeep.models import Approval, Contract, Customer, Host, InspectionRun, RunStatus
 from upkeep.tasks.backup_records import backup_finding, record_version
-from upkeep.tasks.findings import REACHABILITY, Observed
 from upkeep.tasks.records import HostInspection, finish_run, start_run, store_host_inspection
 
 FEBRUARY = (date(2027, 2, 1), date(2027, 3, 1))

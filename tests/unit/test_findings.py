@@ -1,7 +1,7 @@
 """The pure decision of what one inspection means for a host's open findings."""
 
 from upkeep.domain.checks.base import Severity
-from upkeep.tasks.findings import REACHABILITY, Observed, reconcile
+from upkeep.domain.findings import REACHABILITY, Observed, reconcile
 
 
 def obs(check: str, subject: str = "", sev: Severity = Severity.MAJOR) -> Observed:

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from upkeep.domain.checks.base import Measurement, Severity
+from upkeep.domain.findings import REACHABILITY, Observed
 from upkeep.models import Approval, Contract, Customer, Finding, Host, RunStatus
 from upkeep.settings import TEMPLATES_DIR
-from upkeep.tasks.findings import REACHABILITY, Observed
 from upkeep.tasks.notify import render_report_email
 from upkeep.tasks.records import (
     HostInspection,

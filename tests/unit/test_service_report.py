@@ -22,7 +22,6 @@ from tests.service_report_fixtures import (
     acme,
     plant_bad_month,
 )
-from upkeep.flows.service_report import plan_for_period
 from upkeep.models import (
     Approval,
     ApprovalEvent,
@@ -36,6 +35,7 @@ from upkeep.models import (
 )
 from upkeep.settings import TEMPLATES_DIR
 from upkeep.tasks.records import RecordNotFound
+from upkeep.tasks.service_plan import plan_for_period
 from upkeep.tasks.service_report import (
     NO_BACKUPS,
     NO_END,

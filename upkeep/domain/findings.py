@@ -11,6 +11,15 @@ REACHABILITY = "reachability"
 """The pseudo-check under which a host that could not be inspected is recorded."""
 
 
+def severity_rank(severity: str | None) -> int:
+    """Where ``severity`` (a :class:`Severity` or its value) sorts, worst first, by
+    :attr:`Severity.rank`; anything else (None, an unknown word) sorts after every severity."""
+    try:
+        return Severity(severity).rank if severity is not None else len(Severity)
+    except ValueError:
+        return len(Severity)
+
+
 @dataclass(frozen=True)
 class Observed:
     """A finding as seen by one inspection of one host."""
@@ -53,6 +62,8 @@ def reconcile(
     observed: Iterable[Observed],
     evaluated_checks: Iterable[str],
 ) -> Reconciliation:
+    """What one host's inspection means for its open findings (see :class:`Reconciliation`);
+    an observation seen twice counts once."""
     open_set = set(open_keys)
     evaluated = set(evaluated_checks)
     out = Reconciliation()
