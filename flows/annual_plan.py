@@ -19,16 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from upkeep.db import open_session
-from upkeep.domain.cadence import describe, parse_blackouts, parse_cadence, planned_runs
-from upkeep.domain.calendar import (
-    AnnualPlan,
-    annual_plan_events,
-    ics_calendar,
-    plan_items,
-)
+from upkeep.domain.annual_plan import plan_for_year, plan_summary
+from upkeep.domain.calendar import AnnualPlan, annual_plan_events, ics_calendar
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import artifact_key
-from upkeep.domain.processes import TITLES
 from upkeep.flows.blackout import blackout_guard
 from upkeep.settings import Settings, get_settings
 from upkeep.tasks.notify import mail_recipients, render_mail
@@ -36,35 +30,21 @@ from upkeep.tasks.records import get_contract, get_customer
 from upkeep.tasks.reports import link_target, render_annual_plan_html, write_atomic
 from upkeep.tasks.runs import run_namer
 
+__all__ = ["annual_plan", "plan_summary", "send_annual_plan", "write_plan_files"]
+
 
 def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPlan:
     """The contract's plan for ``year`` from its cadences, blackouts and blackout policy."""
     contract = get_contract(session=session, code=contract_code, active_only=False)
-    customer = get_customer(session=session, contract=contract)
-    tz = ZoneInfo(contract.timezone)
-    start = datetime(year, 1, 1, tzinfo=tz)
-    end = datetime(year + 1, 1, 1, tzinfo=tz)
-    blackouts = parse_blackouts(contract.blackouts)
-    policy: Any = contract.blackout_policy
-    items = []
-    for process, written in sorted((contract.cadences or {}).items()):
-        cadence = parse_cadence(written)
-        runs = planned_runs(cadence, contract.timezone, blackouts, policy, start, end)
-        items += plan_items(
-            runs,
-            process=process,
-            title=TITLES.get(process, process),
-            cadence_text=describe(cadence),
-        )
-    items.sort(key=lambda i: i.at)
-    return AnnualPlan(
-        customer_name=customer.name,
+    return plan_for_year(
+        customer_name=get_customer(session=session, contract=contract).name,
         contract_code=contract.code,
         contract_name=contract.name,
-        year=year,
         timezone=contract.timezone,
-        items=items,
-        blackouts=blackouts,
+        cadences=contract.cadences or {},
+        blackouts=contract.blackouts,
+        policy=contract.blackout_policy,
+        year=year,
     )
 
 
@@ -81,14 +61,6 @@ def write_plan_files(plan: AnnualPlan, settings: Settings) -> tuple[Path, Path]:
         ),
     )
     return html_path, ics_path
-
-
-def plan_summary(plan: AnnualPlan) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in plan.items:
-        if not item.skipped:
-            counts[item.title] = counts.get(item.title, 0) + 1
-    return counts
 
 
 class AnnualPlanParams(BaseModel):
