@@ -4,6 +4,7 @@ from upkeep.models.approval import Approval, ApprovalCode, ApprovalEvent
 from upkeep.models.backup import BackupVersion
 from upkeep.models.base import UTCDateTime, utcnow
 from upkeep.models.customer import Contract, ContractCreate, Customer, CustomerCreate
+from upkeep.models.enums import Fault, Outcome
 from upkeep.models.host import Host, HostCreate
 from upkeep.models.inspection import (
     Finding,
@@ -24,6 +25,7 @@ __all__ = [
     "ContractCreate",
     "Customer",
     "CustomerCreate",
+    "Fault",
     "Finding",
     "FindingStatus",
     "Host",
@@ -32,6 +34,7 @@ __all__ = [
     "InspectionRun",
     "OutboxMessage",
     "OutboxStatus",
+    "Outcome",
     "RunClaim",
     "RunStatus",
     "UTCDateTime",

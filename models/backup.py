@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from upkeep.models.base import created_field, json_field, ts_field
+from upkeep.models.enums import Fault, Outcome, StrEnumColumn
 
 
 class BackupVersion(SQLModel, table=True):
@@ -31,8 +32,8 @@ class BackupVersion(SQLModel, table=True):
     size_bytes: int | None = None
     checksum: str | None = Field(default=None, max_length=128)
     verified_at: datetime = created_field()
-    outcome: str = Field(max_length=8, index=True)
-    fault: str | None = Field(default=None, max_length=16)
+    outcome: Outcome = Field(sa_type=StrEnumColumn(Outcome, 8), index=True)
+    fault: Fault | None = Field(default=None, sa_type=StrEnumColumn(Fault, 16))
     reason: str | None = Field(default=None, max_length=64)
     evidence: str = ""
     checks: list[dict[str, object]] = json_field(list)

@@ -8,16 +8,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from upkeep.domain.backups import SEVERITY_BY_IMPORTANCE
+from upkeep.domain.checks.base import Severity
 from upkeep.models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
 from upkeep.tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
 
 BACKUP_CHECK = "backup"
-SEVERITY_BY_IMPORTANCE = {
-    "critical": "critical",
-    "high": "critical",
-    "medium": "major",
-    "low": "minor",
-}
+__all__ = ["SEVERITY_BY_IMPORTANCE", "backup_finding", "prune", "record_version", "versions"]
 
 
 def record_version(*, session: Session, **values: Any) -> BackupVersion:
@@ -106,12 +103,16 @@ def backup_finding(
     session: Session,
     run: InspectionRun,
     system: str,
-    importance: str,
     message: str,
     evidence: str,
     recommendation: str,
+    severity: Severity | None = None,
+    importance: str | None = None,
 ) -> Finding:
-    """Open (or refresh) the finding that ``system``'s backups fail verification."""
+    """Open (or refresh) the finding that ``system``'s backups fail verification, as
+    ``severity`` (else as severe as the system's ``importance``)."""
+    if severity is None:
+        severity = SEVERITY_BY_IMPORTANCE.get(importance or "medium", Severity.MAJOR)
     now = utcnow()
     open_one = _open_backup_finding(session, run.contract_id, system)
     assert run.id is not None
@@ -122,7 +123,7 @@ def backup_finding(
             run_id=run.id,
             check=BACKUP_CHECK,
             subject=system,
-            severity=SEVERITY_BY_IMPORTANCE.get(importance, "major"),
+            severity=severity,
             message=message,
             evidence=evidence,
             recommendation=recommendation,

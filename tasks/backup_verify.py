@@ -12,8 +12,8 @@ import os
 import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,19 @@ from prefect import get_run_logger, task
 from prefect.blocks.system import Secret
 from sqlmodel import select
 
-from upkeep.db import engine_for, session_scope
-from upkeep.models import Contract, Host, InspectionRun, utcnow
+from upkeep.db import open_session
+from upkeep.domain.backups import (
+    SourceOutcome,
+    Verdict,
+    failure_finding,
+    judge,
+    retry,
+    stale,
+    to_prune,
+)
+from upkeep.domain.contract import BackupSourceSpec, ContractView
+from upkeep.domain.retention import archive_path
+from upkeep.models import Contract, Host, InspectionRun, Outcome, utcnow
 from upkeep.settings import Settings, get_settings
 from upkeep.tasks.backup_records import (
     backup_finding,
@@ -43,34 +54,11 @@ from upkeep.tasks.backups.base import (
     latest_in,
 )
 from upkeep.tasks.backups.remote import BackupHost
-from upkeep.tasks.backups.retention import Version, archive_path, backup_key, plan_retention
 from upkeep.tasks.inspect import target_for
 from upkeep.tasks.records import get_contract
 from upkeep.tasks.ssh import SshError, SshSession
 
-RECOMMEND = {
-    "backup": "The backup itself is damaged or incomplete: take a new full backup, find out why "
-    "the last one broke (disk, transfer, the backup job's log), and keep the last good "
-    "version until a new one verifies.",
-    "system": "The system that makes or holds the backups failed: check the backup job, the "
-    "source's availability and the storage, then run the verification again.",
-}
-
-
-@dataclass
-class SourceOutcome:
-    system: str
-    kind: str
-    outcome: str
-    fault: str | None = None
-    reason: str | None = None
-    message: str = ""
-    evidence: str = ""
-    version_id: int | None = None
-    taken_by_upkeep: bool = False
-    pruned: list[str] = field(default_factory=list)
-    duration_s: float | None = None
-    restored_to: str | None = None
+__all__ = ["SourceOutcome", "verify_source", "verify_source_now", "contract_sources"]
 
 
 class ConfigError(VerificationError):
@@ -90,22 +78,18 @@ def _env(name: str | None, what: str) -> str:
     return value
 
 
-def restic_password(source: dict[str, Any]) -> str:
-    if source.get("password_env"):
-        return _env(source["password_env"], "the restic password")
+def restic_password(source: BackupSourceSpec) -> str:
+    if source.password_env:
+        return _env(source.password_env, "the restic password")
     try:
-        block: Any = Secret.load(source["password_secret"])
+        block: Any = Secret.load(str(source.password_secret))
         value = block.get()
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(
-            f"the restic password secret {source['password_secret']!r} "
+            f"the restic password secret {source.password_secret!r} "
             f"cannot be loaded ({type(exc).__name__})"
         ) from None
     return str(value)
-
-
-def _stale(taken_at: datetime | None, validity_hours: float, now: datetime) -> bool:
-    return taken_at is None or now - taken_at > timedelta(hours=validity_hours)
 
 
 @dataclass
@@ -121,7 +105,7 @@ class Ran:
 def _backup_host(contract_id: int, name: str, stack: ExitStack) -> BackupHost:
     """A connected :class:`BackupHost` for the contract's host ``name``, closed with ``stack``."""
     settings = get_settings()
-    with session_scope(engine_for(settings.db_url)) as db:
+    with open_session() as db:
         host = db.exec(
             select(Host).where(Host.contract_id == contract_id, Host.name == name)
         ).first()
@@ -144,9 +128,9 @@ def _backup_host(contract_id: int, name: str, stack: ExitStack) -> BackupHost:
     return bhost
 
 
-def _staging(source: dict[str, Any], stack: ExitStack) -> Path:
+def _staging(source: BackupSourceSpec, stack: ExitStack) -> Path:
     """A fresh local directory for a fetched backup, removed with ``stack``."""
-    parent = Path(source["scratch"]) if source.get("scratch") else get_settings().data_dir
+    parent = Path(source.scratch) if source.scratch else get_settings().data_dir
     files_cleanup(parent)
     return stack.enter_context(Scratch(parent, prefix=SCRATCH_PREFIX + "fetch-"))
 
@@ -156,7 +140,7 @@ class _Job:
     """One source's verification in progress: its settings, the run's moment and mode, the
     connection to its backup host (if any) and the stack that closes what it opened."""
 
-    source: dict[str, Any]
+    source: BackupSourceSpec
     drill: bool
     now: datetime
     contract_id: int
@@ -165,11 +149,11 @@ class _Job:
 
     @property
     def system(self) -> str:
-        return str(self.source["system"])
+        return self.source.system
 
     @property
     def location(self) -> str:
-        return str(self.source["location"])
+        return self.source.location
 
     @property
     def where(self) -> str:
@@ -182,14 +166,12 @@ class _Job:
 
     @property
     def commands(self) -> CheckCommands:
-        return CheckCommands.from_lines(
-            self.source.get("commands", []), float(self.source.get("command_timeout", 300))
-        )
+        return CheckCommands.from_lines(self.source.commands, self.source.command_timeout)
 
     def need_new(self, taken_at: datetime | None, what: str, can_take: bool) -> bool:
         """True when a new full backup must be taken first (never in a drill)."""
-        validity = float(self.source.get("validity_hours", 26))
-        if not _stale(taken_at, validity, self.now) or self.drill:
+        validity = self.source.validity_hours
+        if not stale(taken_at, validity, self.now) or self.drill:
             return False
         if not can_take:
             raise VerificationError(
@@ -253,7 +235,7 @@ class _Job:
 
 
 def run_source(
-    source: dict[str, Any], *, drill: bool, now: datetime, contract_id: int, stack: ExitStack
+    source: BackupSourceSpec, *, drill: bool, now: datetime, contract_id: int, stack: ExitStack
 ) -> Ran:
     """Find (or take) the backup to test and restore-test it.
 
@@ -261,11 +243,11 @@ def run_source(
     checks run here, in the scratch directory or on the scratch database server, or for files
     with ``scratch_host`` on that host.
     """
-    host = _backup_host(contract_id, source["host"], stack) if source.get("host") else None
+    host = _backup_host(contract_id, source.host, stack) if source.host else None
     job = _Job(source, drill, now, contract_id, stack, host)
-    if source["kind"] == "files":
+    if source.kind == "files":
         return _verify_files(job)
-    if source["kind"] == "postgresql":
+    if source.kind == "postgresql":
         return _verify_postgresql(job)
     return _verify_restic(job)
 
@@ -274,30 +256,30 @@ def _verify_files(job: _Job) -> Ran:
     source, system, location = job.source, job.system, job.location
     path, taken = job.latest_or_new(
         parse=files.parse_backup_name,
-        take_here=lambda: files.take_backup(Path(source["source"]), Path(location), system),
-        take_there=lambda h: remote.take_files_backup(h, source["source"], location, system),
+        take_here=lambda: files.take_backup(Path(str(source.source)), Path(location), system),
+        take_there=lambda h: remote.take_files_backup(h, str(source.source), location, system),
         what="source",
-        can_take=bool(source.get("source")),
+        can_take=bool(source.source),
     )
-    expected = source.get("expected_files", [])
-    if job.host is not None and source.get("scratch_host"):
+    expected = source.expected_files
+    if job.host is not None and source.scratch_host:
         on = (
             job.host
-            if source["scratch_host"] == job.host.name
-            else _backup_host(job.contract_id, source["scratch_host"], job.stack)
+            if source.scratch_host == job.host.name
+            else _backup_host(job.contract_id, source.scratch_host, job.stack)
         )
         result = remote.verify_files_on_host(
-            on, path, source["scratch"], expected=expected, backup_host=job.host
+            on, path, str(source.scratch), expected=expected, backup_host=job.host
         )
         return Ran(result, taken)
     archive = job.fetch(path, with_manifest=True)
-    scratch = Path(source["scratch"])
+    scratch = Path(str(source.scratch))
     files_cleanup(scratch)
     result = files.verify(
         archive,
         scratch,
         expected=expected,
-        source_dir=Path(source["source"]) if source.get("source") and not job.host else None,
+        source_dir=Path(source.source) if source.source and not job.host else None,
         commands=job.commands,
     )
     result.backup = job.label(path)
@@ -306,26 +288,26 @@ def _verify_files(job: _Job) -> Ran:
 
 def _verify_postgresql(job: _Job) -> Ran:
     source, system, location = job.source, job.system, job.location
-    scratch_url = _env(source.get("scratch_database_env"), "the scratch database server")
+    scratch_url = _env(source.scratch_database_env, "the scratch database server")
     source_url = (
-        _env(source["source_database_env"], "the source database")
-        if source.get("source_database_env")
+        _env(source.source_database_env, "the source database")
+        if source.source_database_env
         else None
     )
     path, taken = job.latest_or_new(
         parse=postgresql.parse_backup_name,
         take_here=lambda: postgresql.take_backup(str(source_url), Path(location), system),
-        take_there=lambda h: remote.take_pg_dump(h, source["dump_database"], location, system),
+        take_there=lambda h: remote.take_pg_dump(h, str(source.dump_database), location, system),
         what="dump_database" if job.host else "source database",
-        can_take=bool(source.get("dump_database")) if job.host else source_url is not None,
+        can_take=bool(source.dump_database) if job.host else source_url is not None,
     )
     dump = job.fetch(path)
     postgresql.cleanup_stale_databases(scratch_url)
     result = postgresql.verify(
         dump,
         scratch_url,
-        tables=source.get("tables", {}),
-        sql_checks=source.get("sql_checks", []),
+        tables=source.tables,
+        sql_checks=source.sql_checks,
         source_url=source_url,
         commands=job.commands,
     )
@@ -337,20 +319,20 @@ def _verify_restic(job: _Job) -> Ran:
     source, location = job.source, job.location
     password = restic_password(source)
     snapshot = restic.latest_snapshot(location, password=password)
-    taken = job.need_new(snapshot[1] if snapshot else None, "source", bool(source.get("source")))
+    taken = job.need_new(snapshot[1] if snapshot else None, "source", bool(source.source))
     if taken:
         if job.host is None:
-            restic.take_backup(Path(source["source"]), location, password=password)
+            restic.take_backup(Path(str(source.source)), location, password=password)
         else:
-            remote.take_restic_backup(job.host, source["source"], location, password=password)
-    scratch = Path(source["scratch"])
+            remote.take_restic_backup(job.host, str(source.source), location, password=password)
+    scratch = Path(str(source.scratch))
     files_cleanup(scratch)
     result = restic.verify(
         location,
         scratch,
         password=password,
-        read_data_subset=source.get("read_data_subset"),
-        expected=source.get("expected_files", []),
+        read_data_subset=source.read_data_subset,
+        expected=source.expected_files,
         commands=job.commands,
     )
     return Ran(result, taken)
@@ -364,18 +346,18 @@ def files_cleanup(scratch: Path) -> None:
 
 
 def archive_copy(
-    settings: Settings, source: dict[str, Any], result: VerificationResult, local: Path | None
+    settings: Settings, source: BackupSourceSpec, result: VerificationResult, local: Path | None
 ) -> str | None:
     """Keep a copy of a verified backup file in the archive layout; restic keeps its own.
     ``local`` is the fetched copy of a backup on another host (else ``result.backup``)."""
-    if result.kind == "restic" or (local is None and source.get("host")):
+    if result.kind == "restic" or (local is None and source.host):
         return None  # restic keeps its own versions; a backup restored on a host stays there
     src = local or Path(result.backup)
     target = archive_path(
         settings.data_dir / "archive",
-        source["system"],
-        source.get("security_level", "internal"),
-        source.get("importance", "medium"),
+        source.system,
+        source.security_level,
+        source.importance,
         result.taken_at,
         src.name,
     )
@@ -386,109 +368,119 @@ def archive_copy(
     return str(target)
 
 
-TRANSIENT = {"source_unreadable", "backup_command_failed", "restore_failed"}
-
-
 def _with_retry(
-    source: dict[str, Any],
+    source: BackupSourceSpec,
     drill: bool,
     now: datetime,
     contract_id: int,
     stack: ExitStack,
     attempts: int = 2,
 ) -> Ran:
-    """A system fault that may pass (a database restarting, a host rebooting) is tried once
-    more; a damaged backup, a missing setting or a full disk is not."""
+    """Run the source, once more after a system fault that may pass (:func:`retry`)."""
     for attempt in range(1, attempts + 1):
         try:
             return run_source(source, drill=drill, now=now, contract_id=contract_id, stack=stack)
         except ConfigError:
             raise
         except VerificationError as exc:
-            if exc.fault != "system" or exc.reason not in TRANSIENT or attempt == attempts:
+            if not retry(exc.fault, exc.reason, attempt, attempts):
                 raise
-            get_run_logger().warning("%s: %s, trying again", source["system"], exc)
+            get_run_logger().warning("%s: %s, trying again", source.system, exc)
     raise AssertionError("unreachable")
+
+
+def _attempt(
+    source: BackupSourceSpec, drill: bool, now: datetime, contract_id: int, stack: ExitStack
+) -> tuple[Verdict, Ran | VerificationError]:
+    """Try the source (with its retry) and judge it: the verdict, and what it was judged on."""
+    try:
+        ran = _with_retry(source, drill, now, contract_id, stack)
+    except VerificationError as exc:
+        return judge((exc.fault, exc.reason, exc.message, exc.evidence)), exc
+    return judge(None), ran
 
 
 def verify_source_now(
     contract_code: str, system: str, run_id: int, drill: bool = False
 ) -> SourceOutcome:
     """Verify one source and record everything; a failure is an outcome, not an exception."""
-    settings = get_settings()
-    engine = engine_for(settings.db_url)
-    with session_scope(engine) as db:
-        contract = get_contract(session=db, code=contract_code)
-        source = next((s for s in contract.backup_sources if s["system"] == system), None)
-        if source is None:
-            raise LookupError(f"contract {contract_code} has no backup source {system!r}")
-        contract_id = contract.id
+    with open_session() as db:
+        contract = ContractView.of(get_contract(session=db, code=contract_code))
+    source = contract.backup_source(system)  # KeyError (a LookupError) when there is none
     now = utcnow()
-    common = dict(
+    with ExitStack() as stack:
+        verdict, what = _attempt(source, drill, now, contract.id, stack)
+        if isinstance(what, VerificationError):
+            return _record_bad(source, drill, run_id, contract.id, verdict, what)
+        return _record_good(source, drill, run_id, contract.id, what)
+
+
+def _common(source: BackupSourceSpec, drill: bool, contract_id: int) -> dict[str, Any]:
+    """What every version row of ``source`` in this run holds."""
+    return dict(
         contract_id=contract_id,
-        system=system,
-        kind=source["kind"],
-        security_level=source.get("security_level", "internal"),
-        importance=source.get("importance", "medium"),
+        system=source.system,
+        kind=source.kind,
+        security_level=source.security_level,
+        importance=source.importance,
         drill=drill,
         run_kind="drill" if drill else "verification",
     )
-    assert contract_id is not None
-    with ExitStack() as stack:
-        return _verify_and_record(source, drill, now, run_id, contract_id, common, stack)
 
 
-def _verify_and_record(
-    source: dict[str, Any],
+def _record_bad(
+    source: BackupSourceSpec,
     drill: bool,
-    now: datetime,
     run_id: int,
     contract_id: int,
-    common: dict[str, Any],
-    stack: ExitStack,
+    verdict: Verdict,
+    error: VerificationError,
 ) -> SourceOutcome:
+    """Record a failed verification: its version row and the system's backup finding."""
+    finding = failure_finding(source.system, source.importance, verdict)
+    with open_session() as db:
+        run = db.get(InspectionRun, run_id)
+        assert run is not None
+        v = record_version(
+            session=db,
+            backup=verdict.message[:1000],
+            outcome=verdict.outcome,
+            fault=verdict.fault,
+            reason=verdict.reason,
+            evidence=verdict.evidence,
+            checks=[c._asdict() for c in error.checks],
+            flow_run_id=run.flow_run_id,
+            **_common(source, drill, contract_id),
+        )
+        backup_finding(
+            session=db,
+            run=run,
+            system=source.system,
+            severity=finding.severity,
+            message=finding.message,
+            evidence=finding.evidence,
+            recommendation=finding.recommendation,
+        )
+        return SourceOutcome(
+            system=source.system,
+            kind=source.kind,
+            outcome=verdict.outcome,
+            fault=verdict.fault,
+            reason=verdict.reason,
+            message=verdict.message,
+            evidence=verdict.evidence,
+            version_id=v.id,
+        )
+
+
+def _record_good(
+    source: BackupSourceSpec, drill: bool, run_id: int, contract_id: int, ran: Ran
+) -> SourceOutcome:
+    """Record a verified backup: archive it, resolve the finding, apply retention (a drill
+    only records)."""
     settings = get_settings()
-    engine = engine_for(settings.db_url)
-    system = source["system"]
-    try:
-        ran = _with_retry(source, drill, now, contract_id, stack)
-        result, taken = ran.result, ran.taken
-    except VerificationError as exc:
-        with session_scope(engine) as db:
-            run = db.get(InspectionRun, run_id)
-            assert run is not None
-            v = record_version(
-                session=db,
-                backup=exc.message[:1000],
-                outcome="bad",
-                fault=exc.fault,
-                reason=exc.reason,
-                evidence=exc.evidence,
-                checks=[c._asdict() for c in exc.checks],
-                flow_run_id=run.flow_run_id,
-                **common,
-            )
-            backup_finding(
-                session=db,
-                run=run,
-                system=system,
-                importance=source.get("importance", "medium"),
-                message=f"backup of {system} failed verification: the {exc.fault} "
-                f"is at fault ({exc.reason}): {exc.message}",
-                evidence=exc.evidence,
-                recommendation=RECOMMEND[exc.fault],
-            )
-            return SourceOutcome(
-                system,
-                source["kind"],
-                "bad",
-                exc.fault,
-                exc.reason,
-                exc.message,
-                exc.evidence,
-                v.id,
-            )
-    with session_scope(engine) as db:
+    result = ran.result
+    with open_session() as db:
         run = db.get(InspectionRun, run_id)
         assert run is not None
         archived = None if drill else archive_copy(settings, source, result, ran.local_copy)
@@ -496,41 +488,27 @@ def _verify_and_record(
             session=db,
             backup=result.backup,
             taken_at=result.taken_at,
-            taken_by_upkeep=taken,
+            taken_by_upkeep=ran.taken,
             size_bytes=result.size_bytes,
             checksum=result.checksum,
-            outcome="good",
+            outcome=Outcome.GOOD,
             checks=[c._asdict() for c in result.checks],
             duration_s=result.duration_s,
             archive_path=archived,
             flow_run_id=run.flow_run_id,
-            **common,
+            **_common(source, drill, contract_id),
         )
-        resolve_backup_finding(session=db, run=run, system=system)
+        resolve_backup_finding(session=db, run=run, system=source.system)
         pruned: list[str] = []
         if not drill:
-            kept = versions(session=db, contract_id=contract_id, system=system)
-            plan = plan_retention(
-                [
-                    Version(
-                        id=str(k.id),
-                        taken_at=k.taken_at or k.verified_at,
-                        verified_at=k.verified_at,
-                        outcome="good" if k.outcome == "good" else "bad",
-                        key=backup_key(k.backup, k.checksum),
-                    )
-                    for k in kept
-                ],
-                int(source.get("keep_versions", 5)),
-            )
-            doomed_ids = {d.id for d in plan}
-            pruned = prune(session=db, doomed=[k for k in kept if str(k.id) in doomed_ids])
+            stored = versions(session=db, contract_id=contract_id, system=source.system)
+            pruned = prune(session=db, doomed=to_prune(stored, source.keep_versions))
         return SourceOutcome(
-            system,
-            source["kind"],
-            "good",
+            system=source.system,
+            kind=source.kind,
+            outcome=Outcome.GOOD,
             version_id=v.id,
-            taken_by_upkeep=taken,
+            taken_by_upkeep=ran.taken,
             pruned=pruned,
             duration_s=result.duration_s,
             restored_to=result.restored_to,
@@ -540,12 +518,12 @@ def _verify_and_record(
 @task(name="verify-backup", task_run_name="verify {system}")
 def verify_source(
     contract_code: str, system: str, run_id: int, drill: bool = False
-) -> dict[str, Any]:
+) -> SourceOutcome:
     """Prefect task around :func:`verify_source_now` (one per source; one bad source never
     stops the others)."""
     outcome = verify_source_now(contract_code, system, run_id, drill)
     log = get_run_logger()
-    if outcome.outcome == "good":
+    if outcome.good:
         log.info(
             "%s: restored and verified%s",
             system,
@@ -553,14 +531,16 @@ def verify_source(
         )
     else:
         log.warning("%s: %s fault (%s): %s", system, outcome.fault, outcome.reason, outcome.message)
-    return outcome.__dict__
+    return outcome
 
 
-def contract_sources(contract: Contract, only: str | None) -> list[str]:
-    names = [s["system"] for s in contract.backup_sources]
+def contract_sources(contract: Contract | ContractView, only: str | None) -> list[str]:
+    """The systems to verify: every backup source of the contract, or only ``only``."""
+    view = contract if isinstance(contract, ContractView) else ContractView.of(contract)
+    names = [s.system for s in view.backup_sources]
     if only is not None and only not in names:
         raise LookupError(
-            f"contract {contract.code} has no backup source {only!r} "
+            f"contract {view.code} has no backup source {only!r} "
             f"(known: {', '.join(names) or 'none'})"
         )
     return [only] if only else names

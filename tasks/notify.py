@@ -38,6 +38,7 @@ from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
 
 from upkeep.db import open_session
+from upkeep.domain.backups import SourceOutcome
 from upkeep.domain.markup import markdown_html, markdown_plain
 from upkeep.models import Contract, OutboxMessage, OutboxStatus, utcnow
 from upkeep.settings import SmtpSettings, TlsMode
@@ -103,26 +104,28 @@ def render_backup_email(
     templates_dir: str | Path,
     contract_code: str,
     run_id: int,
-    outcomes: Sequence[dict[str, Any]],
+    outcomes: Sequence[SourceOutcome | Mapping[str, Any]],
     drill: bool,
     report_name: str,
 ) -> tuple[str, str, str]:
     """(subject, text, html) of the mail about a backup verification or drill run.
 
-    ``outcomes`` are the per-source dicts of the flow (system, kind, outcome, fault, reason,
-    message). From ``email/backup_report.txt.j2`` and ``.html.j2`` (autoescaped,
+    ``outcomes`` are the flow's per-source outcomes (or mappings of their fields). From
+    ``email/backup_report.txt.j2`` and ``.html.j2`` (autoescaped,
     ``StrictUndefined``); the subject names the contract, the run and how many failed.
     """
     what = "Disaster-recovery drill" if drill else "Backup verification"
-    bad = [o for o in outcomes if o.get("outcome") != "good"]
+    typed = [SourceOutcome.model_validate(o) for o in outcomes]
+    bad = [o for o in typed if not o.good]
     context: dict[str, Any] = {
         "what": what,
         "contract_code": contract_code,
         "outcomes": [
-            {k: o.get(k) or "" for k in ("system", "kind", "outcome", "fault", "reason", "message")}
-            for o in outcomes
+            {k: getattr(o, k) or "" for k in ("system", "kind", "outcome", "fault", "reason")}
+            | {"message": o.message}
+            for o in typed
         ],
-        "system_fault": any(o.get("fault") == "system" for o in bad),
+        "system_fault": any(o.fault == "system" for o in bad),
         "report_name": report_name,
     }
     text, html = _render_pair(templates_dir, BACKUP_TEXT_TEMPLATE, BACKUP_HTML_TEMPLATE, context)

@@ -7,6 +7,7 @@ or contract missing from the file is deactivated, never deleted.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pydantic import (
 )
 from sqlmodel import Session, select
 
+from upkeep.domain.cadence import CadenceError, parse_blackouts, parse_cadence
 from upkeep.domain.checks.base import Thresholds
 from upkeep.domain.contract import (
     CODE_RE,
@@ -29,8 +31,10 @@ from upkeep.domain.contract import (
     GatePolicy,
     PersonSpec,
     _Strict,
+    policy_for,
 )
 from upkeep.models import Contract, Customer, Host, utcnow
+from upkeep.tasks.guards import approver_warnings as gate_warnings
 
 Process = Literal[
     "inspection",
@@ -94,8 +98,6 @@ class ContractSpec(_Strict):
     @field_validator("cadences")
     @classmethod
     def _cadences(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from upkeep.domain.cadence import CadenceError, parse_cadence
-
         problems = []
         for process, written in value.items():
             try:
@@ -109,8 +111,6 @@ class ContractSpec(_Strict):
     @field_validator("blackouts")
     @classmethod
     def _blackouts(cls, value: list[Any]) -> list[Any]:
-        from upkeep.domain.cadence import CadenceError, parse_blackouts
-
         try:
             parse_blackouts(value)
         except CadenceError as exc:
@@ -176,7 +176,6 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | 
 
 def _bad_value(text: str, source: str, exc: ValueError) -> str:
     """Name the scalar PyYAML could not turn into a value (e.g. the date 2027-02-30)."""
-    import datetime as dt
 
     def walk(node: yaml.Node) -> yaml.Node | None:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":timestamp"):
@@ -372,9 +371,6 @@ def _cross_checks(spec: InventorySpec, source: str, lines: dict[tuple[Any, ...],
 def approver_warnings(spec: InventorySpec) -> list[str]:
     """Per contract, the gates its approvers could leave unapprovable (too few people for the
     approvals needed, or a gate the starter cannot approve when they are one of too few)."""
-    from upkeep.domain.contract import policy_for
-    from upkeep.tasks.guards import approver_warnings as gate_warnings
-
     out: list[str] = []
     for customer in spec.customers:
         for contract in customer.contracts:

@@ -38,10 +38,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
+from upkeep.models.enums import Fault
+
 log = logging.getLogger(__name__)
 
 BackupKind = Literal["files", "postgresql", "restic"]
-Fault = Literal["backup", "system"]
+FaultLike = Fault | Literal["backup", "system"]
+"""A fault as raisers write it (the enum or its string value); stored as :class:`Fault`."""
 Reason = Literal[
     "truncated",
     "corrupt",
@@ -84,14 +87,14 @@ class VerificationError(Exception):
 
     def __init__(
         self,
-        fault: Fault,
+        fault: FaultLike,
         reason: Reason,
         message: str = "",
         *,
         evidence: str = "",
         checks: Sequence[CheckResult] = (),
     ) -> None:
-        self.fault: Fault = fault
+        self.fault = Fault(fault)
         self.reason: Reason = reason
         self.message = message or reason.replace("_", " ")
         self.evidence = tail(evidence)

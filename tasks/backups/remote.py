@@ -40,7 +40,7 @@ from upkeep.tasks.backups.base import (
     SCRATCH_PREFIX,
     STALE_SCRATCH,
     CheckResult,
-    Fault,
+    FaultLike,
     Reason,
     VerificationError,
     VerificationResult,
@@ -526,7 +526,7 @@ def parse_verify_output(stdout: str) -> RemoteRestore:
     return out
 
 
-def classify_tar_error(stderr: str) -> tuple[Fault, Reason]:
+def classify_tar_error(stderr: str) -> tuple[FaultLike, Reason]:
     """Whose fault a failed remote ``tar -x`` is, from its messages."""
     low = stderr.lower()
     if is_no_space(low):

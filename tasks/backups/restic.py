@@ -32,7 +32,7 @@ from upkeep.tasks.backups.base import (
     NO_COMMANDS,
     CheckCommands,
     CheckResult,
-    Fault,
+    FaultLike,
     Reason,
     Scratch,
     VerificationError,
@@ -168,7 +168,7 @@ def parse_restore_size(stdout: str) -> tuple[int, int]:
     return int(data["total_size"]), int(data.get("total_file_count", 0))
 
 
-def classify_restic_error(stderr: str, step_reason: Reason) -> tuple[Fault, Reason]:
+def classify_restic_error(stderr: str, step_reason: Reason) -> tuple[FaultLike, Reason]:
     """(fault, reason) of a failed restic command, from its stderr.
 
     The system's: a full disk (no_space), a password that opens no key (wrong_password), a

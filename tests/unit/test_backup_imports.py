@@ -18,6 +18,9 @@ BACKUP_MODULES = sorted(
         *(ROOT / "tasks" / "backups").glob("*.py"),
         ROOT / "tasks" / "backup_verify.py",
         ROOT / "tasks" / "backup_records.py",
+        ROOT / "tasks" / "backup_report.py",
+        ROOT / "upkeep" / "domain" / "backups.py",
+        ROOT / "upkeep" / "domain" / "retention.py",
         ROOT / "flows" / "backup_verification.py",
     ]
 )

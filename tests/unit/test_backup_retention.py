@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from upkeep.tasks.backups import files, postgresql, restic
-from upkeep.tasks.backups.retention import (
+from upkeep.domain.retention import (
     Version,
     archive_path,
     backup_key,
