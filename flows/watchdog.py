@@ -13,31 +13,26 @@ would make the genuine answer fail with 409) is removed; a plan-revision step ex
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from uuid import UUID
+from datetime import datetime
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
-from sqlmodel import Session, col, select
 
-from upkeep.db import engine_for, session_scope
-from upkeep.domain.contract import GatePolicy
-from upkeep.flows.approvals import (
-    ApprovalRequest,
-    Person,
-    clear_planted_answer,
+from upkeep.db import open_session
+from upkeep.domain.approvals import expiry_due, expiry_reason, roles
+from upkeep.models import utcnow
+from upkeep.settings import get_settings
+from upkeep.tasks.approval_records import (
     close_gates_of_run,
-    deciders,
-    ended_state,
+    escalate_if_due,
     expire_gate,
-    expiry_reason,
+    expired_unended,
+    pending_gates,
+    record_run_ended,
     send_codes,
 )
-from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
-from upkeep.settings import get_settings
-from upkeep.tasks.gates import (
-    log_event,
-)
+from upkeep.tasks.notify import deliver_pending
+from upkeep.tasks.pause import clear_planted_answer, end_run, run_end_reason
 
 
 class WatchdogReport(BaseModel):
@@ -51,91 +46,18 @@ class WatchdogReport(BaseModel):
     """Gates whose open form had an answer planted without a resume (removed)."""
 
 
-def due(requested_at: datetime, hours: float | None, now: datetime) -> bool:
-    return hours is not None and now - requested_at >= timedelta(hours=hours)
-
-
-def _has_event(db: Session, approval_id: int, kind: str) -> bool:
-    return (
-        db.exec(
-            select(ApprovalEvent).where(
-                ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == kind
-            )
-        ).first()
-        is not None
-    )
-
-
-def _request(gate: Approval, contract: Contract) -> ApprovalRequest:
-    backup = contract.backup_approver
-    return ApprovalRequest(
-        gate=gate.gate,
-        key=gate.gate_key or gate.gate,
-        contract=contract.code,
-        contract_id=contract.id,
-        subject=gate.subject,
-        evidence=gate.evidence,
-        approvers=[Person(**p) for p in contract.approvers],
-        backup_approver=Person(**backup) if backup else None,
-        requested_by=gate.requested_by,
-        policy=GatePolicy.model_validate(gate.policy or {}),
-        timezone=contract.timezone,
-    )
-
-
-def run_end_reason(flow_run_id: str) -> str | None:
-    """Why the run of a pending gate can no longer answer it, or None while it can."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            state = client.read_flow_run(UUID(flow_run_id)).state
-        except ObjectNotFound:
-            return "its flow run no longer exists"
-    if state is None or not state.is_final():
-        return None
-    return f"its flow run ended ({ended_state(state)})"
-
-
-def end_run(flow_run_id: str, reason: str) -> None:
-    """Put the waiting run in a terminal state that says why (the API's own cancel)."""
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled
-
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-        if state is not None and state.is_final():
-            return  # it ended by itself (an interactive run's own deadline)
-        client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=reason), force=True)
-
-
 @flow(name="approval-watchdog", flow_run_name="approval watchdog")
 def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
     """Escalate and expire every pending gate that is due; end expired runs; send notices."""
-    from upkeep.tasks.notify import deliver_pending
-
     logger = get_run_logger()
     settings = get_settings()
     now = now or utcnow()
     report = WatchdogReport()
-    engine = engine_for(settings.db_url)
-    with session_scope(engine) as db:
-        pending: list[tuple[int, ApprovalRequest, datetime, str]] = []
-        for gate, contract in db.exec(
-            select(Approval, Contract)
-            .join(Contract, col(Contract.id) == col(Approval.contract_id))
-            .where(col(Approval.decision).is_(None), col(Approval.gate_key).is_not(None))
-        ):
-            assert gate.id is not None
-            pending.append((gate.id, _request(gate, contract), gate.requested_at, gate.flow_run_id))
-        expired_unended = [
-            (g.id, g.flow_run_id, g.comment or "approval gate expired")
-            for g in db.exec(select(Approval).where(Approval.decision == "expired"))
-            if g.id is not None and not _has_event(db, g.id, "run_ended")
-        ]
-    for gate_id, request, requested_at, run_id in pending:
-        policy = request.policy
+    pending = pending_gates()
+    to_end = expired_unended()
+    for gate in pending:
+        gate_id, request, run_id = gate.id, gate.request, gate.flow_run_id
+        # 1. A gate whose run ended is closed; an answer planted under its form is removed.
         try:
             ended = run_end_reason(run_id)
             planted = ended is None and clear_planted_answer(run_id)
@@ -150,49 +72,35 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
         if planted:
             report.planted.append(gate_id)
             logger.warning("gate %s: removed an answer planted without a resume", gate_id)
-        if due(requested_at, policy.expire_after_hours, now):
-            reason = expiry_reason(policy, requested_at)
+        # 2. Expiry: close the gate, tell everyone, end its run below.
+        if expiry_due(request.policy, gate.requested_at, now):
+            reason = expiry_reason(request.policy, gate.requested_at)
             if expire_gate(gate_id, request, reason):
                 report.expired.append(gate_id)
                 logger.warning("gate %s expired: %s", gate_id, request.subject)
-                expired_unended.append((gate_id, run_id, reason))
+                to_end.append((gate_id, run_id, reason))
             continue
         if request.gate.endswith("-revision"):
             continue  # the engineer's step: it expires, but has no codes and no escalation
-        with session_scope(engine) as db:
-            escalate = (
-                due(requested_at, policy.escalate_after_hours, now)
-                and request.backup_approver is not None
-                and not _has_event(db, gate_id, "escalated")
-            )
-            if escalate:
-                assert request.backup_approver is not None
-                log_event(
-                    session=db,
-                    approval_id=gate_id,
-                    kind="escalated",
-                    actor=request.backup_approver.name,
-                    detail=f"no decision after {policy.escalate_after_hours:g} h",
-                )
-            escalated = escalate or _has_event(db, gate_id, "escalated")
+        # 3. Escalation to the backup approver, once.
+        escalate, escalated = escalate_if_due(gate, now)
         if escalate:
             report.escalated.append(gate_id)
             logger.warning("gate %s escalated to %s", gate_id, request.backup_approver)
-        # Sends a code to whoever may answer and has none yet: the backup approver after
+        # 4. A code to whoever may answer and has none yet: the backup approver after
         # escalation, anyone whose earlier mail failed or whose code was replaced.
-        for person, role in deciders(request, escalated):
+        for person, role in roles(request, escalated):
             if send_codes(gate_id, request, [person], role, run_id):
                 report.notified.append(gate_id)
-    for gate_id, run_id, reason in expired_unended:
+    for gate_id, run_id, reason in to_end:
         try:
             end_run(run_id, reason)
         except Exception as exc:  # noqa: BLE001 - recorded, retried by the next watchdog run
             logger.error("could not end flow run %s: %s", run_id, exc)
             continue
-        with session_scope(engine) as db:
-            log_event(session=db, approval_id=gate_id, kind="run_ended", detail=reason)
+        record_run_ended(gate_id, reason)
         report.runs_ended.append(gate_id)
-    with session_scope(engine) as db:
+    with open_session() as db:
         delivery = deliver_pending(session=db, smtp=settings.smtp)
     if delivery.failed:
         logger.warning("notices kept in the outbox: %s", delivery.failed)

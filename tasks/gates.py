@@ -16,10 +16,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from upkeep.domain.approvals import DECISIONS
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
-
-DECISIONS = ("approve", "reject")
-"""Decisions of an approver (the others, resubmit and cancel, are the engineer's)."""
 
 
 def log_event(
@@ -37,41 +35,6 @@ def log_event(
     session.add(event)
     session.flush()
     return event
-
-
-VERDICTS = frozenset({"refused", "approved", "decided", "expired"})
-"""Event kinds that judge the answer given under their ``attempt_key``."""
-
-WRONG_CODE = "wrong code for this gate"
-
-
-def pending_attempt(log: Sequence[tuple[str, str | None]]) -> str | None:
-    """The pause key of the newest form still waiting for its answer, or None. Pure.
-
-    ``log`` is the gate's (kind, attempt_key) events, oldest first: a ``waiting`` event opens
-    a form under a key, a verdict event with the same key answers it.
-    """
-    judged = {key for kind, key in log if kind in VERDICTS and key}
-    waiting = [key for kind, key in log if kind == "waiting" and key]
-    if not waiting or waiting[-1] in judged:
-        return None
-    return waiting[-1]
-
-
-def wrong_codes_since_rotation(log: Sequence[tuple[str, str | None, str]], person: str) -> int:
-    """How many wrong codes were typed under ``person`` since their code was last replaced.
-
-    ``log`` is the gate's (kind, actor, detail) events, oldest first. Pure.
-    """
-    count = 0
-    for kind, actor, detail in log:
-        if actor != person:
-            continue
-        if kind == "rotated":
-            count = 0
-        elif kind == "refused" and detail.startswith(WRONG_CODE):
-            count += 1
-    return count
 
 
 def open_gate(*, session: Session, **values: Any) -> Approval:

@@ -9,16 +9,21 @@ that run is still under way is asked of the Prefect API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
 from sqlmodel import Session, col, select
 
-from upkeep.domain.contract import GatePolicy
+from upkeep.domain.approvals import Person, deciders, same_person
+from upkeep.domain.contract import ContractView, GatePolicy
 from upkeep.models import Contract, Host, RunClaim, utcnow
+from upkeep.tasks.records import hosts_in_scope
 
 
 class Refused(Exception):
@@ -41,8 +46,6 @@ def empty_scope_message(contract: str, tags: Sequence[str], known_tags: Iterable
 
 def hosts_for_run(*, session: Session, contract: Contract, tags: Sequence[str]) -> list[Host]:
     """The active hosts a run of ``contract`` limited to ``tags`` would inspect, or Refused."""
-    from upkeep.tasks.records import hosts_in_scope
-
     hosts = hosts_in_scope(session=session, contract=contract, tags=tags)
     if not hosts:
         active = hosts_in_scope(session=session, contract=contract)
@@ -51,7 +54,7 @@ def hosts_for_run(*, session: Session, contract: Contract, tags: Sequence[str]) 
 
 
 def backup_source_names(contract: Contract) -> list[str]:
-    return [str(s.get("system")) for s in contract.backup_sources]
+    return [s.system for s in ContractView.of(contract).backup_sources]
 
 
 def check_backup_source(contract: Contract, source: str | None) -> None:
@@ -67,50 +70,32 @@ def check_backup_source(contract: Contract, source: str | None) -> None:
 
 # --- approvers ---------------------------------------------------------------------------------
 
-
-def same_person(person: dict[str, Any], who: str | None) -> bool:
-    """Whether ``who`` names ``person`` (by name or e-mail, any case), as the gate matches."""
-    if not who:
-        return False
-    wanted = who.strip().casefold()
-    return wanted in (
-        str(person.get("name", "")).strip().casefold(),
-        str(person.get("email", "")).strip().casefold(),
-    )
+PersonLike = Person | Mapping[str, Any]
+"""An approver as the contract row stores it (a dict) or typed."""
 
 
-def deciders(
-    approvers: Sequence[dict[str, Any]], backup: dict[str, Any] | None, policy: GatePolicy
-) -> list[dict[str, Any]]:
-    """Everyone who may ever answer the gate: the approvers, and the backup approver when the
-    gate escalates to them. One entry per person. Pure."""
-    people = list(approvers)
-    if backup is not None and policy.escalate_after_hours is not None:
-        people.append(backup)
-    distinct: list[dict[str, Any]] = []
-    for p in people:
-        if not any(
-            same_person(q, str(p.get("name", ""))) or same_person(q, str(p.get("email", "")))
-            for q in distinct
-        ):
-            distinct.append(p)
-    return distinct
+def _people(
+    approvers: Sequence[PersonLike], backup: PersonLike | None
+) -> tuple[list[Person], Person | None]:
+    typed = [Person.model_validate(p) for p in approvers]
+    return typed, Person.model_validate(backup) if backup is not None else None
 
 
 def unapprovable(
-    approvers: Sequence[dict[str, Any]],
-    backup: dict[str, Any] | None,
+    approvers: Sequence[PersonLike],
+    backup: PersonLike | None,
     policy: GatePolicy,
     requested_by: str | None,
 ) -> str | None:
     """Why a gate asked by ``requested_by`` could never be approved, or None. Pure."""
-    people = deciders(approvers, backup, policy)
+    typed, backup_person = _people(approvers, backup)
+    people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
     need = policy.required_approvals
     if len(people) < need:
         return (
             f"the gate needs {need} approvals but only {len(people)} "
             f"{'person' if len(people) == 1 else 'people'} may give one "
-            f"({', '.join(str(p.get('name')) for p in people)}): no run can be approved"
+            f"({', '.join(p.name for p in people)}): no run can be approved"
         )
     if policy.allow_self_approval:
         return None
@@ -118,7 +103,7 @@ def unapprovable(
     others = [p for p in people if p not in starter]
     if len(others) >= need:
         return None
-    who = str(starter[0].get("name"))
+    who = starter[0].name
     if not others:
         return (
             f"{who} started this run and is its only approver, and the contract does not allow "
@@ -128,14 +113,14 @@ def unapprovable(
     return (
         f"{who} started this run and may not approve it; {need} approvals are needed but only "
         f"{len(others)} other approver{'s' if len(others) != 1 else ''} "
-        f"({', '.join(str(p.get('name')) for p in others)}) could give one. Start it under "
+        f"({', '.join(p.name for p in others)}) could give one. Start it under "
         "another name (--as), or add an approver to the contract"
     )
 
 
 def approver_warnings(
-    approvers: Sequence[dict[str, Any]],
-    backup: dict[str, Any] | None,
+    approvers: Sequence[PersonLike],
+    backup: PersonLike | None,
     policies: dict[str, GatePolicy],
 ) -> list[str]:
     """For ``inventory load``: gates these approvers could leave unapprovable. Pure.
@@ -149,9 +134,10 @@ def approver_warnings(
         if never is not None:
             warnings.append(f"{where}: {never}")
             continue
-        people = deciders(approvers, backup, policy)
+        typed, backup_person = _people(approvers, backup)
+        people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
         if not policy.allow_self_approval and len(people) == policy.required_approvals:
-            names = ", ".join(str(p.get("name")) for p in people)
+            names = ", ".join(p.name for p in people)
             warnings.append(
                 f"{where}: a run started by {'' if len(people) == 1 else 'one of '}{names} "
                 f"could not be approved ({policy.required_approvals} approval"
@@ -198,11 +184,6 @@ def claim_decision(claimed_by: str | None, me: str | None, holder: RunInfo | Non
 
 def run_info(flow_run_id: str) -> RunInfo | None:
     """The flow run as Prefect sees it now, or None when Prefect does not know it."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
     try:
         run_uuid = UUID(flow_run_id)
     except ValueError:

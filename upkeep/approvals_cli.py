@@ -6,12 +6,17 @@ import time
 from typing import Any
 from uuid import UUID
 
+from prefect.client.orchestration import get_client
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, PrefectHTTPStatusError
+from prefect.flow_runs import resume_flow_run
 from sqlmodel import Session, col, select
 
 from upkeep.db import engine_for, session_scope
-from upkeep.flows.approvals import Person, ended_state, match_person
+from upkeep.domain.approvals import Person, ended_state, match_person
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import Settings
+from upkeep.tasks.approval_records import close_gates_of_run
+from upkeep.tasks.pause import clear_planted_answer
 
 REVISION_SUFFIX = "-revision"
 
@@ -57,10 +62,6 @@ def find_pending(session: Session, run: str, gate_kind: str) -> Approval:
 def not_waiting(flow_run_id: str) -> str:
     """Why a run with a pending gate on record cannot take an answer; a run that ended gets
     its pending gates closed with the reason (nothing can answer them any more)."""
-    from prefect.client.orchestration import get_client
-
-    from upkeep.flows.approvals import close_gates_of_run
-
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(UUID(flow_run_id)).state
     name = state.name if state is not None else "no state"
@@ -83,9 +84,9 @@ def canonical_name(db: Session, gate: Approval, typed: str) -> str:
     contract = db.get(Contract, gate.contract_id) if gate.contract_id is not None else None
     if contract is None:
         return typed
-    people = [Person(**p) for p in contract.approvers]
+    people = [Person.model_validate(p) for p in contract.approvers]
     if contract.backup_approver:
-        people.append(Person(**contract.backup_approver))
+        people.append(Person.model_validate(contract.backup_approver))
     person = match_person(typed, people)
     return person.name if person is not None else typed
 
@@ -97,11 +98,6 @@ def resume_and_wait(
 
     Returns (what happened, whether the answer was accepted).
     """
-    from prefect.exceptions import FlowPauseTimeout, NotPausedError, PrefectHTTPStatusError
-    from prefect.flow_runs import resume_flow_run
-
-    from upkeep.flows.approvals import clear_planted_answer
-
     engine = engine_for(settings.db_url)
     with session_scope(engine) as db:
         gate = find_pending(db, run, gate_kind)

@@ -11,15 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.ui_markdown import active, shown_text, ui_tokens, walk
+from upkeep.domain.approval_form import describe, describe_refusals, format_deadline
+from upkeep.domain.approvals import ApprovalRequest, Person
 from upkeep.domain.contract import GatePolicy
 from upkeep.domain.markup import markdown_plain
-from upkeep.flows.approvals import (
-    ApprovalRequest,
-    Person,
-    describe,
-    describe_refusals,
-    format_deadline,
-)
 from upkeep.flows.inspection import (
     InspectionPlan,
     PlanHost,

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from upkeep.domain.approvals import ApprovalRequest, Person, answerable_names
 from upkeep.domain.contract import GatePolicy
-from upkeep.flows.approvals import (
-    ApprovalInput,
-    ApprovalRequest,
-    Person,
-    answerable_names,
-    approval_form,
-)
+from upkeep.tasks.pause import ApprovalInput, approval_form
 
 ALICE = Person(name="Alice Owner", email="alice@acme.example")
 PAUL = Person(name="Paul Lead", email="paul@provider.example")

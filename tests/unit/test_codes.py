@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from upkeep.tasks.codes import (
+from upkeep.domain.codes import (
     ALPHABET,
     format_code,
     hash_code,

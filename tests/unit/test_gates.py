@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from upkeep.flows.approvals import Person, code_recipients
+from upkeep.domain.approvals import (
+    WRONG_CODE,
+    Decision,
+    Person,
+    code_recipients,
+    pending_attempt,
+    wrong_codes_since_rotation,
+)
 from upkeep.models import Approval, Contract, Customer
 from upkeep.tasks.gates import (
-    WRONG_CODE,
     Decided,
     close_gate,
     events,
@@ -18,11 +24,10 @@ from upkeep.tasks.gates import (
     human,
     log_event,
     open_gate,
-    pending_attempt,
     percentile,
     response_times,
-    wrong_codes_since_rotation,
 )
+from upkeep.tasks.pause import ApprovalInput, parse_answer, response_key
 
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
@@ -239,18 +244,16 @@ def test_closing_a_gate_records_the_answer_it_judged(engine: sa.Engine) -> None:
 
 
 def test_a_stored_answer_is_read_as_the_form_or_as_why_it_is_not_one() -> None:
-    from upkeep.flows.approvals import ApprovalInput, Decision, _parse_answer, response_key
-
-    good = _parse_answer(
+    good = parse_answer(
         ApprovalInput, {"decision": "approve", "approver": "Alice Owner", "code": "ABCDE-FGHJK"}
     )
     assert isinstance(good, ApprovalInput) and good.decision is Decision.APPROVE
-    assert _parse_answer(ApprovalInput, "approve") == "the answer was not a form"
-    assert _parse_answer(ApprovalInput, {"decision": "approve"}) == (
+    assert parse_answer(ApprovalInput, "approve") == "the answer was not a form"
+    assert parse_answer(ApprovalInput, {"decision": "approve"}) == (
         "the answer was not valid (2 error(s))"
     )
     extra = {"decision": "approve", "approver": "A", "code": "B", "admin": True}
-    assert _parse_answer(ApprovalInput, extra) == "the answer was not valid (1 error(s))"
+    assert parse_answer(ApprovalInput, extra) == "the answer was not valid (1 error(s))"
     # where Prefect's resume stores the answer to a form opened under a pause key
     assert response_key("inspection-plan-r1-00ff") == "suspended-inspection-plan-r1-00ff-response"
     assert response_key("k", suspended=False) == "paused-k-response"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from upkeep.domain.approvals import Person, deciders
 from upkeep.domain.contract import GatePolicy
 from upkeep.tasks.guards import (
     RunInfo,
     approver_warnings,
     claim_decision,
-    deciders,
     empty_scope_message,
     unapprovable,
 )
@@ -47,7 +47,13 @@ def test_the_backup_approver_counts_only_when_the_gate_escalates() -> None:
     assert unapprovable([ALICE], BACKUP, GatePolicy(), "Alice Owner") is None
     never = GatePolicy(escalate_after_hours=None)
     assert unapprovable([ALICE], BACKUP, never, "Alice Owner") is not None
-    assert [p["name"] for p in deciders([ALICE], BACKUP, never)] == ["Alice Owner"]
+    people = [Person.model_validate(p) for p in (ALICE,)]
+    backup = Person.model_validate(BACKUP)
+    assert [p.name for p in deciders(people, backup, with_backup=False)] == ["Alice Owner"]
+    assert [p.name for p in deciders(people, backup, with_backup=True)] == [
+        "Alice Owner",
+        "Bea Backup",
+    ]
 
 
 def test_m_of_n_with_the_starter_among_too_few_names_who_is_left() -> None:
@@ -62,7 +68,10 @@ def test_more_approvals_than_people_can_never_be_approved() -> None:
 
 def test_a_person_listed_twice_counts_once() -> None:
     twice = [ALICE, {"name": "alice owner", "email": "other@acme.example"}]
-    assert len(deciders(twice, ALICE, GatePolicy())) == 1
+    people = [Person.model_validate(p) for p in twice]
+    assert len(deciders(people, Person.model_validate(ALICE), with_backup=True)) == 1
+    # the gate is judged the same: two entries of one person are one approver
+    assert unapprovable(twice, None, GatePolicy(required_approvals=2), None) is not None
 
 
 def test_load_warnings_name_where_the_policy_is_written() -> None:
