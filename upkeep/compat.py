@@ -8,6 +8,17 @@ at a gate are pickles that name their classes' modules, and a deployment registe
 older ``upkeep deploy`` names its flow's module. Without these aliases such a run could not
 resume after an upgrade.
 
+Two kinds of old names occur in those pickles. A module the old code imported by package
+(``flows.approvals``, ``tasks.gates``, ``models.approval``); and the flow module itself under
+its bare file name (``inspection``): the old deployments had file entrypoints
+(``flows/inspection.py:quarterly_health_inspection``) and Prefect loads a file entrypoint as a
+module named after the file, so the plan an old inspection persisted before its gate names
+``inspection.InspectionPlan``. A class that left its module since is found through ``MOVED``.
+
+Should an old result still fail to load, Prefect does not strand the run: it treats the
+result as missing and runs that task again, which is safe because every step before a gate
+is persisted or idempotent by a database key (see ``upkeep.flows``).
+
 An old name resolves to the *same module object* as its new name (never a second copy, so
 classes compare equal and Prefect sees one flow). A top-level name that belongs to some other
 installed distribution is left alone. Importing ``upkeep`` installs the finder.
@@ -20,7 +31,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +40,8 @@ RENAMED: dict[str, str] = {
     "flows": "upkeep.flows",
     "tasks": "upkeep.tasks",
     "tasks.checks": "upkeep.domain.checks",
+    "tasks.codes": "upkeep.domain.codes",
+    "tasks.findings": "upkeep.domain.findings",
     "tasks.markup": "upkeep.domain.markup",
     "models": "upkeep.models",
     "deployments": "upkeep.deployments",
@@ -37,6 +50,12 @@ RENAMED: dict[str, str] = {
     "upkeep.sshd": "upkeep.demo.sshd",
     "upkeep.mailsink": "upkeep.demo.mailsink",
     "upkeep.prefect_server": "upkeep.demo.prefect_server",
+    # the module a file entrypoint loaded (see above); only the flow whose runs wait at gates
+    "inspection": "upkeep.flows.inspection",
+}
+MOVED: dict[str, dict[str, str]] = {
+    # module (new name) -> {class that left it: the module it lives in now}
+    "upkeep.tasks.gates": {"GatePolicy": "upkeep.domain.contract"},
 }
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -61,6 +80,17 @@ def _foreign(top: str) -> bool:
     return all(Path(p).resolve() != ours for p in spec.submodule_search_locations)
 
 
+def _moved_attribute(module: str, moved: dict[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` (PEP 562) that finds the classes that left ``module``."""
+
+    def __getattr__(name: str) -> object:
+        if name in moved:
+            return getattr(importlib.import_module(moved[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
@@ -68,7 +98,12 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         # The import system keeps an existing module's __name__, __spec__ and __path__, so
         # the old name becomes a second key for the one module object.
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        moved = MOVED.get(self.target)
+        if moved and not hasattr(module, "__getattr__"):
+            # PEP 562: the module answers for the classes that left it
+            setattr(module, "__getattr__", _moved_attribute(self.target, moved))  # noqa: B010
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         return None

@@ -31,7 +31,14 @@ from tests.inspection_helpers import ALICE, BACKUP, BOB, PAUL, events, pending
 from tests.polling import wait_until
 from upkeep.flows.inspection import quarterly_health_inspection
 from upkeep.flows.watchdog import approval_watchdog
-from upkeep.models import Approval, ApprovalCode, ApprovalEvent, InspectionRun
+from upkeep.models import (
+    Approval,
+    ApprovalCode,
+    ApprovalEvent,
+    InspectionRun,
+    OutboxMessage,
+    RunClaim,
+)
 
 pytestmark = pytest.mark.flows
 
@@ -376,3 +383,33 @@ def test_the_watchdog_closes_the_gate_of_a_run_that_ended(engine, at_plan) -> No
     row = gate_row(engine, gate.id)
     assert row.decision == "cancelled" and "worker lost" in (row.comment or "")
     assert approval_watchdog().closed == []
+
+
+def pre_gate_records(engine: sa.Engine) -> dict[str, int]:
+    """What the steps before the plan gate leave behind: rows per table of record."""
+    with Session(engine) as s:
+        return {
+            model.__name__: len(s.exec(select(model)).all())
+            for model in (Approval, ApprovalCode, InspectionRun, RunClaim, OutboxMessage)
+        }
+
+
+def test_no_step_before_the_gate_runs_twice_in_a_fresh_process(
+    engine, smtp_server, at_plan
+) -> None:
+    """The rule of upkeep.flows: every step before a gate is persisted or idempotent by a
+    database key. A refused answer makes the run re-run from the top in a new process up to
+    the same gate: no new record, no second mail; then it completes once."""
+    run, gate, paul = at_plan
+    before, mails = pre_gate_records(engine), len(smtp_server.handler.received)
+    state = run.answer(decision="approve", approver="Paul Lead", code="ABCDE-FGHJK")
+    assert state.name == "Suspended", state
+    assert pre_gate_records(engine) == before
+    assert len(smtp_server.handler.received) == mails
+    assert run.answer(decision="approve", approver="Paul Lead", code=paul).is_completed()
+    after = pre_gate_records(engine)
+    assert (
+        after["Approval"] == before["Approval"] and after["ApprovalCode"] == before["ApprovalCode"]
+    )
+    assert after["InspectionRun"] == 1  # the work after the gate ran once
+    assert len(codes_sent(smtp_server, PAUL)) == 1 and len(codes_sent(smtp_server, ALICE)) == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,13 @@ def base_env(api_url: str, data_dir: Path, client_key: KeyPair, mail_port: int) 
         }
     )
     return env
+
+
+@pytest.fixture
+def operator_env(prod_api: Api, client_key: KeyPair) -> Callable[[Path, int], dict[str, str]]:
+    """``operator_env(data_dir, mail_port)``: :func:`base_env` against the session's server,
+    for a test that starts its ``upkeep`` processes itself (tests/production/test_upgrade.py)."""
+    return lambda data_dir, mail_port: base_env(prod_api.url, data_dir, client_key, mail_port)
 
 
 @pytest.fixture
