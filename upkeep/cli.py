@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prefect.settings import PREFECT_API_URL
 from rich.table import Table
 from sqlmodel import Session, col, select
 
+from upkeep.approvals_cli import ApprovalCliError, list_approvals, resume_and_wait
 from upkeep.console import (
     db_session,
     engine_or_exit,
@@ -23,7 +27,48 @@ from upkeep.console import (
     settings_or_exit,
     severity_text,
 )
-from upkeep.settings import SettingsError, get_settings
+from upkeep.db import current_revision, engine_for, head_revision, upgrade
+from upkeep.demo import DemoError, run_demo
+from upkeep.demo.prefect_server import api_healthy
+from upkeep.deployments import (
+    active_contracts,
+    all_specs,
+    build_deployments,
+    deploy_to_pool,
+    ensure_process_pool,
+    load_flow,
+    pause_gone,
+    serve_all,
+    unsupported,
+)
+from upkeep.deployments.health import expected_runs, watch_scheduled_runs
+from upkeep.domain.markup import markdown_plain
+from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
+from upkeep.flows.backup_verification import BackupParams, backup_verification
+from upkeep.flows.inspection import (
+    InspectionParams,
+    RecheckParams,
+    check_alone,
+    check_inventory_allows,
+    quarterly_health_inspection,
+    recheck_findings,
+)
+from upkeep.flows.sweep import SweepParams, run_sweep
+from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
+from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
+from upkeep.settings import SettingsError, get_settings, prefect_result_settings
+from upkeep.tasks.gates import events, gate_report, human
+from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
+from upkeep.tasks.notify import deliver_pending
+from upkeep.tasks.records import RecordNotFound, find_hosts, get_contract, list_findings
+from upkeep.tasks.ssh import (
+    SshError,
+    fetch_host_key,
+    fingerprint_sha256,
+    known_hosts_name,
+    load_known_hosts,
+    trust_host_key,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -47,7 +92,6 @@ app.add_typer(outbox_app, name="outbox")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or bring its schema to this version of upkeep."""
-    from upkeep.db import engine_for, upgrade
 
     settings = settings_or_exit()
     engine = engine_for(settings.db_url)
@@ -62,7 +106,6 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision of the database and the one this upkeep needs."""
-    from upkeep.db import current_revision, engine_for, head_revision
 
     settings = settings_or_exit()
     engine = engine_for(settings.db_url)
@@ -77,12 +120,6 @@ def inventory_load(
     file: Annotated[Path, typer.Argument(help="Inventory YAML file")],
 ) -> None:
     """Validate FILE and make the database match it, in one transaction."""
-    from upkeep.inventory import (
-        InventoryError,
-        apply_inventory,
-        approver_warnings,
-        load_inventory_file,
-    )
 
     try:
         spec = load_inventory_file(file)
@@ -105,8 +142,6 @@ def inventory_show(
     inactive: Annotated[bool, typer.Option(help="Also show deactivated hosts")] = False,
 ) -> None:
     """Print the customers, contracts and hosts that are loaded."""
-    from upkeep.models import Contract, Customer, Host
-    from upkeep.tasks.records import RecordNotFound, get_contract
 
     with db_session() as session:
         if contract:
@@ -182,15 +217,6 @@ def hosts_trust(
     A key that differs from the one recorded is shown loudly with both fingerprints and is
     replaced only when you type the host's name (or give --replace; --yes alone never does).
     """
-    from upkeep.tasks.records import RecordNotFound, find_hosts
-    from upkeep.tasks.ssh import (
-        SshError,
-        fetch_host_key,
-        fingerprint_sha256,
-        known_hosts_name,
-        load_known_hosts,
-        trust_host_key,
-    )
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -262,7 +288,6 @@ def findings_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only open findings")] = False,
 ) -> None:
     """Print the contract's findings, worst first per host."""
-    from upkeep.tasks.records import RecordNotFound, get_contract, list_findings
 
     with db_session() as session:
         try:
@@ -297,8 +322,6 @@ def run_sweep_cmd(
     tag: Annotated[list[str] | None, typer.Option(help="Only hosts with this tag")] = None,
 ) -> None:
     """Inspect the contract's hosts now (every check, no plan or approval) and print the result."""
-    from upkeep.flows.sweep import SweepParams, run_sweep
-    from upkeep.tasks.guards import Refused, hosts_for_run
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -318,7 +341,6 @@ def run_sweep_cmd(
 
 def active_contract(session: Session, code: str) -> Any:
     """The active contract ``code``, or exit naming the contracts there are."""
-    from upkeep.tasks.records import RecordNotFound, get_contract
 
     try:
         return get_contract(session=session, code=code)
@@ -328,9 +350,6 @@ def active_contract(session: Session, code: str) -> Any:
 
 def require_prefect_api() -> str:
     """The configured Prefect API URL, or exit saying how to get one."""
-    from prefect.settings import PREFECT_API_URL
-
-    from upkeep.demo.prefect_server import api_healthy
 
     url = PREFECT_API_URL.value()
     if not url:
@@ -357,13 +376,6 @@ def run_inspection_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Run the quarterly health inspection now; it waits at the plan approval if needed."""
-    from upkeep.flows.inspection import (
-        InspectionParams,
-        check_alone,
-        check_inventory_allows,
-        quarterly_health_inspection,
-    )
-    from upkeep.tasks.guards import Refused
 
     settings = settings_or_exit()
     engine_or_exit(settings)
@@ -392,7 +404,6 @@ def run_recheck_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Re-run only the checks with open findings and resolve what has been fixed."""
-    from upkeep.flows.inspection import RecheckParams, recheck_findings
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -428,9 +439,6 @@ def run_drill_cmd(
 def _run_backups(
     contract: str, source: str | None, drill: bool, email: bool, requested_by: str | None
 ) -> None:
-    from upkeep.flows.backup_verification import BackupParams, backup_verification
-    from upkeep.tasks.guards import Refused, check_backup_source
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         try:
@@ -461,8 +469,6 @@ def _run_backups(
 
 
 def _whoami() -> str:
-    import getpass
-
     return getpass.getuser()
 
 
@@ -492,7 +498,6 @@ def approvals_list(
     pending: Annotated[bool, typer.Option("--pending", help="Only those waiting")] = False,
 ) -> None:
     """Approval requests and decisions, newest first."""
-    from upkeep.approvals_cli import list_approvals
 
     with db_session() as session:
         rows = list_approvals(session, pending_only=pending)
@@ -517,9 +522,6 @@ def approvals_list(
 @approvals_app.command("show")
 def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id")]) -> None:
     """One gate: what was asked, the decision, and its whole event log."""
-    from upkeep.domain.markup import markdown_plain
-    from upkeep.models import Approval
-    from upkeep.tasks.gates import events
 
     with db_session() as session:
         a = session.get(Approval, approval_id)
@@ -551,9 +553,6 @@ def approvals_report(
     since: Annotated[str | None, typer.Option(help="Gates opened on or after YYYY-MM-DD")] = None,
 ) -> None:
     """Time to decision per contract and approver (median, 90th percentile, longest)."""
-    from datetime import UTC, datetime
-
-    from upkeep.tasks.gates import gate_report, human
 
     start = None
     if since:
@@ -599,8 +598,6 @@ def approvals_report(
 
 
 def _resume(run: str, gate_kind: str, run_input: dict[str, Any]) -> None:
-    from upkeep.approvals_cli import ApprovalCliError, resume_and_wait
-
     settings = settings_or_exit()
     require_prefect_api()
     with db_session(settings):
@@ -669,7 +666,6 @@ def revise(
 @outbox_app.command("list")
 def outbox_list() -> None:
     """Messages in the outbox and whether they went out."""
-    from upkeep.models import OutboxMessage
 
     with db_session() as session:
         rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
@@ -690,7 +686,6 @@ def outbox_list() -> None:
 @outbox_app.command("send")
 def outbox_send() -> None:
     """Try to deliver every pending message now."""
-    from upkeep.tasks.notify import deliver_pending
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -706,17 +701,6 @@ def outbox_send() -> None:
 @app.command("serve")
 def serve_cmd() -> None:
     """Serve every active contract's flows on their cadences, and the approval watchdog."""
-    from upkeep.deployments import (
-        active_contracts,
-        all_specs,
-        build_deployments,
-        load_flow,
-        pause_gone,
-        serve_all,
-        unsupported,
-    )
-    from upkeep.deployments.health import expected_runs, watch_scheduled_runs
-    from upkeep.models import utcnow
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -777,7 +761,6 @@ def deploy_cmd(
     Idempotent: run it after every inventory change; deployments of contracts that are gone are
     paused, never deleted.
     """
-    from upkeep.deployments import deploy_to_pool, ensure_process_pool
 
     settings = settings_or_exit()
     require_prefect_api()
@@ -803,8 +786,6 @@ def plan_cmd(
     year: Annotated[int, typer.Option(help="Calendar year")],
 ) -> None:
     """Write the contract's annual service plan (HTML page and .ics calendar)."""
-    from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
-    from upkeep.tasks.records import RecordNotFound
 
     settings = settings_or_exit()
     with db_session(settings) as session:
@@ -829,7 +810,6 @@ def plan_cmd(
 @app.command("demo")
 def demo() -> None:
     """The whole inspection of this machine: throwaway sshd, local Prefect and mail servers."""
-    from upkeep.demo import DemoError, run_demo
 
     try:
         run_demo(out)
@@ -838,9 +818,6 @@ def demo() -> None:
 
 
 def main() -> Any:
-    import os
-
-    from upkeep.settings import prefect_result_settings
 
     try:
         for name, value in prefect_result_settings(get_settings()).items():
