@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from upkeep.tasks.backups import files, postgresql, restic
 from upkeep.domain.retention import (
     Version,
     archive_path,
@@ -20,6 +19,7 @@ from upkeep.domain.retention import (
     plan_retention,
     safe_component,
 )
+from upkeep.tasks.backups import files, postgresql, restic
 
 if TYPE_CHECKING:
     from sqlmodel import Session
