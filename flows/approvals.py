@@ -29,7 +29,8 @@ closes the gates of runs that ended without a decision).
 Where the parts live: the rules, pure and unit-tested, in :mod:`upkeep.domain.approvals`
 (``verdict`` judges one answer) and the form's text in :mod:`upkeep.domain.approval_form`; the
 gate's records and mail in :mod:`upkeep.tasks.approval_records`; the resume form, suspend and
-pause in :mod:`upkeep.tasks.pause`. The names below stay importable from here.
+pause in :mod:`upkeep.tasks.pause`. Import each name from the module that defines it (the
+old names of a persisted run resolve through :mod:`upkeep.compat`).
 """
 
 from __future__ import annotations
@@ -37,81 +38,29 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 
-from upkeep.domain.approval_form import describe, describe_refusals, format_deadline
+from upkeep.domain.approval_form import describe
 from upkeep.domain.approvals import (
     DECISIONS,
     ApprovalExpired,
     ApprovalRequest,
     ApprovalResult,
-    Decision,
     GateClosed,
-    Person,
-    Verdict,
     answerable_names,
     closed_reason,
-    code_recipients,
-    ended_state,
     expiry_reason,
-    match_person,
-    may_still_answer,
     roles,
-    still_deciding,
 )
 from upkeep.domain.naming import run_url
 from upkeep.settings import get_settings
 from upkeep.tasks.approval_records import (
-    close_approval,
-    close_gates_of_run,
-    close_gates_on_end,
     ensure_gate,
     expire_gate,
     gate_state,
     judge,
-    record_once,
-    refusal_reasons,
     refuse_unreadable,
     send_codes,
 )
-from upkeep.tasks.pause import (
-    ApprovalInput,
-    approval_form,
-    clear_planted_answer,
-    flow_run,
-    wait_for_answer,
-)
-
-__all__ = [
-    # The gate's names as the processes (and runs persisted by earlier releases) know them.
-    "ApprovalExpired",
-    "ApprovalInput",
-    "ApprovalRequest",
-    "ApprovalResult",
-    "Decision",
-    "GateClosed",
-    "Person",
-    "Verdict",
-    "answerable_names",
-    "approval_form",
-    "clear_planted_answer",
-    "close_approval",
-    "close_gates_of_run",
-    "close_gates_on_end",
-    "closed_reason",
-    "code_recipients",
-    "describe",
-    "describe_refusals",
-    "ended_state",
-    "ensure_gate",
-    "expiry_reason",
-    "format_deadline",
-    "match_person",
-    "may_still_answer",
-    "record_once",
-    "refusal_reasons",
-    "request_approval",
-    "still_deciding",
-    "wait_for_answer",
-]
+from upkeep.tasks.pause import approval_form, flow_run, wait_for_answer
 
 
 def request_approval(request: ApprovalRequest) -> ApprovalResult:

@@ -23,20 +23,12 @@ from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Failed, State
 from pydantic import BaseModel, ConfigDict, Field
 
-from upkeep.domain.inspection import (
-    HostTarget,
-    InspectionPlan,
-    PlanHost,
-    quarter_of,
-    render_plan_markdown,
-)
-from upkeep.flows.approvals import (
-    GateClosed,
-    close_gates_on_end,
-)
+from upkeep.domain.approvals import GateClosed
+from upkeep.domain.inspection import HostTarget, quarter_of
 from upkeep.flows.blackout import blackout_guard
-from upkeep.flows.inspection_gate import PlanRevision, approve_plan, render_revision_form
+from upkeep.flows.inspection_gate import approve_plan
 from upkeep.flows.sweep import sweep_and_finish
+from upkeep.tasks.approval_records import close_gates_on_end
 from upkeep.tasks.guards import Refused
 from upkeep.tasks.inspection_plan import (
     AlreadyRunning,
@@ -53,25 +45,6 @@ from upkeep.tasks.inspection_plan import (
     check_inventory_allows as _inventory_allows,
 )
 from upkeep.tasks.runs import current_flow_run_id, run_namer
-
-# The plan's classes keep their old home here too: results persisted by runs suspended at the
-# gate before they moved to upkeep.domain.inspection are pickles that name this module.
-__all__ = [
-    "AlreadyRunning",
-    "InspectionOutcome",
-    "InspectionParams",
-    "InspectionPlan",
-    "PlanHost",
-    "PlanRevision",
-    "RecheckParams",
-    "check_alone",
-    "check_inventory_allows",
-    "check_start",
-    "quarterly_health_inspection",
-    "recheck_findings",
-    "render_plan_markdown",
-    "render_revision_form",
-]
 
 
 class InspectionParams(BaseModel):

@@ -16,6 +16,8 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
+from upkeep.domain.approval_form import describe_refusals
+from upkeep.domain.approvals import ApprovalRequest, Decision, GateClosed, Person, closed_reason
 from upkeep.domain.contract import GatePolicy
 from upkeep.domain.inspection import (
     PLAN_GATE,
@@ -26,22 +28,11 @@ from upkeep.domain.inspection import (
     render_plan_markdown,
     render_revision_body,
 )
-from upkeep.flows.approvals import (
-    ApprovalRequest,
-    Decision,
-    GateClosed,
-    Person,
-    close_approval,
-    closed_reason,
-    describe_refusals,
-    ensure_gate,
-    record_once,
-    refusal_reasons,
-    request_approval,
-    wait_for_answer,
-)
+from upkeep.flows.approvals import request_approval
 from upkeep.settings import get_settings
+from upkeep.tasks.approval_records import close_approval, ensure_gate, record_once, refusal_reasons
 from upkeep.tasks.inspection_plan import record_revision, revision_gate
+from upkeep.tasks.pause import wait_for_answer
 from upkeep.tasks.runs import current_flow_run_id
 
 

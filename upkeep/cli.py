@@ -48,7 +48,6 @@ from upkeep.flows.backup_verification import BackupParams, backup_verification
 from upkeep.flows.inspection import (
     InspectionParams,
     RecheckParams,
-    check_alone,
     check_inventory_allows,
     quarterly_health_inspection,
     recheck_findings,
@@ -59,6 +58,7 @@ from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utc
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
 from upkeep.tasks.gates import events, gate_report, human
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
+from upkeep.tasks.inspection_plan import check_alone
 from upkeep.tasks.notify import deliver_pending
 from upkeep.tasks.records import RecordNotFound, find_hosts, get_contract, list_findings
 from upkeep.tasks.ssh import (

@@ -1,12 +1,12 @@
 """Old module names, kept importable for one release (0.2 drops them).
 
 Before 0.1.0's package layout, upkeep's modules were imported as top-level ``flows``,
-``tasks``, ``models`` and ``deployments``, and a few moved since (the cadence and calendar
-into ``upkeep.domain``, the demo's throwaway servers into ``upkeep.demo``). Prefect keeps those
-names where upkeep does not control them: the results a run persisted before it was suspended
-at a gate are pickles that name their classes' modules, and a deployment registered by an
-older ``upkeep deploy`` names its flow's module. Without these aliases such a run could not
-resume after an upgrade.
+``tasks``, ``models`` and ``deployments``, and a few moved since (the cadence, calendar and
+backup retention into ``upkeep.domain``, the demo's throwaway servers into ``upkeep.demo``).
+Prefect keeps those names where upkeep does not control them: the results a run persisted
+before it was suspended at a gate are pickles that name their classes' modules, and a
+deployment registered by an older ``upkeep deploy`` names its flow's module. Without these
+aliases such a run could not resume after an upgrade.
 
 Two kinds of old names occur in those pickles. A module the old code imported by package
 (``flows.approvals``, ``tasks.gates``, ``models.approval``); and the flow module itself under
@@ -43,6 +43,8 @@ RENAMED: dict[str, str] = {
     "tasks.codes": "upkeep.domain.codes",
     "tasks.findings": "upkeep.domain.findings",
     "tasks.markup": "upkeep.domain.markup",
+    "tasks.backups.retention": "upkeep.domain.retention",
+    "upkeep.tasks.backups.retention": "upkeep.domain.retention",
     "models": "upkeep.models",
     "deployments": "upkeep.deployments",
     "deployments.cadence": "upkeep.domain.cadence",
@@ -54,8 +56,27 @@ RENAMED: dict[str, str] = {
     "inspection": "upkeep.flows.inspection",
 }
 MOVED: dict[str, dict[str, str]] = {
-    # module (new name) -> {class that left it: the module it lives in now}
+    # module (new name) -> {class that left it: the module it lives in now}. Every class of
+    # the old module is listed, also one the module still imports for its own use, so the old
+    # names never depend on a module's imports.
     "upkeep.tasks.gates": {"GatePolicy": "upkeep.domain.contract"},
+    "upkeep.flows.approvals": {
+        "ApprovalExpired": "upkeep.domain.approvals",
+        "ApprovalInput": "upkeep.tasks.pause",
+        "ApprovalRequest": "upkeep.domain.approvals",
+        "ApprovalResult": "upkeep.domain.approvals",
+        "Decision": "upkeep.domain.approvals",
+        "GateClosed": "upkeep.domain.approvals",
+        "Person": "upkeep.domain.approvals",
+        "Verdict": "upkeep.domain.approvals",
+    },
+    # also the file-entrypoint name "inspection" (RENAMED above)
+    "upkeep.flows.inspection": {
+        "AlreadyRunning": "upkeep.tasks.inspection_plan",
+        "InspectionPlan": "upkeep.domain.inspection",
+        "PlanHost": "upkeep.domain.inspection",
+        "PlanRevision": "upkeep.flows.inspection_gate",
+    },
 }
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -17,8 +17,8 @@ from tests.smtp_fixtures import (
     free_port,
 )
 from upkeep.domain.codes import new_code
+from upkeep.domain.inspection import InspectionPlan, PlanHost, render_plan_markdown
 from upkeep.domain.markup import md_escape
-from upkeep.flows.inspection import InspectionPlan, PlanHost, render_plan_markdown
 from upkeep.settings import TEMPLATES_DIR, TlsMode
 from upkeep.tasks.notify import DeliveryError, render_approval_email, render_gate_notice, send_now
 

@@ -14,13 +14,9 @@ from tests.ui_markdown import active, shown_text, ui_tokens, walk
 from upkeep.domain.approval_form import describe, describe_refusals, format_deadline
 from upkeep.domain.approvals import ApprovalRequest, Person
 from upkeep.domain.contract import GatePolicy
+from upkeep.domain.inspection import InspectionPlan, PlanHost, render_plan_markdown
 from upkeep.domain.markup import markdown_plain
-from upkeep.flows.inspection import (
-    InspectionPlan,
-    PlanHost,
-    render_plan_markdown,
-    render_revision_form,
-)
+from upkeep.flows.inspection_gate import render_revision_form
 
 LINK = "<a href=https://evil.example>Mallory</a>"
 MD_LINK = "[click](javascript:alert(1))"

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pickle
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from upkeep.compat import new_name
+import upkeep.domain.inspection
+import upkeep.domain.retention
+import upkeep.flows.inspection
+from upkeep.compat import MOVED, new_name
+from upkeep.domain.contract import GatePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_RELEASE = "cf6a27a"
@@ -58,21 +63,36 @@ def test_every_old_module_and_class_resolves_to_the_current_object() -> None:
 def test_the_file_entrypoint_name_of_the_inspection_resolves() -> None:
     """Old deployments loaded flows/inspection.py as module ``inspection``: the plan an old run
     persisted before its gate is pickled as ``inspection.InspectionPlan``."""
-    import pickle
-
-    import upkeep.flows.inspection as current
-
-    assert importlib.import_module("inspection") is current
+    assert importlib.import_module("inspection") is upkeep.flows.inspection
     for name in ("InspectionPlan", "PlanHost"):
         # the GLOBAL opcode an old pickle starts an object of that class with
         legacy = f"cinspection\n{name}\n.".encode()
-        assert pickle.loads(legacy) is getattr(current, name)  # noqa: S301 - our own bytes
+        assert pickle.loads(legacy) is getattr(upkeep.domain.inspection, name)  # noqa: S301 - our own bytes
 
 
 def test_a_class_that_left_its_module_is_found_under_the_old_name() -> None:
-    from upkeep.domain.contract import GatePolicy
-
     gates = importlib.import_module("tasks.gates")
     assert gates.GatePolicy is GatePolicy
     with pytest.raises(AttributeError):
         _ = gates.NoSuchThing
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "home"),
+    [(module, name, home) for module, moved in MOVED.items() for name, home in moved.items()],
+)
+def test_every_moved_class_is_the_class_in_its_new_home(module: str, name: str, home: str) -> None:
+    """Under its old name (``flows.approvals.Decision``) a class that left its module is the
+    very class of its new home, as an old pickle asks for it."""
+    old = module.removeprefix("upkeep.")
+    assert new_name(old) == module
+    legacy = f"c{old}\n{name}\n.".encode()
+    assert pickle.loads(legacy) is getattr(importlib.import_module(home), name)  # noqa: S301
+
+
+def test_a_module_that_moved_away_whole_resolves_to_its_new_home() -> None:
+    """tasks/backups/retention.py is gone; both its old names are upkeep.domain.retention."""
+    for old in ("tasks.backups.retention", "upkeep.tasks.backups.retention"):
+        assert importlib.import_module(old) is upkeep.domain.retention
+    legacy = b"ctasks.backups.retention\nVersion\n."
+    assert pickle.loads(legacy) is upkeep.domain.retention.Version  # noqa: S301 - our own bytes
