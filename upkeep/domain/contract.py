@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from upkeep.domain.cadence import Blackout, parse_blackouts
 from upkeep.domain.checks.base import Thresholds
 from upkeep.models import Contract
 
@@ -231,6 +232,22 @@ class ContractView(BaseModel):
                 for gate in (row.gate_policies or {})
             },
         )
+
+    @property
+    def people(self) -> tuple[PersonSpec, ...]:
+        """Everyone who may answer one of the contract's gates: the approvers, then the backup
+        approver (when there is one)."""
+        backup = (self.backup_approver,) if self.backup_approver is not None else ()
+        return self.approvers + backup
+
+    @property
+    def threshold_overrides(self) -> dict[str, Any]:
+        """The thresholds the inventory sets, as it wrote them (the others are the defaults)."""
+        return self.thresholds.model_dump(exclude_unset=True)
+
+    def blackout_days(self) -> list[Blackout]:
+        """The blackouts parsed (``upkeep.domain.cadence.parse_blackouts``), sorted by start."""
+        return parse_blackouts(self.blackouts)
 
     def policy(self, gate: str) -> GatePolicy:
         """The rules of ``gate``: the contract's defaults overlaid with the gate's own."""
