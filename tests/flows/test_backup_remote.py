@@ -63,8 +63,8 @@ def test_a_stale_remote_backup_is_taken_over_ssh_fetched_and_verified(
     on_host(files_source(shop))
     before = backup_sshd.logins()
     (result,) = run().sources
-    assert result["outcome"] == "good", result
-    assert result["taken_by_upkeep"]
+    assert result.outcome == "good", result
+    assert result.taken_by_upkeep
     assert backup_sshd.logins() > before  # it went over SSH
     (archive,) = shop["backups"].glob("shop-files-*.tar.gz")
     manifest = archive.with_name(archive.name.replace(".tar.gz", ".sha256"))
@@ -85,35 +85,35 @@ def test_a_stale_remote_backup_is_taken_over_ssh_fetched_and_verified(
 
 def test_a_damaged_remote_backup_is_the_backups_fault(engine, flow_env, on_host, shop):
     on_host(files_source(shop))
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     (archive,) = shop["backups"].glob("*.tar.gz")
     damage_gzip(archive)
     on_host(files_source(shop, validity_hours=1000))
     (result,) = run().sources
-    assert (result["outcome"], result["fault"]) == ("bad", "backup")
-    assert result["reason"] in ("corrupt", "checksum_mismatch", "truncated")
+    assert (result.outcome, result.fault) == ("bad", "backup")
+    assert result.reason in ("corrupt", "checksum_mismatch", "truncated")
     assert not any(shop["scratch"].iterdir())
 
 
 def test_a_missing_remote_manifest_is_the_backups_fault(engine, flow_env, on_host, shop):
     on_host(files_source(shop))
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     (manifest,) = shop["backups"].glob("*.sha256")
     manifest.unlink()
     on_host(files_source(shop, validity_hours=1000))
     (result,) = run().sources
-    assert (result["fault"], result["reason"]) == ("backup", "missing_manifest")
+    assert (result.fault, result.reason) == ("backup", "missing_manifest")
 
 
 def test_an_unreadable_remote_source_is_the_systems_fault(engine, flow_env, on_host, shop):
     on_host(files_source(shop, source=str(shop["source"].parent / "gone")))
     (result,) = run().sources
-    assert (result["outcome"], result["fault"], result["reason"]) == (
+    assert (result.outcome, result.fault, result.reason) == (
         "bad",
         "system",
         "source_unreadable",
     )
-    assert "gone" in result["evidence"] and "web1" in result["message"]
+    assert "gone" in result.evidence and "web1" in result.message
     assert not list(shop["backups"].glob("*"))  # nothing half-written left on the host
 
 
@@ -123,19 +123,19 @@ def test_a_missing_backup_location_on_the_host_is_the_systems_fault(
     missing = shop["backups"].parent / "nowhere"
     on_host(files_source(shop, location=str(missing), source=None))
     (result,) = run().sources
-    assert (result["outcome"], result["fault"], result["reason"]) == (
+    assert (result.outcome, result.fault, result.reason) == (
         "bad",
         "system",
         "location_missing",
     )
-    assert f"web1:{missing}" in result["message"] and not missing.exists()
+    assert f"web1:{missing}" in result.message and not missing.exists()
 
 
 def test_an_untrusted_backup_host_is_refused(engine, flow_env, on_host, shop):
     on_host(files_source(shop), trust=False)
     (result,) = run().sources
-    assert (result["fault"], result["reason"]) == ("system", "source_unreadable")
-    assert "web1" in result["message"] and "host_key_unknown" in result["evidence"]
+    assert (result.fault, result.reason) == ("system", "source_unreadable")
+    assert "web1" in result.message and "host_key_unknown" in result.evidence
     assert not shop["backups"].exists()  # no command ran
 
 
@@ -145,7 +145,7 @@ def test_values_reach_the_host_quoted(engine, flow_env, on_host, shop, tmp_path)
     (odd / "a file").write_text("x\n")
     on_host(files_source(shop, source=str(odd), expected_files=["a file"]))
     (result,) = run().sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
 
 
@@ -161,17 +161,17 @@ def test_check_commands_run_in_the_restored_copy(engine, flow_env, on_host, shop
         )
     )
     (result,) = run().sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     on_host(
         files_source(shop, validity_hours=1000, commands=["grep -q 'listen = 9090' etc/app.conf"])
     )
     (result,) = run().sources
-    assert (result["fault"], result["reason"]) == ("backup", "check_failed")
-    assert "grep" in result["message"] and "exit 1" in result["evidence"]
+    assert (result.fault, result.reason) == ("backup", "check_failed")
+    assert "grep" in result.message and "exit 1" in result.evidence
     on_host(files_source(shop, validity_hours=1000, commands=["no-such-tool --check"]))
     (result,) = run().sources
-    assert (result["fault"], result["reason"]) == ("system", "check_failed")
-    assert "no-such-tool is not installed" in result["evidence"]
+    assert (result.fault, result.reason) == ("system", "check_failed")
+    assert "no-such-tool is not installed" in result.evidence
 
 
 def test_remote_postgresql_dump_over_ssh(
@@ -202,7 +202,7 @@ def test_remote_postgresql_dump_over_ssh(
     }
     on_host(source)
     (result,) = run().sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     (dump,) = (tmp_path / "remote" / "dumps").glob("shop-db-*.dump")
     listed = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True)
     assert "TABLE DATA public orders" in listed.stdout
@@ -220,8 +220,8 @@ def test_remote_postgresql_dump_over_ssh(
         }
     )
     (bad,) = run().sources
-    assert (bad["fault"], bad["reason"]) == ("system", "source_unreadable")
-    assert "no_such_db" in bad["evidence"]
+    assert (bad.fault, bad.reason) == ("system", "source_unreadable")
+    assert "no_such_db" in bad.evidence
 
 
 def test_remote_restic_backup_gets_the_password_on_stdin(
@@ -246,8 +246,8 @@ def test_remote_restic_backup_gets_the_password_on_stdin(
         }
     )
     (result,) = run().sources
-    assert result["outcome"] == "good", result
-    assert result["taken_by_upkeep"]
+    assert result.outcome == "good", result
+    assert result.taken_by_upkeep
     snaps = restic.latest_snapshot(repo, password=PASSWORD)
     assert snaps is not None
     with Session(engine) as s:
@@ -290,9 +290,9 @@ def test_a_backup_restored_on_a_scratch_host(engine, flow_env, on_hosts, shop, s
     on_hosts(on_host_source(shop, scratch_host))
     outcome = run()
     (result,) = outcome.sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     restored = f"{scratch_host}:{remote_scratch(shop)}/upkeep-scratch-"
-    assert result["restored_to"].startswith(restored)
+    assert result.restored_to.startswith(restored)
     assert restored in Path(outcome.report_path).read_text()  # the report says where
     (archive,) = shop["backups"].glob("*.tar.gz")
     with Session(engine) as s:
@@ -321,7 +321,7 @@ def test_a_damaged_backup_restored_on_a_host_names_the_cause(
     engine, flow_env, on_hosts, shop, damage, fault, reasons
 ):
     on_hosts(on_host_source(shop))
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     (archive,) = shop["backups"].glob("*.tar.gz")
     manifest = archive.with_name(archive.name.replace(".tar.gz", ".sha256"))
     data = archive.read_bytes()
@@ -338,10 +338,10 @@ def test_a_damaged_backup_restored_on_a_host_names_the_cause(
         manifest.write_text("".join(x for x in lines if not x.endswith("./data.csv\n")))
     on_hosts(on_host_source(shop, validity_hours=1000))
     (result,) = run().sources
-    assert (result["outcome"], result["fault"]) == ("bad", fault), result
-    assert result["reason"] in reasons, result
+    assert (result.outcome, result.fault) == ("bad", fault), result
+    assert result.reason in reasons, result
     if damage == "unlisted":
-        assert "data.csv" in result["message"] and "not in the manifest" in result["message"]
+        assert "data.csv" in result.message and "not in the manifest" in result.message
     assert list(remote_scratch(shop).iterdir()) == []
 
 
@@ -349,7 +349,7 @@ def test_hard_links_are_listed_and_restore_on_the_host(engine, flow_env, on_host
     (shop["source"] / "data-link.csv").hardlink_to(shop["source"] / "data.csv")
     on_hosts(on_host_source(shop))
     (result,) = run().sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     (manifest,) = shop["backups"].glob("*.sha256")
     listed = {line.split("  ", 1)[1] for line in manifest.read_text().splitlines()}
     assert {"./data.csv", "./data-link.csv"} <= listed
@@ -369,7 +369,7 @@ def test_a_killed_runs_scratch_on_the_host_is_removed_by_the_next_run(
     three_hours_ago = leftover.stat().st_mtime - 3 * 3600
     os.utime(leftover, (three_hours_ago, three_hours_ago))
     on_hosts(on_host_source(shop))
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     assert not leftover.exists() and recent.exists()  # a running verification keeps its own
 
 
@@ -387,8 +387,8 @@ def test_no_space_on_the_scratch_host_is_the_systems_fault(
             (shop["source"] / f"f{i:03d}.txt").write_text(f"{i:03d}\n")
     on_hosts(files_source(shop, scratch_host="web1", scratch=str(small)))
     (result,) = run().sources
-    assert (result["outcome"], result["fault"], result["reason"]) == ("bad", "system", "no_space")
-    assert "no space" in result["evidence"].lower()
+    assert (result.outcome, result.fault, result.reason) == ("bad", "system", "no_space")
+    assert "no space" in result.evidence.lower()
     assert list(small.iterdir()) == []  # the half-restored scratch is gone
 
 
@@ -396,12 +396,12 @@ def test_a_drill_of_a_remote_backup_takes_nothing_and_times_the_restore(
     engine, flow_env, on_host, shop
 ):
     on_host(files_source(shop))
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     (archive,) = shop["backups"].glob("*.tar.gz")
     on_host(files_source(shop, validity_hours=0.0001))  # stale, but a drill never takes one
     (result,) = run(drill=True, source="shop-files").sources
-    assert result["outcome"] == "good" and not result["taken_by_upkeep"]
-    assert result["duration_s"] is not None
+    assert result.outcome == "good" and not result.taken_by_upkeep
+    assert result.duration_s is not None
     assert list(shop["backups"].glob("*.tar.gz")) == [archive]
     with Session(engine) as s:
         drill = s.exec(select(BackupVersion).where(BackupVersion.drill == True)).one()  # noqa: E712

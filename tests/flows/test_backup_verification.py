@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from tests.backup_fixtures import damage_gzip, make_shop, shop_source
 from tests.flow_fixtures import inventory_text
 from upkeep.demo.prefect_server import free_port
+from upkeep.domain.backups import SourceOutcome
 from upkeep.flows.backup_verification import BackupParams, backup_verification
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.models import BackupVersion, Finding
@@ -53,7 +54,7 @@ def test_stale_backup_is_taken_anew_verified_archived_and_reported(
     load(engine, [files_source(shop)])
     outcome = run(email_report=True)
     (result,) = outcome.sources
-    assert result["outcome"] == "good" and result["taken_by_upkeep"]  # none existed: taken
+    assert result.outcome == "good" and result.taken_by_upkeep  # none existed: taken
     with Session(engine) as s:
         (v,) = s.exec(select(BackupVersion)).all()
         assert v.outcome == "good" and v.security_level == "confidential"
@@ -77,7 +78,7 @@ def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, sh
     load(engine, [files_source(shop, keep_versions=2, validity_hours=100000)])
     for hours_ago in (3, 2, 1):
         backup_at(shop, hours_ago)
-        assert run().sources[0]["outcome"] == "good"
+        assert run().sources[0].outcome == "good"
     with Session(engine) as s:
         kept = s.exec(select(BackupVersion).where(col(BackupVersion.pruned_at).is_(None))).all()
         gone = s.exec(select(BackupVersion).where(col(BackupVersion.pruned_at).is_not(None))).all()
@@ -88,7 +89,7 @@ def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, sh
     damage_gzip(sorted(shop["backups"].glob("*.tar.gz"))[-1])
     load(engine, [files_source(shop, keep_versions=2, validity_hours=1000)])
     (bad,) = run().sources
-    assert bad["outcome"] == "bad" and bad["fault"] == "backup"
+    assert bad.outcome == "bad" and bad.fault == "backup"
     with Session(engine) as s:
         good = s.exec(
             select(BackupVersion).where(
@@ -102,9 +103,9 @@ def test_retention_keeps_n_good_and_never_the_last_good_one(engine, flow_env, sh
 def test_retention_counts_distinct_backups_and_prunes_their_manifests(engine, flow_env, shop):
     load(engine, [files_source(shop, keep_versions=2, validity_hours=100000)])
 
-    def verify() -> dict:
+    def verify() -> SourceOutcome:
         (result,) = run().sources
-        assert result["outcome"] == "good" and not result["taken_by_upkeep"], result
+        assert result.outcome == "good" and not result.taken_by_upkeep, result
         return result
 
     def archived() -> dict[str, list[BackupVersion]]:
@@ -118,7 +119,7 @@ def test_retention_counts_distinct_backups_and_prunes_their_manifests(engine, fl
     verify()
     b = backup_at(shop, 2)
     for _ in range(4):  # B verified four times is still one backup: A stays
-        assert verify()["pruned"] == []
+        assert verify().pruned == []
     kept = archived()
     assert sorted(kept) == [str(a), str(b)] and len(kept[str(b)]) == 4
     a_archive = Path(kept[str(a)][0].archive_path)
@@ -126,7 +127,7 @@ def test_retention_counts_distinct_backups_and_prunes_their_manifests(engine, fl
     assert a_archive.is_file() and a_manifest.is_file()
 
     c = backup_at(shop, 1)
-    assert verify()["pruned"] == [str(a_archive)]  # C pushes A out, not B
+    assert verify().pruned == [str(a_archive)]  # C pushes A out, not B
     kept = archived()
     assert sorted(kept) == [str(b), str(c)]
     assert not a_archive.exists() and not a_manifest.exists()
@@ -143,8 +144,8 @@ def test_a_failed_backup_is_a_finding_and_the_recipients_are_told(
     (shop["backups"] / "shop-files-20261120T010000Z.tar.gz").write_bytes(b"\x1f\x8b\x08trunc")
     load(engine, [files_source(shop, validity_hours=100000)])
     (result,) = run().sources
-    assert (result["outcome"], result["fault"]) == ("bad", "backup")
-    assert result["reason"] in ("truncated", "corrupt", "missing_manifest")
+    assert (result.outcome, result.fault) == ("bad", "backup")
+    assert result.reason in ("truncated", "corrupt", "missing_manifest")
     with Session(engine) as s:
         f = s.exec(select(Finding).where(Finding.check == "backup")).one()
         assert f.subject == "shop-files" and f.severity == "critical" and f.host_id is None
@@ -152,7 +153,7 @@ def test_a_failed_backup_is_a_finding_and_the_recipients_are_told(
     assert "FAILED" in str(mail.message()["subject"])
     # A new good backup resolves the finding.
     load(engine, [files_source(shop, validity_hours=0.0001)])
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     with Session(engine) as s:
         assert s.exec(select(Finding).where(Finding.check == "backup")).one().status == "resolved"
 
@@ -182,7 +183,7 @@ def test_postgresql_dump_restores_into_a_scratch_database(
         ],
     )
     (result,) = run().sources
-    assert result["outcome"] == "good", result
+    assert result.outcome == "good", result
     with psycopg.connect(postgres_server) as conn:
         left = conn.execute(
             "select count(*) from pg_database where datname like 'upkeep_scratch%'"
@@ -216,8 +217,8 @@ def test_restic_repository_drill(engine, flow_env, shop, tmp_path, monkeypatch):
     )
     outcome = run(drill=True, source="shop-restic")
     (result,) = outcome.sources
-    assert result["outcome"] == "good", result
-    assert result["duration_s"] is not None
+    assert result.outcome == "good", result
+    assert result.duration_s is not None
     with Session(engine) as s:
         v = s.exec(select(BackupVersion)).one()
         assert v.drill and v.run_kind == "drill"
@@ -233,7 +234,7 @@ def test_the_next_run_removes_a_killed_runs_scratch(engine, flow_env, shop):
     three_hours_ago = leftover.stat().st_mtime - 3 * 3600
     os.utime(leftover, (three_hours_ago, three_hours_ago))
     load(engine, [files_source(shop)])
-    assert run().sources[0]["outcome"] == "good"
+    assert run().sources[0].outcome == "good"
     assert not leftover.exists()
 
 
@@ -255,18 +256,18 @@ def test_a_wrong_restic_password_is_named_and_not_tried_again(
     }
     load(engine, [source])
     (result,) = run().sources
-    assert (result["outcome"], result["fault"], result["reason"]) == (
+    assert (result.outcome, result.fault, result.reason) == (
         "bad",
         "system",
         "wrong_password",
     )
-    assert result["message"] == f"wrong password for the restic repository {repo}"
+    assert result.message == f"wrong password for the restic repository {repo}"
     assert "trying again" not in caplog.text
     # A repository that cannot be reached right now is tried once more: the check above
     # would see it.
     load(engine, [{**source, "location": f"rest:http://127.0.0.1:{free_port()}/"}])
     (result,) = run().sources
-    assert (result["fault"], result["reason"]) == ("system", "source_unreadable")
+    assert (result.fault, result.reason) == ("system", "source_unreadable")
     assert "shop-restic" in caplog.text and "trying again" in caplog.text
     assert "not-the-password-7f3a" not in caplog.text
 
@@ -285,12 +286,12 @@ def test_a_missing_backup_location_is_the_systems_fault_for_every_kind(
     }[kind]
     load(engine, [{"system": "shop", "kind": kind, "location": str(missing), **source}])
     (result,) = run().sources
-    assert (result["outcome"], result["fault"], result["reason"]) == (
+    assert (result.outcome, result.fault, result.reason) == (
         "bad",
         "system",
         "location_missing",
     ), result
-    assert str(missing) in result["message"] and not missing.exists()
+    assert str(missing) in result.message and not missing.exists()
     with Session(engine) as s:
         finding = s.exec(select(Finding).where(Finding.check == "backup")).one()
         assert "system is at fault (location_missing)" in finding.message

@@ -262,7 +262,7 @@ def test_a_truncated_backup_verified_by_the_backup_flow_shows_in_the_report(
         apply_inventory(s, parse_inventory(inventory_text([], backup_sources=[source])))
         s.commit()
     backup = backup_verification(BackupParams(contract="ACME"))
-    assert backup.sources[0]["outcome"] == "bad"
+    assert backup.sources[0].outcome == "bad"
 
     # Report on the month the backup run started in (Berlin time).
     with Session(engine) as s:

@@ -99,16 +99,14 @@ def test_retention_keeps_the_newest_good_and_never_the_last_good() -> None:
     assert to_prune(failing, 1) == []
 
 
-def test_source_outcome_reads_like_the_old_dicts() -> None:
+def test_a_crashed_source_is_the_systems_fault_and_survives_json() -> None:
     crashed = SourceOutcome.crashed("shop-files", "worker killed")
-    assert (crashed["outcome"], crashed.get("fault"), crashed["reason"]) == (
-        "bad",
-        "system",
+    assert (crashed.outcome, crashed.fault, crashed.reason) == (
+        Outcome.BAD,
+        Fault.SYSTEM,
         "crashed",
     )
-    assert crashed.get("nothing", 1) == 1
-    with pytest.raises(KeyError):
-        crashed["nothing"]
+    assert not crashed.good and crashed.message == "worker killed"
     dumped = SourceOutcome.model_validate_json(crashed.model_dump_json())
     assert dumped == crashed and dumped.outcome is Outcome.BAD
 

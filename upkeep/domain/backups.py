@@ -157,16 +157,6 @@ class SourceOutcome(BaseModel):
             message=message,
         )
 
-    def __getitem__(self, key: str) -> Any:
-        """``outcome["system"]`` as when outcomes were dicts (for one release)."""
-        if key not in type(self).model_fields:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """``outcome.get("fault")`` as when outcomes were dicts (for one release)."""
-        return getattr(self, key, default) if key in type(self).model_fields else default
-
 
 def human_size(n: int | None) -> str:
     """``n`` bytes as people read it: ``512 B``, ``1.5 KiB`` ... ``3.0 GiB``; ``—`` for None."""
