@@ -40,7 +40,7 @@ from upkeep.domain.approvals import (
     verdict,
 )
 from upkeep.domain.codes import hash_code, new_code
-from upkeep.domain.contract import GatePolicy
+from upkeep.domain.contract import ContractView, GatePolicy
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import run_url
 from upkeep.models import Approval, ApprovalCode, ApprovalEvent, Contract, utcnow
@@ -506,19 +506,19 @@ def send_codes(
 
 def request_of(gate: Approval, contract: Contract) -> ApprovalRequest:
     """The request a pending gate was opened with, rebuilt from its records and contract."""
-    backup = contract.backup_approver
+    view = ContractView.of(contract)
     return ApprovalRequest(
         gate=gate.gate,
         key=gate.gate_key or gate.gate,
-        contract=contract.code,
-        contract_id=contract.id,
+        contract=view.code,
+        contract_id=view.id,
         subject=gate.subject,
         evidence=gate.evidence,
-        approvers=[Person.model_validate(p) for p in contract.approvers],
-        backup_approver=Person.model_validate(backup) if backup else None,
+        approvers=list(view.approvers),
+        backup_approver=view.backup_approver,
         requested_by=gate.requested_by,
         policy=GatePolicy.model_validate(gate.policy or {}),
-        timezone=contract.timezone,
+        timezone=view.timezone,
     )
 
 

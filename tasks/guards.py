@@ -20,6 +20,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 from sqlmodel import Session, col, select
 
+from upkeep.db import open_session
 from upkeep.domain.approvals import Person, deciders, same_person
 from upkeep.domain.contract import ContractView, GatePolicy
 from upkeep.models import Contract, Host, RunClaim, utcnow
@@ -71,25 +72,17 @@ def check_backup_source(contract: Contract, source: str | None) -> None:
 # --- approvers ---------------------------------------------------------------------------------
 
 PersonLike = Person | Mapping[str, Any]
-"""An approver as the contract row stores it (a dict) or typed."""
-
-
-def _people(
-    approvers: Sequence[PersonLike], backup: PersonLike | None
-) -> tuple[list[Person], Person | None]:
-    typed = [Person.model_validate(p) for p in approvers]
-    return typed, Person.model_validate(backup) if backup is not None else None
+"""An approver typed, or as an inventory spec dumps it (a dict)."""
 
 
 def unapprovable(
-    approvers: Sequence[PersonLike],
-    backup: PersonLike | None,
+    approvers: Sequence[Person],
+    backup: Person | None,
     policy: GatePolicy,
     requested_by: str | None,
 ) -> str | None:
     """Why a gate asked by ``requested_by`` could never be approved, or None. Pure."""
-    typed, backup_person = _people(approvers, backup)
-    people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
+    people = deciders(list(approvers), backup, with_backup=policy.escalate_after_hours is not None)
     need = policy.required_approvals
     if len(people) < need:
         return (
@@ -128,13 +121,14 @@ def approver_warnings(
     ``policies`` maps where the policy is written (``approval_policy``,
     ``gate_policies.inspection-plan``) to the policy in force there.
     """
+    typed = [Person.model_validate(p) for p in approvers]
+    backup_person = Person.model_validate(backup) if backup is not None else None
     warnings: list[str] = []
     for where, policy in policies.items():
-        never = unapprovable(approvers, backup, policy, None)
+        never = unapprovable(typed, backup_person, policy, None)
         if never is not None:
             warnings.append(f"{where}: {never}")
             continue
-        typed, backup_person = _people(approvers, backup)
         people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
         if not policy.allow_self_approval and len(people) == policy.required_approvals:
             names = ", ".join(p.name for p in people)
@@ -215,39 +209,40 @@ def _claim(db: Session, process: str, contract_id: int) -> RunClaim | None:
     ).first()
 
 
-def holder_of(engine: sa.Engine, process: str, contract_id: int) -> RunInfo | None:
+def holder_of(process: str, contract_id: int) -> RunInfo | None:
     """The run that holds the contract's claim and is still under way, or None (the CLI's
     question before it starts a run; the flow's own :func:`claim` settles it)."""
-    with Session(engine) as db:
+    with open_session() as db:
         existing = _claim(db, process, contract_id)
         claimed_by = existing.flow_run_id if existing else None
     holder = run_info(claimed_by) if claimed_by else None
     return holder if claim_decision(claimed_by, None, holder) == "blocked" else None
 
 
-def claim(engine: sa.Engine, process: str, contract_id: int, flow_run_id: str) -> RunInfo | None:
+def claim(process: str, contract_id: int, flow_run_id: str) -> RunInfo | None:
     """Take the contract's claim for ``flow_run_id``; the run that keeps it from us, or None.
 
     Safe against runs starting at once: the insert is guarded by the unique key, the takeover
-    of a stale claim by a compare-and-set on its holder.
+    of a stale claim by a compare-and-set on its holder. Each attempt is a transaction of its
+    own (not the caller's session): the claim must be committed, so other runs see it, before
+    the run goes on, and an attempt that lost the race is rolled back and tried again afresh.
     """
     for _ in range(5):
-        with Session(engine) as db:
-            existing = _claim(db, process, contract_id)
-            claimed_by = existing.flow_run_id if existing else None
-            holder = run_info(claimed_by) if claimed_by else None
-            decision = claim_decision(claimed_by, flow_run_id, holder)
-            if decision == "mine":
-                return None
-            if decision == "blocked":
-                return holder
-            try:
+        try:
+            with open_session() as db:
+                existing = _claim(db, process, contract_id)
+                claimed_by = existing.flow_run_id if existing else None
+                holder = run_info(claimed_by) if claimed_by else None
+                decision = claim_decision(claimed_by, flow_run_id, holder)
+                if decision == "mine":
+                    return None
+                if decision == "blocked":
+                    return holder
                 if existing is None:
                     db.add(
                         RunClaim(process=process, contract_id=contract_id, flow_run_id=flow_run_id)
                     )
-                    db.commit()
-                    return None
+                    return None  # committed as the block ends (or IntegrityError: lost)
                 taken = db.execute(
                     sa.update(RunClaim)
                     .where(
@@ -256,9 +251,8 @@ def claim(engine: sa.Engine, process: str, contract_id: int, flow_run_id: str) -
                     )
                     .values(flow_run_id=flow_run_id, claimed_at=utcnow())
                 )
-                db.commit()
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
                     return None
-            except sa.exc.IntegrityError:
-                db.rollback()
+        except sa.exc.IntegrityError:
+            pass  # another run inserted the claim meanwhile: look again
     raise RuntimeError(f"could not settle the {process} claim of contract {contract_id}")

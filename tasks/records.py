@@ -14,6 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from upkeep.domain.checks.base import Thresholds
+from upkeep.domain.contract import ContractView
 from upkeep.domain.findings import Observed, reconcile, severity_rank
 from upkeep.models import (
     Contract,
@@ -49,7 +50,8 @@ def get_customer(*, session: Session, contract: Contract) -> Customer:
 
 
 def contract_thresholds(contract: Contract) -> Thresholds:
-    return Thresholds.model_validate(contract.thresholds)
+    """The contract's thresholds (``ContractView.of(contract).thresholds``)."""
+    return ContractView.of(contract).thresholds
 
 
 def hosts_in_scope(

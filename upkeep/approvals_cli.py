@@ -12,7 +12,8 @@ from prefect.flow_runs import resume_flow_run
 from sqlmodel import Session, col, select
 
 from upkeep.db import engine_for, session_scope
-from upkeep.domain.approvals import Person, ended_state, match_person
+from upkeep.domain.approvals import ended_state, match_person
+from upkeep.domain.contract import ContractView
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import Settings
 from upkeep.tasks.approval_records import close_gates_of_run
@@ -84,10 +85,7 @@ def canonical_name(db: Session, gate: Approval, typed: str) -> str:
     contract = db.get(Contract, gate.contract_id) if gate.contract_id is not None else None
     if contract is None:
         return typed
-    people = [Person.model_validate(p) for p in contract.approvers]
-    if contract.backup_approver:
-        people.append(Person.model_validate(contract.backup_approver))
-    person = match_person(typed, people)
+    person = match_person(typed, ContractView.of(contract).people)
     return person.name if person is not None else typed
 
 

@@ -73,10 +73,10 @@ def test_a_claim_held_by_a_run_prefect_does_not_know_is_taken_over(engine, load_
     with Session(engine) as s:
         s.add(RunClaim(process="inspection", contract_id=1, flow_run_id=str(uuid.uuid4())))
         s.commit()
-    assert holder_of(engine, "inspection", 1) is None
+    assert holder_of("inspection", 1) is None
     me = str(uuid.uuid4())
-    assert claim(engine, "inspection", 1, me) is None
-    assert claim(engine, "inspection", 1, me) is None  # resuming: still mine
+    assert claim("inspection", 1, me) is None
+    assert claim("inspection", 1, me) is None  # resuming: still mine
     with Session(engine) as s:
         (row,) = s.exec(select(RunClaim)).all()
     assert row.flow_run_id == me

@@ -12,9 +12,9 @@ from upkeep.tasks.guards import (
     unapprovable,
 )
 
-ALICE = {"name": "Alice Owner", "email": "alice@acme.example"}
-PAUL = {"name": "Paul Lead", "email": "paul@provider.example"}
-BACKUP = {"name": "Bea Backup", "email": "bea@acme.example"}
+ALICE = Person(name="Alice Owner", email="alice@acme.example")
+PAUL = Person(name="Paul Lead", email="paul@provider.example")
+BACKUP = Person(name="Bea Backup", email="bea@acme.example")
 
 
 def test_an_empty_tag_selection_names_the_tag_and_the_tags_in_use() -> None:
@@ -47,10 +47,8 @@ def test_the_backup_approver_counts_only_when_the_gate_escalates() -> None:
     assert unapprovable([ALICE], BACKUP, GatePolicy(), "Alice Owner") is None
     never = GatePolicy(escalate_after_hours=None)
     assert unapprovable([ALICE], BACKUP, never, "Alice Owner") is not None
-    people = [Person.model_validate(p) for p in (ALICE,)]
-    backup = Person.model_validate(BACKUP)
-    assert [p.name for p in deciders(people, backup, with_backup=False)] == ["Alice Owner"]
-    assert [p.name for p in deciders(people, backup, with_backup=True)] == [
+    assert [p.name for p in deciders([ALICE], BACKUP, with_backup=False)] == ["Alice Owner"]
+    assert [p.name for p in deciders([ALICE], BACKUP, with_backup=True)] == [
         "Alice Owner",
         "Bea Backup",
     ]
@@ -67,9 +65,8 @@ def test_more_approvals_than_people_can_never_be_approved() -> None:
 
 
 def test_a_person_listed_twice_counts_once() -> None:
-    twice = [ALICE, {"name": "alice owner", "email": "other@acme.example"}]
-    people = [Person.model_validate(p) for p in twice]
-    assert len(deciders(people, Person.model_validate(ALICE), with_backup=True)) == 1
+    twice = [ALICE, Person(name="alice owner", email="other@acme.example")]
+    assert len(deciders(twice, ALICE, with_backup=True)) == 1
     # the gate is judged the same: two entries of one person are one approver
     assert unapprovable(twice, None, GatePolicy(required_approvals=2), None) is not None
 
@@ -84,6 +81,9 @@ def test_load_warnings_name_where_the_policy_is_written() -> None:
     single = approver_warnings([ALICE], None, {"approval_policy": GatePolicy()})
     assert len(single) == 1 and "a run started by Alice Owner could not be approved" in single[0]
     assert approver_warnings([ALICE], BACKUP, {"approval_policy": GatePolicy()}) == []
+    # as an inventory spec dumps them (dicts): the same warnings
+    as_dicts = [ALICE.model_dump(), PAUL.model_dump()]
+    assert approver_warnings(as_dicts, None, policies) == warnings
     two = GatePolicy(required_approvals=2)
     assert approver_warnings([ALICE], BACKUP, {"approval_policy": two}) == [
         "approval_policy: a run started by one of Alice Owner, Bea Backup could not be approved "
