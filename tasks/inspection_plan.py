@@ -17,9 +17,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import col, select
 
-from upkeep.db import engine_for, open_session
+from upkeep.db import open_session
 from upkeep.domain.checks import CATALOGUE
-from upkeep.domain.contract import policy_for
+from upkeep.domain.contract import ContractView
 from upkeep.domain.inspection import (
     PLAN_GATE,
     HostTarget,
@@ -56,7 +56,6 @@ from upkeep.tasks.inspect import preflight_host
 from upkeep.tasks.notify import Mail, mail_recipients, render_report_email
 from upkeep.tasks.records import (
     RecordNotFound,
-    contract_thresholds,
     finish_run,
     get_contract,
     get_customer,
@@ -90,25 +89,18 @@ def check_inventory_allows(
         except RecordNotFound as exc:
             raise Refused(str(exc)) from None
         hosts_for_run(session=db, contract=contract, tags=tags)
-        needs_approval = plan_needs_approval(contract.plan_requires_approval, require_approval)
-        policy = policy_for(contract.approval_policy, contract.gate_policies, PLAN_GATE)
-        why = unapprovable(contract.approvers, contract.backup_approver, policy, requested_by)
-        assert contract.id is not None
-        contract_id = contract.id
+        view = ContractView.of(contract)
+    needs_approval = plan_needs_approval(view.plan_requires_approval, require_approval)
+    why = unapprovable(view.approvers, view.backup_approver, view.policy(PLAN_GATE), requested_by)
     if needs_approval and why is not None:
         raise Refused(f"the plan of {contract_code} needs approval, but {why}")
-    return contract_id
+    return view.id
 
 
 def check_alone(contract: str, contract_id: int, me: str | None) -> None:
     """AlreadyRunning when another inspection of the contract is under way: one plan and one
     gate per contract at a time. The run ``me`` takes the contract's claim; None only asks."""
-    engine = engine_for(get_settings().db_url)
-    other = (
-        claim(engine, "inspection", contract_id, me)
-        if me
-        else holder_of(engine, "inspection", contract_id)
-    )
+    other = claim("inspection", contract_id, me) if me else holder_of("inspection", contract_id)
     if other is not None:
         raise AlreadyRunning(already_running_message("inspection", contract, other))
 
@@ -128,14 +120,14 @@ def build_plan(
         if not hosts:
             scope = f" with tags {', '.join(tags)}" if tags else ""
             raise ValueError(f"contract {contract_code} has no active hosts{scope} to inspect")
-        today = datetime.now(ZoneInfo(contract.timezone)).date()
-        assert contract.id is not None
+        view = ContractView.of(contract)
+        today = datetime.now(ZoneInfo(view.timezone)).date()
         return InspectionPlan(
-            contract=contract.code,
-            contract_id=contract.id,
-            contract_name=contract.name,
+            contract=view.code,
+            contract_id=view.id,
+            contract_name=view.name,
             customer=customer.name,
-            timezone=contract.timezone,
+            timezone=view.timezone,
             window=window or default_window(today),
             hosts=[
                 PlanHost(
@@ -150,13 +142,12 @@ def build_plan(
                 if h.id is not None
             ],
             checks=[(c.name, c.title) for c in CATALOGUE],
-            thresholds=contract_thresholds(contract).model_dump(),
-            approvers=list(contract.approvers),
-            backup_approver=contract.backup_approver,
-            policy=policy_for(contract.approval_policy, contract.gate_policies, PLAN_GATE),
-            requires_approval=plan_needs_approval(
-                contract.plan_requires_approval, require_approval
-            ),
+            thresholds=view.thresholds.model_dump(),
+            # The plan is a persisted result a resumed run reads back: people stay plain dicts.
+            approvers=[p.model_dump() for p in view.approvers],
+            backup_approver=view.backup_approver.model_dump() if view.backup_approver else None,
+            policy=view.policy(PLAN_GATE),
+            requires_approval=plan_needs_approval(view.plan_requires_approval, require_approval),
         )
 
 
