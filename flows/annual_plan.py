@@ -21,6 +21,7 @@ from sqlmodel import Session
 from upkeep.db import open_session
 from upkeep.domain.annual_plan import plan_for_year, plan_summary
 from upkeep.domain.calendar import AnnualPlan, annual_plan_events, ics_calendar
+from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import artifact_key
 from upkeep.flows.blackout import blackout_guard
@@ -36,14 +37,15 @@ __all__ = ["annual_plan", "plan_summary", "send_annual_plan", "write_plan_files"
 def annual_plan(*, session: Session, contract_code: str, year: int) -> AnnualPlan:
     """The contract's plan for ``year`` from its cadences, blackouts and blackout policy."""
     contract = get_contract(session=session, code=contract_code, active_only=False)
+    view = ContractView.of(contract)
     return plan_for_year(
         customer_name=get_customer(session=session, contract=contract).name,
-        contract_code=contract.code,
-        contract_name=contract.name,
-        timezone=contract.timezone,
-        cadences=contract.cadences or {},
-        blackouts=contract.blackouts,
-        policy=contract.blackout_policy,
+        contract_code=view.code,
+        contract_name=view.name,
+        timezone=view.timezone,
+        cadences=view.cadences,
+        blackouts=list(view.blackouts),
+        policy=view.blackout_policy,
         year=year,
     )
 

@@ -25,8 +25,8 @@ from upkeep.domain.cadence import (
     blackout_on,
     local_time_on,
     next_allowed_day,
-    parse_blackouts,
 )
+from upkeep.domain.contract import ContractView
 from upkeep.tasks.records import get_contract
 
 
@@ -64,12 +64,8 @@ def blackout_guard(contract_code: str) -> State[Any] | None:
     if run is None or run.deployment_id is None or not run.auto_scheduled:
         return None
     with open_session() as db:
-        contract = get_contract(session=db, code=contract_code)
-        blackouts, policy, tz = (
-            parse_blackouts(contract.blackouts),
-            contract.blackout_policy,
-            contract.timezone,
-        )
+        view = ContractView.of(get_contract(session=db, code=contract_code))
+    blackouts, policy, tz = view.blackout_days(), view.blackout_policy, view.timezone
     if not blackouts:
         return None
     slot = (run.expected_start_time or datetime.now(ZoneInfo(tz))).astimezone(ZoneInfo(tz))

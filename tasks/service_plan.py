@@ -25,6 +25,7 @@ from upkeep.domain.cadence import (
     planned_runs,
 )
 from upkeep.domain.cadence import PlannedRun as CadenceSlot
+from upkeep.domain.contract import ContractView
 from upkeep.domain.processes import specs_for, unsupported
 from upkeep.tasks.records import get_contract
 from upkeep.tasks.reports import contract_zone
@@ -131,16 +132,16 @@ def plan_period(contract: str, start: date, stop: date) -> PeriodPlan:
     with open_session() as db:
         row = get_contract(session=db, code=contract)
         cadences = {s.process: s.cadence for s in specs_for(row) if s.cadence is not None}
-        timezone, blackouts, policy = row.timezone, list(row.blackouts), row.blackout_policy
+        view = ContractView.of(row)
         not_scheduled = unsupported(row)
-    zone = contract_zone(timezone)
+    zone = contract_zone(view.timezone)
     plan = plan_for_period(
         cadences=cadences,
-        timezone=timezone,
+        timezone=view.timezone,
         start=local_midnight(start, zone),
         end=local_midnight(stop, zone),
-        blackouts=blackouts,
-        policy=policy,
+        blackouts=list(view.blackouts),
+        policy=view.blackout_policy,
         not_scheduled=not_scheduled,
     )
     if plan.note:
