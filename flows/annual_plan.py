@@ -28,7 +28,7 @@ from upkeep.flows.blackout import blackout_guard
 from upkeep.settings import Settings, get_settings
 from upkeep.tasks.notify import mail_recipients, render_mail
 from upkeep.tasks.records import get_contract, get_customer
-from upkeep.tasks.reports import link_target, render_annual_plan_html, write_atomic
+from upkeep.tasks.render import link_target, render_annual_plan_html, write_atomic
 from upkeep.tasks.runs import run_namer
 
 __all__ = ["annual_plan", "plan_summary", "send_annual_plan", "write_plan_files"]

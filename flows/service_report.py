@@ -20,21 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from upkeep.db import open_session
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import artifact_key
+from upkeep.domain.periods import PeriodKind, next_period, period_bounds, period_label
+from upkeep.domain.report_time import contract_zone
+from upkeep.domain.service_report import PeriodPlan, ServiceReport
 from upkeep.flows.blackout import blackout_guard
 from upkeep.settings import get_settings
 from upkeep.tasks.notify import Mail, mail_recipients
 from upkeep.tasks.records import get_contract
-from upkeep.tasks.reports import contract_zone
 from upkeep.tasks.runs import current_flow_run_id, run_name, run_params
 from upkeep.tasks.service_plan import plan_period
-from upkeep.tasks.service_report import (
-    PeriodKind,
-    PeriodPlan,
-    ServiceReport,
-    build_service_report,
-    next_period,
-    period_bounds,
-    period_label,
+from upkeep.tasks.service_report import build_service_report
+from upkeep.tasks.service_report_render import (
     render_service_report_email,
     render_service_report_html,
     render_service_report_markdown,

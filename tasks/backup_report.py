@@ -21,7 +21,7 @@ from upkeep.models import BackupVersion, Contract, InspectionRun, Outcome
 from upkeep.settings import get_settings
 from upkeep.tasks.notify import Mail, mail_recipients, render_backup_email
 from upkeep.tasks.records import get_customer
-from upkeep.tasks.reports import link_target, safe_name, template_env, write_atomic
+from upkeep.tasks.render import link_target, safe_name, template_env, write_atomic
 
 
 def _run_and_contract(db: Session, run_id: int) -> tuple[InspectionRun, Contract]:

@@ -62,13 +62,13 @@ from upkeep.tasks.records import (
     hosts_in_scope,
     start_run,
 )
-from upkeep.tasks.reports import (
-    build_inspection_report,
+from upkeep.tasks.render import (
     findings_table,
     render_inspection_html,
     render_inspection_markdown,
     save_report,
 )
+from upkeep.tasks.reports import build_inspection_report
 from upkeep.tasks.runs import current_flow_run_id
 
 # --- may it start ------------------------------------------------------------------------------

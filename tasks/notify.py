@@ -39,10 +39,11 @@ from yagmail.message import prepare_message
 
 from upkeep.db import open_session
 from upkeep.domain.backups import SourceOutcome
+from upkeep.domain.inspection_report import InspectionReport
 from upkeep.domain.markup import markdown_html, markdown_plain
 from upkeep.models import Contract, OutboxMessage, OutboxStatus, utcnow
 from upkeep.settings import SmtpSettings, TlsMode
-from upkeep.tasks.reports import InspectionReport, template_env
+from upkeep.tasks.render import template_env
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,11 @@ from upkeep.domain.cadence import (
 )
 from upkeep.domain.cadence import PlannedRun as CadenceSlot
 from upkeep.domain.contract import ContractView
+from upkeep.domain.periods import local_midnight
 from upkeep.domain.processes import specs_for, unsupported
+from upkeep.domain.report_time import contract_zone
+from upkeep.domain.service_report import PeriodPlan, PlannedRun, process_name
 from upkeep.tasks.records import get_contract
-from upkeep.tasks.reports import contract_zone
-from upkeep.tasks.service_report import PeriodPlan, PlannedRun, local_midnight, process_name
 
 POLICY_WORDS = {
     "next_allowed_day": "A run that falls on a blackout day moves to the next allowed day, at the "

@@ -31,10 +31,17 @@ CADENCES: dict[str, Any] = {
     "backup_verification": {"cron": "30 2 * * 0"},
 }
 BLACKOUTS = [{"from": "2027-03-07", "reason": "Trade fair"}]
+# As the inventory stores them (valid BackupSourceSpec: a files source needs its scratch).
 BACKUP_SOURCES = [
-    {"system": "erp-db", "kind": "files", "location": "/backups/erp", "importance": "high"},
-    {"system": "fileserver", "kind": "files", "location": "/backups/fs"},
-    {"system": "mail", "kind": "files", "location": "/backups/mail"},
+    {
+        "system": "erp-db",
+        "kind": "files",
+        "location": "/backups/erp",
+        "scratch": "/var/tmp/restore",
+        "importance": "high",
+    },
+    {"system": "fileserver", "kind": "files", "location": "/backups/fs", "scratch": "/var/tmp/r"},
+    {"system": "mail", "kind": "files", "location": "/backups/mail", "scratch": "/var/tmp/r"},
 ]
 TRUNCATED = "erp-db-20270207T010000Z.tar.gz ends early: unexpected end of file"
 UNREACHABLE = "timed out after 10 s waiting for the SSH banner"

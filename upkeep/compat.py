@@ -77,6 +77,18 @@ MOVED: dict[str, dict[str, str]] = {
         "PlanHost": "upkeep.domain.inspection",
         "PlanRevision": "upkeep.flows.inspection_gate",
     },
+    "upkeep.tasks.reports": dict.fromkeys(
+        ("_HasSeverity", "CustomerInfo", "ContractInfo", "RunInfo", "PlanApproval")
+        + ("MeasurementRow", "HostRow", "FindingRow", "SeverityGroup", "PreviousRun")
+        + ("Changes", "UnreachedHost", "InspectionReport"),
+        "upkeep.domain.inspection_report",
+    ),
+    "upkeep.tasks.service_report": dict.fromkeys(
+        ("RunRow", "RunTally", "FindingRow", "SeverityTally", "HostTally", "BackupVerification")
+        + ("ApproverTimes", "GateRow", "ApprovalSummary", "PlannedRun", "PeriodPlan", "Figure")
+        + ("ServiceReport",),
+        "upkeep.domain.service_report",
+    ),
 }
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

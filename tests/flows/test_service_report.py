@@ -30,7 +30,7 @@ from upkeep.models import (
     OutboxMessage,
     RunStatus,
 )
-from upkeep.tasks.service_report import NO_PLAN
+from upkeep.tasks.service_report_render import NO_PLAN
 
 pytestmark = pytest.mark.flows
 

@@ -16,7 +16,7 @@ from upkeep.domain.calendar import (
     plan_items,
 )
 from upkeep.settings import TEMPLATES_DIR
-from upkeep.tasks.reports import render_annual_plan_html
+from upkeep.tasks.render import render_annual_plan_html
 
 TEMPLATES = TEMPLATES_DIR
 TZ = "Europe/Berlin"

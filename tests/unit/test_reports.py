@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from upkeep.domain.checks.base import Measurement, Severity
 from upkeep.domain.findings import REACHABILITY, Observed
+from upkeep.domain.inspection_report import InspectionReport, host_score, overall_score
 from upkeep.models import Approval, Contract, Customer, Finding, Host, RunStatus
 from upkeep.settings import TEMPLATES_DIR
 from upkeep.tasks.notify import render_report_email
@@ -25,18 +26,15 @@ from upkeep.tasks.records import (
     start_run,
     store_host_inspection,
 )
-from upkeep.tasks.reports import (
-    InspectionReport,
-    build_inspection_report,
+from upkeep.tasks.render import (
     findings_table,
-    host_score,
-    overall_score,
     render_inspection_html,
     render_inspection_markdown,
     report_path,
     save_report,
     template_env,
 )
+from upkeep.tasks.reports import build_inspection_report
 
 TEMPLATES = TEMPLATES_DIR
 XSS = "<script>alert(1)</script>"

@@ -22,6 +22,9 @@ from tests.service_report_fixtures import (
     acme,
     plant_bad_month,
 )
+from upkeep.domain.periods import local_midnight, next_period, period_bounds, period_label
+from upkeep.domain.service_figures import NO_END, missed_runs
+from upkeep.domain.service_report import PeriodPlan, PlannedRun, RunRow, ServiceReport
 from upkeep.models import (
     Approval,
     ApprovalEvent,
@@ -36,20 +39,10 @@ from upkeep.models import (
 from upkeep.settings import TEMPLATES_DIR
 from upkeep.tasks.records import RecordNotFound
 from upkeep.tasks.service_plan import plan_for_period
-from upkeep.tasks.service_report import (
+from upkeep.tasks.service_report import build_service_report
+from upkeep.tasks.service_report_render import (
     NO_BACKUPS,
-    NO_END,
     NO_PLAN,
-    PeriodPlan,
-    PlannedRun,
-    RunRow,
-    ServiceReport,
-    build_service_report,
-    local_midnight,
-    missed_runs,
-    next_period,
-    period_bounds,
-    period_label,
     render_service_report_email,
     render_service_report_html,
     render_service_report_markdown,
