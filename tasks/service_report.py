@@ -14,7 +14,6 @@ this module does not schedule.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import TypeVar
 
@@ -27,9 +26,11 @@ from upkeep.domain.report_time import contract_zone, format_dt
 from upkeep.domain.service_figures import (
     by_severity_then_host,
     checkable,
+    due_in,
     host_tallies,
     missed_runs,
     open_order,
+    plan_in_zone,
     run_problems,
     run_tallies,
     severity_tallies,
@@ -104,17 +105,7 @@ def build_service_report(
     opened, resolved, still = _findings(session, contract.id, start_utc, end_utc, zone)
     next_start, next_end = next_period(kind, end)
     generated = (generated_at or utcnow()).astimezone(zone)
-    in_period = [replace(p, at=p.at.astimezone(zone)) for p in due if start_utc <= p.at < end_utc]
-    plan = plan or PeriodPlan()
-    plan = replace(
-        plan,
-        runs=tuple(
-            sorted(
-                (replace(p, at=p.at.astimezone(zone)) for p in plan.runs),
-                key=lambda p: (p.at, p.process),
-            )
-        ),
-    )
+    in_period = due_in(due, start_utc, end_utc, zone)
     return ServiceReport(
         customer=CustomerInfo(code=customer.code, name=customer.name),
         contract=ContractInfo(code=contract.code, name=contract.name, timezone=contract.timezone),
@@ -133,7 +124,7 @@ def build_service_report(
         approvals=_approvals(session, contract, start_utc, end_utc, zone),
         next_start=next_start,
         next_end=next_end,
-        plan=plan,
+        plan=plan_in_zone(plan or PeriodPlan(), zone),
         generated_at=generated,
         due=tuple(checkable(in_period, generated)),
         missed=tuple(missed_runs(in_period, runs, generated)),

@@ -19,8 +19,10 @@ from upkeep.domain.report_time import contract_zone, format_date, format_dt, hum
 from upkeep.domain.service_figures import (
     NO_END,
     by_severity_then_host,
+    due_in,
     host_tallies,
     open_order,
+    plan_in_zone,
     run_problems,
     run_tallies,
     severity_tallies,
@@ -30,6 +32,8 @@ from upkeep.domain.service_report import (
     BACKUP_CHECK,
     BackupVerification,
     FindingRow,
+    PeriodPlan,
+    PlannedRun,
     RunRow,
 )
 
@@ -138,6 +142,36 @@ def test_run_tallies_by_kind_and_verdict_in_process_name_order() -> None:
     )
     assert inspection.all == (1, 2, 4)
     assert run_tallies([]) == []
+
+
+# --- plans ----------------------------------------------------------------------------------
+
+
+def test_due_runs_of_the_period_in_local_time() -> None:
+    # February 2027 in Berlin: [2027-01-31 23:00, 2027-02-28 23:00) UTC.
+    start, end = datetime(2027, 1, 31, 23, tzinfo=UTC), datetime(2027, 2, 28, 23, tzinfo=UTC)
+    due = [
+        PlannedRun(datetime(2027, 1, 31, 23, 30, tzinfo=UTC), "Health inspection", "monthly"),
+        PlannedRun(datetime(2027, 2, 28, 23, 0, tzinfo=UTC), "Health inspection", "monthly"),
+        PlannedRun(datetime(2027, 1, 31, 22, 59, tzinfo=UTC), "Health inspection", "monthly"),
+    ]
+    (only,) = due_in(due, start, end, BERLIN)
+    assert only.at == datetime(2027, 2, 1, 0, 30, tzinfo=BERLIN)
+    assert only.at.tzinfo is BERLIN
+
+
+def test_plan_in_local_time_and_time_order() -> None:
+    later = PlannedRun(datetime(2027, 3, 8, 1, 30, tzinfo=UTC), "Health inspection", "monthly")
+    sooner = PlannedRun(datetime(2027, 3, 7, 1, 30, tzinfo=UTC), "Backup", "weekly")
+    same = PlannedRun(datetime(2027, 3, 7, 1, 30, tzinfo=UTC), "Alpha", "weekly")
+    plan = plan_in_zone(PeriodPlan(runs=(later, sooner, same), note="n"), BERLIN)
+    assert [(p.process, format_dt(p.at)) for p in plan.runs] == [
+        ("Alpha", "2027-03-07 02:30 CET"),
+        ("Backup", "2027-03-07 02:30 CET"),
+        ("Health inspection", "2027-03-08 02:30 CET"),
+    ]
+    assert plan.note == "n"
+    assert plan_in_zone(PeriodPlan(), BERLIN) == PeriodPlan()
 
 
 # --- findings ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ and by host, the order findings are listed in, and the planned runs that never r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta, tzinfo
 
 from upkeep.domain.findings import severity_rank
 from upkeep.domain.inspection_report import SEVERITIES
@@ -13,6 +14,7 @@ from upkeep.domain.service_report import (
     BackupVerification,
     FindingRow,
     HostTally,
+    PeriodPlan,
     PlannedRun,
     RunRow,
     RunTally,
@@ -159,3 +161,16 @@ def missed_runs(
         else:
             used.add(match.id)
     return missed
+
+
+def due_in(
+    due: Iterable[PlannedRun], start: datetime, end: datetime, zone: tzinfo
+) -> list[PlannedRun]:
+    """The planned runs of ``due`` in ``[start, end)`` (instants), their times in ``zone``."""
+    return [replace(p, at=p.at.astimezone(zone)) for p in due if start <= p.at < end]
+
+
+def plan_in_zone(plan: PeriodPlan, zone: tzinfo) -> PeriodPlan:
+    """``plan`` with its runs' times in ``zone``, in time order (then by process)."""
+    runs = (replace(p, at=p.at.astimezone(zone)) for p in plan.runs)
+    return replace(plan, runs=tuple(sorted(runs, key=lambda p: (p.at, p.process))))
