@@ -42,6 +42,7 @@ from upkeep.deployments import (
     unsupported,
 )
 from upkeep.deployments.health import expected_runs, watch_scheduled_runs
+from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
 from upkeep.flows.backup_verification import BackupParams, backup_verification
@@ -162,15 +163,15 @@ def inventory_show(
                 f"[bold]{esc(c.code)}[/]{state}: {esc(c.name)} — "
                 f"{esc(customer.name)} ({esc(customer.code)})"
             )
-            approvers = ", ".join(f"{a['name']} <{a['email']}>" for a in c.approvers)
-            out.print(f"  timezone {c.timezone}; approvers: {approvers}", markup=False)
-            if c.backup_approver:
-                b = c.backup_approver
-                out.print(f"  backup approver: {b['name']} <{b['email']}>", markup=False)
-            if c.report_recipients:
-                out.print(f"  reports to: {', '.join(c.report_recipients)}", markup=False)
-            if c.thresholds:
-                out.print(f"  thresholds: {c.thresholds}", markup=False)
+            view = ContractView.of(c)
+            approvers = ", ".join(f"{a.name} <{a.email}>" for a in view.approvers)
+            out.print(f"  timezone {view.timezone}; approvers: {approvers}", markup=False)
+            if b := view.backup_approver:
+                out.print(f"  backup approver: {b.name} <{b.email}>", markup=False)
+            if view.report_recipients:
+                out.print(f"  reports to: {', '.join(view.report_recipients)}", markup=False)
+            if view.threshold_overrides:
+                out.print(f"  thresholds: {view.threshold_overrides}", markup=False)
             table = Table("host", "address", "user", "tags", "role", "system", "key", "active")
             hosts = session.exec(select(Host).where(Host.contract_id == c.id).order_by(Host.name))
             for h in hosts:
