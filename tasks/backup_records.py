@@ -8,12 +8,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from upkeep.domain.backups import SEVERITY_BY_IMPORTANCE
+from upkeep.domain.backups import BACKUP_CHECK, SEVERITY_BY_IMPORTANCE
 from upkeep.domain.checks.base import Severity
 from upkeep.models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
 from upkeep.tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
 
-BACKUP_CHECK = "backup"
 __all__ = ["SEVERITY_BY_IMPORTANCE", "backup_finding", "prune", "record_version", "versions"]
 
 

@@ -227,18 +227,3 @@ def gate_report(
         replaced=counted["rotated"],
         planted=counted["planted"],
     )
-
-
-def human(delta: timedelta) -> str:
-    """``3d 4h``, ``2h 05m``, ``4m 10s``, ``12s``."""
-    seconds = int(round(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"

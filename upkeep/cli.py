@@ -44,6 +44,7 @@ from upkeep.deployments import (
 from upkeep.deployments.health import expected_runs, watch_scheduled_runs
 from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
+from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
 from upkeep.flows.backup_verification import BackupParams, backup_verification
 from upkeep.flows.inspection import (
@@ -57,7 +58,7 @@ from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
-from upkeep.tasks.gates import events, gate_report, human
+from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
 from upkeep.tasks.inspection_plan import check_alone
 from upkeep.tasks.notify import deliver_pending

@@ -15,13 +15,13 @@ from upkeep.domain.approvals import (
     pending_attempt,
     wrong_codes_since_rotation,
 )
+from upkeep.domain.report_time import human
 from upkeep.models import Approval, Contract, Customer
 from upkeep.tasks.gates import (
     Decided,
     close_gate,
     events,
     gate_report,
-    human,
     log_event,
     open_gate,
     percentile,

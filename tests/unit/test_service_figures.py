@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from upkeep.domain.backups import BACKUP_CHECK
 from upkeep.domain.inspection_report import (
     SEVERITIES,
     group_by_severity,
@@ -29,7 +30,6 @@ from upkeep.domain.service_figures import (
     verification_problem,
 )
 from upkeep.domain.service_report import (
-    BACKUP_CHECK,
     BackupVerification,
     FindingRow,
     PeriodPlan,

@@ -23,6 +23,9 @@ from upkeep.domain.retention import Version, backup_key, plan_retention
 from upkeep.models import BackupVersion
 from upkeep.models.enums import Fault, Outcome
 
+BACKUP_CHECK = "backup"
+"""The check name of a backup finding (a finding about a system's backups, not a host)."""
+
 RECOMMEND = {
     Fault.BACKUP: "The backup itself is damaged or incomplete: take a new full backup, find out "
     "why the last one broke (disk, transfer, the backup job's log), and keep the last good "

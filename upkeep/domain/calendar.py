@@ -5,7 +5,7 @@
 * :func:`annual_plan_events` turns an :class:`AnnualPlan` into calendar events (skipped
   runs are left out), with UIDs stable across renders so re-importing updates events;
 * :func:`plan_view` is what the printable HTML page shows (rendered by
-  ``upkeep.tasks.reports.render_annual_plan_html``).
+  ``upkeep.tasks.render.render_annual_plan_html``).
 
 Everything here is pure: no I/O.
 """

@@ -6,7 +6,7 @@ Two ways out, one each:
   :func:`md_escape` is the one escaper. Every name, comment, reason, host output or inventory
   value that goes into Markdown upkeep builds passes through it; upkeep's own structure
   (headings, tables, bold labels) is written around it.
-* **HTML** (reports, mail): Jinja's autoescape (``tasks.reports.template_env``). The only HTML
+* **HTML** (reports, mail): Jinja's autoescape (``tasks.render.template_env``). The only HTML
   that does not come from a template is :func:`markdown_html`, which renders Markdown upkeep
   built (an approval's evidence) for the HTML part of a mail, with raw HTML turned off, so
   any tag in it shows as text.

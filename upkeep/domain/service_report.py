@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from upkeep.domain.backups import BACKUP_CHECK
 from upkeep.domain.inspection_report import ContractInfo, CustomerInfo
 from upkeep.domain.report_time import format_dt, human
 from upkeep.models import RunStatus
 
-BACKUP_CHECK = "backup"
 """The ``check`` of a finding about a system's backups (it has no host)."""
 
 PROCESS_NAMES: Mapping[str, str] = {
