@@ -9,9 +9,8 @@ that run is still under way is asked of the Prefect API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,8 +20,7 @@ from prefect.exceptions import ObjectNotFound
 from sqlmodel import Session, col, select
 
 from upkeep.db import open_session
-from upkeep.domain.approvals import Person, deciders, same_person
-from upkeep.domain.contract import ContractView, GatePolicy
+from upkeep.domain.contract import ContractView
 from upkeep.models import Contract, Host, RunClaim, utcnow
 from upkeep.tasks.records import hosts_in_scope
 
@@ -67,78 +65,6 @@ def check_backup_source(contract: Contract, source: str | None) -> None:
         raise Refused(
             f"contract {contract.code} has no backup source {source!r} (known: {', '.join(names)})"
         )
-
-
-# --- approvers ---------------------------------------------------------------------------------
-
-PersonLike = Person | Mapping[str, Any]
-"""An approver typed, or as an inventory spec dumps it (a dict)."""
-
-
-def unapprovable(
-    approvers: Sequence[Person],
-    backup: Person | None,
-    policy: GatePolicy,
-    requested_by: str | None,
-) -> str | None:
-    """Why a gate asked by ``requested_by`` could never be approved, or None. Pure."""
-    people = deciders(list(approvers), backup, with_backup=policy.escalate_after_hours is not None)
-    need = policy.required_approvals
-    if len(people) < need:
-        return (
-            f"the gate needs {need} approvals but only {len(people)} "
-            f"{'person' if len(people) == 1 else 'people'} may give one "
-            f"({', '.join(p.name for p in people)}): no run can be approved"
-        )
-    if policy.allow_self_approval:
-        return None
-    starter = [p for p in people if same_person(p, requested_by)]
-    others = [p for p in people if p not in starter]
-    if len(others) >= need:
-        return None
-    who = starter[0].name
-    if not others:
-        return (
-            f"{who} started this run and is its only approver, and the contract does not allow "
-            "self-approval: nobody could approve it. Start it under another name (--as), or "
-            "add an approver to the contract"
-        )
-    return (
-        f"{who} started this run and may not approve it; {need} approvals are needed but only "
-        f"{len(others)} other approver{'s' if len(others) != 1 else ''} "
-        f"({', '.join(p.name for p in others)}) could give one. Start it under "
-        "another name (--as), or add an approver to the contract"
-    )
-
-
-def approver_warnings(
-    approvers: Sequence[PersonLike],
-    backup: PersonLike | None,
-    policies: dict[str, GatePolicy],
-) -> list[str]:
-    """For ``inventory load``: gates these approvers could leave unapprovable. Pure.
-
-    ``policies`` maps where the policy is written (``approval_policy``,
-    ``gate_policies.inspection-plan``) to the policy in force there.
-    """
-    typed = [Person.model_validate(p) for p in approvers]
-    backup_person = Person.model_validate(backup) if backup is not None else None
-    warnings: list[str] = []
-    for where, policy in policies.items():
-        never = unapprovable(typed, backup_person, policy, None)
-        if never is not None:
-            warnings.append(f"{where}: {never}")
-            continue
-        people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
-        if not policy.allow_self_approval and len(people) == policy.required_approvals:
-            names = ", ".join(p.name for p in people)
-            warnings.append(
-                f"{where}: a run started by {'' if len(people) == 1 else 'one of '}{names} "
-                f"could not be approved ({policy.required_approvals} approval"
-                f"{'s' if policy.required_approvals != 1 else ''} needed and self-approval is "
-                "not allowed): add an approver or a backup approver"
-            )
-    return warnings
 
 
 # --- one run per contract ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlmodel import col, select
 
 from upkeep.db import open_session
+from upkeep.domain.approvals import unapprovable
 from upkeep.domain.checks import CATALOGUE
 from upkeep.domain.contract import ContractView
 from upkeep.domain.inspection import (
@@ -50,7 +51,6 @@ from upkeep.tasks.guards import (
     claim,
     holder_of,
     hosts_for_run,
-    unapprovable,
 )
 from upkeep.tasks.inspect import preflight_host
 from upkeep.tasks.notify import Mail, mail_recipients, render_report_email

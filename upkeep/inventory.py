@@ -23,6 +23,7 @@ from pydantic import (
 )
 from sqlmodel import Session, select
 
+from upkeep.domain.approvals import approver_warnings as gate_warnings
 from upkeep.domain.cadence import CadenceError, parse_blackouts, parse_cadence
 from upkeep.domain.checks.base import Thresholds
 from upkeep.domain.contract import (
@@ -34,7 +35,6 @@ from upkeep.domain.contract import (
     policy_for,
 )
 from upkeep.models import Contract, Customer, Host, utcnow
-from upkeep.tasks.guards import approver_warnings as gate_warnings
 
 Process = Literal[
     "inspection",

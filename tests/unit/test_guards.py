@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from upkeep.domain.approvals import Person, deciders
+from upkeep.domain.approvals import Person, approver_warnings, deciders, unapprovable
 from upkeep.domain.contract import GatePolicy
 from upkeep.tasks.guards import (
     RunInfo,
-    approver_warnings,
     claim_decision,
     empty_scope_message,
-    unapprovable,
 )
 
 ALICE = Person(name="Alice Owner", email="alice@acme.example")

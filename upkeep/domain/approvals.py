@@ -25,10 +25,10 @@ The rules, each below:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -436,3 +436,75 @@ def ended_state(state: Any) -> str:
 def closed_reason(gate: Approval) -> str:
     """Why a gate takes no more answers: its decision and the reason recorded with it."""
     return f"the gate {gate.gate!r} is closed ({gate.decision}: {gate.comment or 'no reason'})"
+
+
+# --- gates nobody could approve (checked before a run starts and at inventory load) -------
+
+PersonLike: TypeAlias = PersonSpec | Mapping[str, Any]
+"""An approver typed, or as an inventory spec dumps it (a dict)."""
+
+
+def unapprovable(
+    approvers: Sequence[Person],
+    backup: Person | None,
+    policy: GatePolicy,
+    requested_by: str | None,
+) -> str | None:
+    """Why a gate asked by ``requested_by`` could never be approved, or None. Pure."""
+    people = deciders(list(approvers), backup, with_backup=policy.escalate_after_hours is not None)
+    need = policy.required_approvals
+    if len(people) < need:
+        return (
+            f"the gate needs {need} approvals but only {len(people)} "
+            f"{'person' if len(people) == 1 else 'people'} may give one "
+            f"({', '.join(p.name for p in people)}): no run can be approved"
+        )
+    if policy.allow_self_approval:
+        return None
+    starter = [p for p in people if same_person(p, requested_by)]
+    others = [p for p in people if p not in starter]
+    if len(others) >= need:
+        return None
+    who = starter[0].name
+    if not others:
+        return (
+            f"{who} started this run and is its only approver, and the contract does not allow "
+            "self-approval: nobody could approve it. Start it under another name (--as), or "
+            "add an approver to the contract"
+        )
+    return (
+        f"{who} started this run and may not approve it; {need} approvals are needed but only "
+        f"{len(others)} other approver{'s' if len(others) != 1 else ''} "
+        f"({', '.join(p.name for p in others)}) could give one. Start it under "
+        "another name (--as), or add an approver to the contract"
+    )
+
+
+def approver_warnings(
+    approvers: Sequence[PersonLike],
+    backup: PersonLike | None,
+    policies: dict[str, GatePolicy],
+) -> list[str]:
+    """For ``inventory load``: gates these approvers could leave unapprovable. Pure.
+
+    ``policies`` maps where the policy is written (``approval_policy``,
+    ``gate_policies.inspection-plan``) to the policy in force there.
+    """
+    typed = [Person.model_validate(p) for p in approvers]
+    backup_person = Person.model_validate(backup) if backup is not None else None
+    warnings: list[str] = []
+    for where, policy in policies.items():
+        never = unapprovable(typed, backup_person, policy, None)
+        if never is not None:
+            warnings.append(f"{where}: {never}")
+            continue
+        people = deciders(typed, backup_person, with_backup=policy.escalate_after_hours is not None)
+        if not policy.allow_self_approval and len(people) == policy.required_approvals:
+            names = ", ".join(p.name for p in people)
+            warnings.append(
+                f"{where}: a run started by {'' if len(people) == 1 else 'one of '}{names} "
+                f"could not be approved ({policy.required_approvals} approval"
+                f"{'s' if policy.required_approvals != 1 else ''} needed and self-approval is "
+                "not allowed): add an approver or a backup approver"
+            )
+    return warnings
