@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import md_escape
 from upkeep.models import Contract
 
@@ -67,9 +68,14 @@ def report_period(cadence: Any) -> str:
     return "month"
 
 
-def specs_for(contract: Contract) -> list[DeploymentSpec]:
+def _view(contract: Contract | ContractView) -> ContractView:
+    return contract if isinstance(contract, ContractView) else ContractView.of(contract)
+
+
+def specs_for(contract: Contract | ContractView) -> list[DeploymentSpec]:
     """The deployments one active contract needs."""
-    cadences = dict(contract.cadences or {})
+    contract = _view(contract)
+    cadences = dict(contract.cadences)
     cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
     out = []
     has_backups = bool(contract.backup_sources)
@@ -111,8 +117,9 @@ def specs_for(contract: Contract) -> list[DeploymentSpec]:
     return out
 
 
-def unsupported(contract: Contract) -> list[str]:
+def unsupported(contract: Contract | ContractView) -> list[str]:
     """Cadences upkeep will not schedule (said, not silently dropped): processes without a
     flow yet, and backup cadences of a contract that lists no backup sources."""
+    contract = _view(contract)
     backup_only = () if contract.backup_sources else ("backup_verification", "drill")
-    return [p for p in (contract.cadences or {}) if p in NO_FLOW_YET or p in backup_only]
+    return [p for p in contract.cadences if p in NO_FLOW_YET or p in backup_only]
