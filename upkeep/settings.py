@@ -6,6 +6,7 @@ message that names the environment variable.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -171,8 +172,6 @@ def reset_settings() -> None:
 
 def prefect_result_settings(settings: Settings) -> dict[str, str]:
     """Prefect settings (as environment variables) that put flow results where upkeep wants."""
-    import os
-
     if os.environ.get("PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"):
         return {}
     assert settings.result_dir is not None
