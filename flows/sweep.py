@@ -17,7 +17,7 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from upkeep.db import open_session
-from upkeep.domain.inspection import HostTarget
+from upkeep.domain.inspection import HostOutcome, HostTarget
 from upkeep.models import RunStatus
 from upkeep.settings import get_settings
 from upkeep.tasks.guards import hosts_for_run
@@ -30,12 +30,12 @@ from upkeep.tasks.ssh import session_group
 class SweepResult(BaseModel):
     run_id: int
     contract: str
-    hosts: list[dict[str, Any]]
+    hosts: list[HostOutcome]
     crashed: list[str] = []
 
     @property
     def unreachable(self) -> list[str]:
-        return [h["host"] for h in self.hosts if not h["reachable"]]
+        return [h.host for h in self.hosts if not h.reachable]
 
 
 def tag_limited(tag: str) -> bool:
@@ -84,7 +84,7 @@ def sweep_hosts(
             )
         for fut in futures:
             fut.wait()
-    results: list[dict[str, Any]] = []
+    results: list[HostOutcome] = []
     crashed: list[str] = []
     for fut, target in zip(futures, targets, strict=True):
         state = fut.state
@@ -95,9 +95,7 @@ def sweep_hosts(
             logger.error(
                 "inspection of %s ended %s: %s", target.name, state.type.value, state.message
             )
-            results.append(
-                {"host": target.name, "reachable": False, "error_kind": "crashed", "findings": {}}
-            )
+            results.append(HostOutcome(host=target.name, reachable=False, error_kind="crashed"))
     return SweepResult(run_id=run_id, contract=contract, hosts=results, crashed=crashed)
 
 

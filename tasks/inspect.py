@@ -25,6 +25,7 @@ from upkeep.domain.checks.base import (
     not_evaluated,
 )
 from upkeep.domain.findings import REACHABILITY, Observed
+from upkeep.domain.inspection import HostOutcome
 from upkeep.models import Contract, Host, utcnow
 from upkeep.settings import Settings, SshSettings, get_settings
 from upkeep.tasks.records import HostInspection, contract_thresholds, store_host_inspection
@@ -219,7 +220,7 @@ def inspect_host_now(
 @task(name="inspect-host", task_run_name="inspect {host_name}")
 def inspect_host(
     host_id: int, host_name: str, run_id: int, check_names: list[str] | None = None
-) -> dict[str, Any]:
+) -> HostOutcome:
     """Prefect task around :func:`inspect_host_now`; returns a small summary for the flow."""
     logger = get_run_logger()
     result = inspect_host_now(host_id, run_id, check_names)
@@ -229,12 +230,9 @@ def inspect_host(
     for obs in result.observed:
         counts[obs.severity.value] = counts.get(obs.severity.value, 0) + 1
     logger.info("%s: %s", host_name, counts or "no findings")
-    return {
-        "host": host_name,
-        "reachable": result.reachable,
-        "error_kind": result.error_kind,
-        "findings": counts,
-    }
+    return HostOutcome(
+        host=host_name, reachable=result.reachable, error_kind=result.error_kind, findings=counts
+    )
 
 
 def preflight_now(host_id: int, settings: Settings | None = None) -> str:

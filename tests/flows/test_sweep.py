@@ -70,7 +70,7 @@ def test_tags_scope_the_sweep(engine, load_inventory, sshd, other_sshd):
         trust=[sshd, other_sshd],
     )
     result = run_sweep(SweepParams(contract="ACME", tags=["db"]))
-    assert [h["host"] for h in result.hosts] == ["db1"]
+    assert [h.host for h in result.hosts] == ["db1"]
 
 
 def test_host_fixed_between_runs_resolves_its_finding(engine, load_inventory, sshd):

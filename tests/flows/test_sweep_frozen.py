@@ -97,13 +97,13 @@ def test_hung_hosts_are_timeouts_within_the_bound_and_the_others_are_inspected(
     assert freezer.stopped  # the frozen host really was frozen after its login
     assert after_login.logins() == 1
 
-    by_host = {h["host"]: h for h in result.hosts}
-    assert {h: by_host[h]["error_kind"] for h in ("frozen", "stopped", "mute")} == {
+    by_host = {h.host: h for h in result.hosts}
+    assert {h: by_host[h].error_kind for h in ("frozen", "stopped", "mute")} == {
         "frozen": "timeout",
         "stopped": "timeout",
         "mute": "timeout",
     }
-    assert by_host["good"]["reachable"] and by_host["other"]["reachable"]
+    assert by_host["good"].reachable and by_host["other"].reachable
     assert result.crashed == []
     rows = _rows(engine)
     assert set(rows) == {"good", "frozen", "stopped", "mute", "other"}

@@ -51,6 +51,17 @@ class HostTarget(BaseModel):
     """None: the whole catalogue."""
 
 
+class HostOutcome(BaseModel):
+    """What the sweep learns of one host: reached or not (and why), findings per severity."""
+
+    host: str
+    reachable: bool
+    error_kind: str | None = None
+    """Why it was not reached (``refused``, ``timeout``, ``crashed``...); None when reached."""
+    findings: dict[str, int] = {}
+    """Severity -> how many findings the host's checks raised."""
+
+
 class PlanHost(BaseModel):
     id: int
     name: str
