@@ -46,7 +46,7 @@ from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
 from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
-from upkeep.flows.backup_verification import BackupParams, backup_verification
+from upkeep.flows.backup_verification import BackupOutcome, BackupParams, backup_verification
 from upkeep.flows.inspection import (
     InspectionParams,
     RecheckParams,
@@ -457,13 +457,14 @@ def _run_backups(
     state = backup_verification(params, return_state=True)
     if not state.is_completed():
         fail(f"the flow run ended {state.type.value}: {state.message}")
-    outcome: Any = state.result()
+    outcome = state.result()
+    assert isinstance(outcome, BackupOutcome)  # a completed state holds the flow's return
     for s in outcome.sources:
-        line = f"{s['system']} ({s['kind']}): {s['outcome']}"
-        if s["outcome"] != "good":
-            line += f" — {s['fault']} fault ({s['reason']}): {s['message']}"
-        elif s.get("duration_s"):
-            line += f" — restored and checked in {s['duration_s']:.1f} s"
+        line = f"{s.system} ({s.kind}): {s.outcome}"
+        if not s.good:
+            line += f" — {s.fault} fault ({s.reason}): {s.message}"
+        elif s.duration_s:
+            line += f" — restored and checked in {s.duration_s:.1f} s"
         out.print(line, markup=False)
     out.print(f"report: {outcome.report_path}", markup=False)
     if outcome.failed:
