@@ -106,7 +106,12 @@ class Api:
         state. Returns the run."""
 
         def reached() -> dict[str, Any] | None:
-            run = self.run(run_id)
+            try:
+                run = self.run(run_id)
+            except httpx.TimeoutException:
+                # The server on SQLite can stall a read for longer than the client waits
+                # while the runs write; like the UI, look again (the wait stays bounded).
+                return None
             kind = (run["state"] or {}).get("type")
             if kind in types:
                 return run
