@@ -41,8 +41,9 @@ from upkeep.db import open_session
 from upkeep.domain.backups import SourceOutcome
 from upkeep.domain.inspection_report import InspectionReport
 from upkeep.domain.markup import markdown_html, markdown_plain
-from upkeep.models import Contract, OutboxMessage, OutboxStatus, utcnow
+from upkeep.models import OutboxMessage, OutboxStatus, utcnow
 from upkeep.settings import SmtpSettings, TlsMode
+from upkeep.tasks.records import get_contract
 from upkeep.tasks.render import template_env
 
 log = logging.getLogger(__name__)
@@ -751,7 +752,8 @@ def mail_recipients(
     never raised. Returns ``{"sent", "failed", "queued"}``.
     """
     with open_session() as db:
-        contract = db.exec(select(Contract).where(Contract.code == contract_code)).one()
+        # a run's report goes out even if its contract left the inventory meanwhile
+        contract = get_contract(session=db, code=contract_code, active_only=False)
         recipients, contract_id = list(contract.report_recipients), contract.id
     if recipients:
         mail = compose()
