@@ -27,6 +27,7 @@ from prefect.types.entrypoint import EntrypointType
 from sqlmodel import Session, select
 
 from upkeep.domain.cadence import parse_cadence, to_prefect_schedule
+from upkeep.domain.contract import ContractView
 from upkeep.domain.processes import DeploymentSpec, specs_for, unsupported
 from upkeep.flows.watchdog import approval_watchdog
 from upkeep.models import Contract
@@ -42,7 +43,7 @@ def active_contracts(session: Session) -> list[Contract]:
 
 
 def all_specs(contracts: Iterable[Contract]) -> list[DeploymentSpec]:
-    return [spec for c in contracts for spec in specs_for(c)]
+    return [spec for c in contracts for spec in specs_for(ContractView.of(c))]
 
 
 def load_flow(ref: str) -> Any:
@@ -97,7 +98,6 @@ class DeployReport:
 
 def pause_gone(active_codes: set[str]) -> list[str]:
     """Pause upkeep's deployments whose contract is no longer active (history is kept)."""
-
     paused = []
     with get_client(sync_client=True) as client:
         deps = client.read_deployments(
@@ -113,7 +113,6 @@ def pause_gone(active_codes: set[str]) -> list[str]:
 
 def ensure_process_pool(name: str) -> bool:
     """Create a ``process`` work pool called ``name`` unless it exists; True if created."""
-
     with get_client(sync_client=True) as client:
         try:
             client.read_work_pool(name)
@@ -126,7 +125,6 @@ def ensure_process_pool(name: str) -> bool:
 def deploy_to_pool(session: Session, pool: str, contract_limit: int | None) -> DeployReport:
     """Register every deployment with work pool ``pool`` (idempotent: updates by name),
     pause those of contracts that are gone, and cap each contract's concurrent host tasks."""
-
     contracts = active_contracts(session)
     report = DeployReport()
     for spec in all_specs(contracts):
@@ -135,7 +133,8 @@ def deploy_to_pool(session: Session, pool: str, contract_limit: int | None) -> D
     watchdog_deployment().apply(work_pool_name=pool)
     report.deployed.append("approval-watchdog/upkeep")
     report.paused = pause_gone({c.code for c in contracts})
-    report.unsupported = {c.code: unsupported(c) for c in contracts if unsupported(c)}
+    not_scheduled = {c.code: unsupported(ContractView.of(c)) for c in contracts}
+    report.unsupported = {code: found for code, found in not_scheduled.items() if found}
     if contract_limit:
         with get_client(sync_client=True) as client:
             for c in contracts:

@@ -131,10 +131,9 @@ def plan_period(contract: str, start: date, stop: date) -> PeriodPlan:
     """What the contract's deployments run in ``[start, stop)`` (local dates): the cadences
     they are built from (``deployments.specs_for``), after blackouts."""
     with open_session() as db:
-        row = get_contract(session=db, code=contract)
-        cadences = {s.process: s.cadence for s in specs_for(row) if s.cadence is not None}
-        view = ContractView.of(row)
-        not_scheduled = unsupported(row)
+        view = ContractView.of(get_contract(session=db, code=contract))
+    cadences = {s.process: s.cadence for s in specs_for(view) if s.cadence is not None}
+    not_scheduled = unsupported(view)
     zone = contract_zone(view.timezone)
     plan = plan_for_period(
         cadences=cadences,

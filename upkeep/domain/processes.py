@@ -11,7 +11,6 @@ from typing import Any
 
 from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import md_escape
-from upkeep.models import Contract
 
 ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
 NO_FLOW_YET = ("patch_advisory",)
@@ -68,13 +67,8 @@ def report_period(cadence: Any) -> str:
     return "month"
 
 
-def _view(contract: Contract | ContractView) -> ContractView:
-    return contract if isinstance(contract, ContractView) else ContractView.of(contract)
-
-
-def specs_for(contract: Contract | ContractView) -> list[DeploymentSpec]:
+def specs_for(contract: ContractView) -> list[DeploymentSpec]:
     """The deployments one active contract needs."""
-    contract = _view(contract)
     cadences = dict(contract.cadences)
     cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
     out = []
@@ -117,9 +111,8 @@ def specs_for(contract: Contract | ContractView) -> list[DeploymentSpec]:
     return out
 
 
-def unsupported(contract: Contract | ContractView) -> list[str]:
+def unsupported(contract: ContractView) -> list[str]:
     """Cadences upkeep will not schedule (said, not silently dropped): processes without a
     flow yet, and backup cadences of a contract that lists no backup sources."""
-    contract = _view(contract)
     backup_only = () if contract.backup_sources else ("backup_verification", "drill")
     return [p for p in contract.cadences if p in NO_FLOW_YET or p in backup_only]
