@@ -94,7 +94,6 @@ app.add_typer(outbox_app, name="outbox")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or bring its schema to this version of upkeep."""
-
     settings = settings_or_exit()
     engine = engine_for(settings.db_url)
     before, after = upgrade(engine)
@@ -108,7 +107,6 @@ def db_upgrade() -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision of the database and the one this upkeep needs."""
-
     settings = settings_or_exit()
     engine = engine_for(settings.db_url)
     out.print(f"database: {current_revision(engine) or 'empty'}; upkeep needs: {head_revision()}")
@@ -122,7 +120,6 @@ def inventory_load(
     file: Annotated[Path, typer.Argument(help="Inventory YAML file")],
 ) -> None:
     """Validate FILE and make the database match it, in one transaction."""
-
     try:
         spec = load_inventory_file(file)
     except InventoryError as exc:
@@ -144,7 +141,6 @@ def inventory_show(
     inactive: Annotated[bool, typer.Option(help="Also show deactivated hosts")] = False,
 ) -> None:
     """Print the customers, contracts and hosts that are loaded."""
-
     with db_session() as session:
         if contract:
             try:
@@ -219,7 +215,6 @@ def hosts_trust(
     A key that differs from the one recorded is shown loudly with both fingerprints and is
     replaced only when you type the host's name (or give --replace; --yes alone never does).
     """
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         try:
@@ -290,7 +285,6 @@ def findings_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only open findings")] = False,
 ) -> None:
     """Print the contract's findings, worst first per host."""
-
     with db_session() as session:
         try:
             c = get_contract(session=session, code=contract, active_only=False)
@@ -324,7 +318,6 @@ def run_sweep_cmd(
     tag: Annotated[list[str] | None, typer.Option(help="Only hosts with this tag")] = None,
 ) -> None:
     """Inspect the contract's hosts now (every check, no plan or approval) and print the result."""
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         try:
@@ -343,7 +336,6 @@ def run_sweep_cmd(
 
 def active_contract(session: Session, code: str) -> Any:
     """The active contract ``code``, or exit naming the contracts there are."""
-
     try:
         return get_contract(session=session, code=code)
     except RecordNotFound as exc:
@@ -352,7 +344,6 @@ def active_contract(session: Session, code: str) -> Any:
 
 def require_prefect_api() -> str:
     """The configured Prefect API URL, or exit saying how to get one."""
-
     url = PREFECT_API_URL.value()
     if not url:
         fail(
@@ -378,7 +369,6 @@ def run_inspection_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Run the quarterly health inspection now; it waits at the plan approval if needed."""
-
     settings = settings_or_exit()
     engine_or_exit(settings)
     params = InspectionParams(
@@ -406,7 +396,6 @@ def run_recheck_cmd(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Re-run only the checks with open findings and resolve what has been fixed."""
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         active_contract(session, contract)
@@ -501,7 +490,6 @@ def approvals_list(
     pending: Annotated[bool, typer.Option("--pending", help="Only those waiting")] = False,
 ) -> None:
     """Approval requests and decisions, newest first."""
-
     with db_session() as session:
         rows = list_approvals(session, pending_only=pending)
     if not rows:
@@ -525,7 +513,6 @@ def approvals_list(
 @approvals_app.command("show")
 def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id")]) -> None:
     """One gate: what was asked, the decision, and its whole event log."""
-
     with db_session() as session:
         a = session.get(Approval, approval_id)
         if a is None:
@@ -556,7 +543,6 @@ def approvals_report(
     since: Annotated[str | None, typer.Option(help="Gates opened on or after YYYY-MM-DD")] = None,
 ) -> None:
     """Time to decision per contract and approver (median, 90th percentile, longest)."""
-
     start = None
     if since:
         try:
@@ -669,7 +655,6 @@ def revise(
 @outbox_app.command("list")
 def outbox_list() -> None:
     """Messages in the outbox and whether they went out."""
-
     with db_session() as session:
         rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
     table = Table("id", "kind", "subject", "to", "status", "attempts", "last error")
@@ -689,7 +674,6 @@ def outbox_list() -> None:
 @outbox_app.command("send")
 def outbox_send() -> None:
     """Try to deliver every pending message now."""
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         report = deliver_pending(session=session, smtp=settings.smtp)
@@ -704,7 +688,6 @@ def outbox_send() -> None:
 @app.command("serve")
 def serve_cmd() -> None:
     """Serve every active contract's flows on their cadences, and the approval watchdog."""
-
     settings = settings_or_exit()
     require_prefect_api()
     with db_session(settings) as session:
@@ -717,7 +700,7 @@ def serve_cmd() -> None:
             for s in all_specs(contracts)
         ]
         for c in contracts:
-            for process in unsupported(c):
+            for process in unsupported(ContractView.of(c)):
                 err.print(
                     f"{c.code}: {process} is not scheduled (no flow yet, or no backup sources)"
                 )
@@ -764,7 +747,6 @@ def deploy_cmd(
     Idempotent: run it after every inventory change; deployments of contracts that are gone are
     paused, never deleted.
     """
-
     settings = settings_or_exit()
     require_prefect_api()
     if create_pool and ensure_process_pool(pool):
@@ -789,7 +771,6 @@ def plan_cmd(
     year: Annotated[int, typer.Option(help="Calendar year")],
 ) -> None:
     """Write the contract's annual service plan (HTML page and .ics calendar)."""
-
     settings = settings_or_exit()
     with db_session(settings) as session:
         try:
@@ -813,7 +794,6 @@ def plan_cmd(
 @app.command("demo")
 def demo() -> None:
     """The whole inspection of this machine: throwaway sshd, local Prefect and mail servers."""
-
     try:
         run_demo(out)
     except DemoError as exc:

@@ -85,7 +85,6 @@ def demo_inventory(address: str, port: int, user: str, key_file: Path) -> str:
 
 def drain_prefect_logs() -> None:
     """Send the logs Prefect still holds before the server they go to is stopped."""
-
     APILogWorker.drain_all(timeout=15)
 
 
@@ -104,7 +103,6 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
 
 def _code_in(mail: MailSink, email: str, timeout: float) -> tuple[Path, str]:
     """The approval mail sent to ``email`` and the one-time code in it."""
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in list(mail.saved):
@@ -125,7 +123,6 @@ def _approve_from_the_command_line(
 ) -> None:
     """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner,
     with the one-time code from the owner's e-mail."""
-
     deadline = time.monotonic() + timeout
     gate = None
     while gate is None and time.monotonic() < deadline:
@@ -167,7 +164,6 @@ def _approve_from_the_command_line(
 
 def run_demo(console: Console) -> int:
     """Run the demo: plan, approval, sweep, report, e-mail. Returns the inspection run id."""
-
     settings = get_settings()
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)

@@ -640,7 +640,6 @@ def _to_date(value: object, where: str) -> date:
 
 def to_prefect_schedule(cadence: Cadence, tz: str) -> Schedule:
     """The client schedule a deployment takes (``prefect.schedules.RRule`` or ``Cron``)."""
-
     zone(tz)
     if cadence.cron is not None:
         return Cron(cadence.cron, timezone=tz)
