@@ -1,6 +1,6 @@
 """All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
 
-from upkeep.models.approval import Approval, ApprovalCode, ApprovalEvent
+from upkeep.models.approval import Approval, ApprovalCode, ApprovalEvent, ApprovalLink
 from upkeep.models.backup import BackupVersion
 from upkeep.models.base import UTCDateTime, utcnow
 from upkeep.models.customer import Contract, ContractCreate, Customer, CustomerCreate
@@ -21,6 +21,7 @@ __all__ = [
     "BackupVersion",
     "ApprovalCode",
     "ApprovalEvent",
+    "ApprovalLink",
     "Contract",
     "ContractCreate",
     "Customer",

@@ -62,3 +62,24 @@ class ApprovalCode(SQLModel, table=True):
     code_hash: str = Field(max_length=200)
     created_at: datetime = created_field()
     used_at: datetime | None = ts_field()
+
+
+class ApprovalLink(SQLModel, table=True):
+    """A personal link to the approval page for one person and one gate.
+
+    The link carries a random token; only its SHA-256 is kept (the token has 256 random bits,
+    so a fast hash is enough and lets the page find the link by it). It works for one
+    accepted decision and dies with its gate.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: int = Field(foreign_key="approval.id", index=True)
+    person: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    role: str = Field(default="approver", max_length=32)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = created_field()
+    used_at: datetime | None = ts_field()
+    """When a decision through this link was sent (cleared again if it was refused)."""
+    superseded_at: datetime | None = ts_field()
+    """When a newer link to the same person for the same gate replaced this one."""

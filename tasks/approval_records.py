@@ -41,10 +41,12 @@ from upkeep.domain.approvals import (
 )
 from upkeep.domain.codes import hash_code, new_code
 from upkeep.domain.contract import ContractView, GatePolicy
+from upkeep.domain.links import new_token
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import run_url
 from upkeep.models import Approval, ApprovalCode, ApprovalEvent, Contract, utcnow
 from upkeep.settings import get_settings
+from upkeep.tasks.approval_links import add_link, drop_link, link_url, supersede_links
 from upkeep.tasks.gates import close_gate, log_event, open_gate
 from upkeep.tasks.notify import (
     DeliveryError,
@@ -418,7 +420,9 @@ def send_codes(
     often the flow re-runs; nothing is mailed for a closed gate. The code exists only in the
     e-mail: its hash is stored after the mail server accepted it. A failed send stores
     nothing (the next call tries again). Someone whose code was replaced after wrong codes
-    under their name is told why in the mail. Returns who got one.
+    under their name is told why in the mail. The same mail carries the person's link to the
+    approval page (:mod:`upkeep.tasks.approval_links`; only its hash is stored, a new one
+    supersedes the old). Returns who got one.
     """
     settings = get_settings()
     logger = get_run_logger()
@@ -445,6 +449,7 @@ def send_codes(
     sent: list[str] = []
     for person in wanted:
         code = new_code()
+        token = new_token()
         evidence = request.evidence
         if person.name in rotated:
             evidence = (
@@ -465,12 +470,16 @@ def send_codes(
             code=code,
             requested_by=request.requested_by or "(unknown)",
             flow_run_id=run_id,
+            decide_url=link_url(settings.approvals.base_url, token),
         )
         email = str(person.email)
+        with open_session() as db:
+            add_link(db, approval_id, person.name, email, role, token)
         try:
             send_now(smtp=settings.smtp, recipients=[email], subject=subject, text=text, html=html)
         except DeliveryError as exc:
             with open_session() as db:
+                drop_link(db, token)
                 log_event(
                     session=db,
                     approval_id=approval_id,
@@ -490,6 +499,7 @@ def send_codes(
                     code_hash=hash_code(code),
                 )
             )
+            supersede_links(db, approval_id, person.name, keep=token)
             log_event(
                 session=db,
                 approval_id=approval_id,

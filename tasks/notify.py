@@ -567,8 +567,12 @@ def render_approval_email(
     code: str,
     requested_by: str,
     flow_run_id: str | None = None,
+    decide_url: str = "",
 ) -> tuple[str, str, str]:
     """(subject, text, html) of the mail asking ``person_name`` to decide a gate.
+
+    ``decide_url`` is the person's own link to the approval page (it works without the
+    code); when given, the mail offers it first.
 
     ``role`` is ``"approver"`` or ``"backup approver"`` (the gate was escalated because nobody
     decided in time). Both bodies show what is asked, the evidence, who started the run, the
@@ -600,6 +604,7 @@ def render_approval_email(
         "code": code,
         "requested_by": requested_by,
         "as_arg": _shell_arg(person_name),
+        "decide_url": decide_url,
     }
     text, html = _render_pair(
         templates_dir, APPROVAL_TEXT_TEMPLATE, APPROVAL_HTML_TEMPLATE, context

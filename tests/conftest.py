@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.flow_fixtures",
     "tests.pg_fixtures",
     "tests.backup_fixtures",
+    "tests.page_fixtures",
 ]
 
 

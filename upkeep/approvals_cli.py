@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -89,6 +90,23 @@ def canonical_name(db: Session, gate: Approval, typed: str) -> str:
     return person.name if person is not None else typed
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an answer sent to a waiting gate."""
+
+    status: Literal["decided", "approved", "refused", "sent"]
+    """decided: the gate is closed with a decision; approved: an approval was recorded and
+    the gate waits for more; refused: the flow refused the answer (``detail`` says why);
+    sent: the flow has not recorded anything yet."""
+    message: str
+    detail: str = ""
+    decision: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ("decided", "approved")
+
+
 def resume_and_wait(
     settings: Settings, run: str, gate_kind: str, run_input: dict[str, Any], wait: float = 60.0
 ) -> tuple[str, bool]:
@@ -104,14 +122,19 @@ def resume_and_wait(
             # The form offers the contract's names: one typed as an e-mail or in another case
             # is sent as the contract spells it. Anyone else is refused by the form itself.
             run_input = {**run_input, "approver": canonical_name(db, gate, run_input["approver"])}
-    sent_at = utcnow()
+    assert gate_id is not None
+    outcome = send_answer(settings, gate_id, flow_run_id, run_input, wait)
+    return outcome.message, outcome.accepted
+
+
+def resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
+    """The Prefect UI's resume call with ``run_input``; an answer planted under the open form
+    (which would make it fail with 409) is removed first. ApprovalCliError says why not."""
     for attempt in range(20):
         try:
-            # An answer someone stored under the open form without resuming would make this
-            # one fail with 409: it is removed (and recorded) first.
             clear_planted_answer(flow_run_id)
             resume_flow_run(UUID(flow_run_id), run_input=run_input)
-            break
+            return
         except NotPausedError:
             raise ApprovalCliError(not_waiting(flow_run_id)) from None
         except FlowPauseTimeout:
@@ -132,35 +155,61 @@ def resume_and_wait(
                     "the people who may answer this gate; nothing was recorded"
                 ) from None
             raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
+
+
+def send_answer(
+    settings: Settings,
+    gate_id: int,
+    flow_run_id: str,
+    run_input: dict[str, Any],
+    wait: float = 60.0,
+    *,
+    person: str | None = None,
+) -> Outcome:
+    """Resume gate ``gate_id``'s run with ``run_input`` and wait (at most ``wait`` seconds)
+    until the flow has judged it. With ``person``, only that person's verdicts count (the
+    approval page, which knows who answered)."""
+    engine = engine_for(settings.db_url)
+    sent_at = utcnow()
+    resume(flow_run_id, run_input)
     deadline = time.monotonic() + wait + settings.approval_poll_seconds * 2
     while time.monotonic() < deadline:
         with session_scope(engine) as db:
             row = db.get(Approval, gate_id)
             assert row is not None
-            if row.decision is not None:
-                return (
+            query = select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == gate_id,
+                col(ApprovalEvent.kind).in_(["refused", "approved"]),
+                col(ApprovalEvent.at) >= sent_at,
+            )
+            if person is not None:
+                query = query.where(ApprovalEvent.actor == person)
+            news = db.exec(query.order_by(col(ApprovalEvent.id))).first()
+            if row.decision is not None and (
+                person is None or news is None or news.kind != "refused"
+            ):
+                return Outcome(
+                    "decided",
                     f"{row.gate}: {row.decision} by {row.approver} recorded "
                     f"(flow run {flow_run_id})",
-                    True,
+                    detail=row.comment or "",
+                    decision=row.decision,
                 )
-            news = db.exec(
-                select(ApprovalEvent).where(
-                    ApprovalEvent.approval_id == gate_id,
-                    col(ApprovalEvent.kind).in_(["refused", "approved"]),
-                    col(ApprovalEvent.at) >= sent_at,
-                )
-            ).first()
             if news is not None and news.kind == "refused":
-                return f"refused: {news.detail}; the gate is waiting again", False
+                return Outcome(
+                    "refused",
+                    f"refused: {news.detail}; the gate is waiting again",
+                    detail=news.detail,
+                )
             if news is not None:
-                return (
+                return Outcome(
+                    "approved",
                     f"approval by {news.actor} recorded; the gate waits for more approvals",
-                    True,
                 )
         time.sleep(0.5)
-    return (
+    return Outcome(
+        "sent",
         f"the answer was sent to flow run {flow_run_id}, but the flow has not recorded it "
         "yet (a suspended run restarts first): check `upkeep approvals show "
         f"{gate_id}`",
-        False,
     )

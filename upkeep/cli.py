@@ -71,6 +71,7 @@ from upkeep.tasks.ssh import (
     load_known_hosts,
     trust_host_key,
 )
+from upkeep.web.server import PageError, serve_forever, serve_in_thread
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -485,6 +486,32 @@ def _report_final_state(state: Any) -> None:
 # --- approvals --------------------------------------------------------------------------------
 
 
+@approvals_app.command("serve")
+def approvals_serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (UPKEEP_APPROVALS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (UPKEEP_APPROVALS_PORT)")] = None,
+) -> None:
+    """Serve the approval page customers decide on (put it behind your TLS reverse proxy)."""
+    settings = settings_or_exit()
+    require_prefect_api()
+    if host is not None or port is not None:
+        page = settings.approvals.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        )
+        settings = settings.model_copy(update={"approvals": page})
+    with db_session(settings):
+        pass  # the schema is current before the first link is opened
+    out.print(
+        f"approval page on {settings.approvals.host}:{settings.approvals.port}; "
+        f"links in e-mails point to {settings.approvals.base_url}",
+        markup=False,
+    )
+    try:
+        serve_forever(settings)
+    except PageError as exc:
+        fail(str(exc))
+
+
 @approvals_app.command("list")
 def approvals_list(
     pending: Annotated[bool, typer.Option("--pending", help="Only those waiting")] = False,
@@ -687,7 +714,8 @@ def outbox_send() -> None:
 
 @app.command("serve")
 def serve_cmd() -> None:
-    """Serve every active contract's flows on their cadences, and the approval watchdog."""
+    """Serve every active contract's flows on their cadences, the approval watchdog, and the
+    approval page (unless UPKEEP_APPROVALS_WITH_SERVE=false)."""
     settings = settings_or_exit()
     require_prefect_api()
     with db_session(settings) as session:
@@ -710,6 +738,16 @@ def serve_cmd() -> None:
         out.print(
             f"serving {d.flow_name}/{d.name}"
             + (f" on {len(d.schedules)} schedule(s)" if d.schedules else "")
+        )
+    if settings.approvals.with_serve:
+        try:
+            serve_in_thread(settings)
+        except PageError as exc:
+            fail(str(exc))
+        out.print(
+            f"approval page on {settings.approvals.host}:{settings.approvals.port}; "
+            f"links in e-mails point to {settings.approvals.base_url}",
+            markup=False,
         )
     if settings.serve_check_seconds:
         expected = expected_runs(

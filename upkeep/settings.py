@@ -62,6 +62,51 @@ class SmtpSettings(BaseSettings):
     """Extra CA bundle to verify the server's certificate against (verification is always on)."""
 
 
+class ApprovalPageSettings(BaseSettings):
+    """The approval page upkeep serves to customers (``upkeep approvals serve``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="UPKEEP_APPROVALS_", extra="ignore", env_file=".env"
+    )
+
+    host: str = "127.0.0.1"
+    """Where the page listens. Keep it on loopback behind the TLS reverse proxy."""
+    port: int = Field(8470, ge=1, le=65535)
+    public_url: str | None = None
+    """The address customers reach the page at (the proxy's ``https://...``), put into the
+    links in approval e-mails. Default: ``http://<host>:<port>``."""
+    with_serve: bool = True
+    """``upkeep serve`` starts the page too (false: run ``upkeep approvals serve`` apart)."""
+    secret: SecretStr | None = None
+    """Key for the pages' CSRF values. Default: a random key per process (a restart only
+    makes open pages ask for a reload)."""
+    trusted_proxies: str = "127.0.0.1"
+    """Addresses whose ``X-Forwarded-For``/``-Proto`` are believed (the reverse proxy)."""
+    answer_wait_seconds: float = Field(60.0, ge=1, le=600)
+    """How long the page waits for the flow to record a decision before it says "sent"."""
+    max_body_bytes: int = Field(16384, ge=1024, le=1048576)
+    failures_per_address: int = Field(20, ge=1)
+    """Bad or dead links and refused posts one address may make per 10 minutes; past it
+    that address gets 429 for them (a working link is never refused by this limit)."""
+    posts_per_gate: int = Field(30, ge=1)
+    """Decisions posted to one gate per 10 minutes."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return self.public_url or f"http://{host}:{self.port}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_file=".env")
 
@@ -90,6 +135,7 @@ class Settings(BaseSettings):
     """How long a gate waits for a decision before the run fails."""
     ssh: SshSettings = Field(default_factory=SshSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    approvals: ApprovalPageSettings = Field(default_factory=ApprovalPageSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -129,7 +175,7 @@ class Settings(BaseSettings):
         return self.known_hosts
 
 
-_SUB_PREFIX = {"ssh": "UPKEEP_SSH_", "smtp": "UPKEEP_SMTP_"}
+_SUB_PREFIX = {"ssh": "UPKEEP_SSH_", "smtp": "UPKEEP_SMTP_", "approvals": "UPKEEP_APPROVALS_"}
 
 
 def _describe(exc: ValidationError, prefix: str) -> str:
@@ -155,7 +201,11 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         raise SettingsError(_describe(exc, "UPKEEP_SMTP_")) from None
     try:
-        return Settings(ssh=ssh, smtp=smtp)
+        approvals = ApprovalPageSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "UPKEEP_APPROVALS_")) from None
+    try:
+        return Settings(ssh=ssh, smtp=smtp, approvals=approvals)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, ENV_PREFIX)) from None
 

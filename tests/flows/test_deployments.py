@@ -183,6 +183,7 @@ def serve_env(prefect_api: str, data_dir: Path, client_key, smtp_server) -> dict
             "UPKEEP_SMTP_HOST": smtp_server.host,
             "UPKEEP_SMTP_PORT": str(smtp_server.port),
             "UPKEEP_SMTP_TLS": "none",
+            "UPKEEP_APPROVALS_PORT": str(free_loopback_port()),
         }
     )
     return env

