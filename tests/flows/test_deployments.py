@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from tests.flow_fixtures import host_entry
+from upkeep.demo.sshd import free_loopback_port
 from upkeep.deployments import build_deployments
 from upkeep.inventory import apply_inventory, load_inventory_file
 
