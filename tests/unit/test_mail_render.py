@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from upkeep.settings import TEMPLATES_DIR
-from upkeep.tasks.notify import mail_subject, render_backup_email, render_gate_notice
+from upkeep.tasks.notify import (
+    mail_subject,
+    render_approval_email,
+    render_backup_email,
+    render_gate_notice,
+)
 
 TEMPLATES = TEMPLATES_DIR
 XSS = "<script>alert(1)</script>"
@@ -73,3 +78,43 @@ def test_gate_notice_names_the_run_and_escapes_the_subject() -> None:
     )
     assert subject.endswith("· run 0a1b2c3d")
     assert XSS not in html and "&lt;script&gt;" in html
+
+
+def test_approval_mail_offers_the_personal_link_first_and_keeps_the_code() -> None:
+    link = "https://approve.provider.example/a/" + "Ab_-" * 10 + "xyz"
+    subject, text, html = render_approval_email(
+        templates_dir=TEMPLATES_DIR,
+        person_name="Alice Owner",
+        role="approver",
+        gate="inspection-plan",
+        contract_code="ACME",
+        subject="plan <b>Q4</b>",
+        evidence_markdown="| host |\n|---|\n| web1 |",
+        run_url="http://prefect.internal/runs/flow-run/abc",
+        deadline_text="2026-12-04 09:00 CET (Europe/Berlin)",
+        code="ABCDE-FGHJK",
+        requested_by="eve",
+        decide_url=link,
+    )
+    assert text.index(link) < text.index("ABCDE-FGHJK")
+    assert "How to answer without the link\n------------------------------\n" in text
+    assert f'href="{link}"' in html and "ABCDE-FGHJK" in html
+    assert "<b>Q4</b>" not in html and link not in subject and "ABCDE" not in subject
+
+
+def test_approval_mail_without_a_page_link_reads_as_before() -> None:
+    _, text, html = render_approval_email(
+        templates_dir=TEMPLATES_DIR,
+        person_name="Alice Owner",
+        role="backup approver",
+        gate="inspection-plan",
+        contract_code="ACME",
+        subject="plan",
+        evidence_markdown="web1",
+        run_url="http://prefect.internal/runs/flow-run/abc",
+        deadline_text="soon",
+        code="ABCDE-FGHJK",
+        requested_by="eve",
+    )
+    assert "/a/" not in text and "Review and decide" not in html
+    assert "How to answer\n-------------\n" in text

@@ -26,6 +26,9 @@ def test_defaults_live_under_the_data_dir(data_dir: Path) -> None:
         ("UPKEEP_SMTP_TLS", "maybe", "UPKEEP_SMTP_TLS"),
         ("UPKEEP_DATABASE_URL", "mysql://x", "UPKEEP_DATABASE_URL"),
         ("UPKEEP_SWEEP_CONCURRENCY", "0", "UPKEEP_SWEEP_CONCURRENCY"),
+        ("UPKEEP_APPROVALS_PORT", "70000", "UPKEEP_APPROVALS_PORT"),
+        ("UPKEEP_APPROVALS_PUBLIC_URL", "ftp://x", "UPKEEP_APPROVALS_PUBLIC_URL"),
+        ("UPKEEP_APPROVALS_PUBLIC_URL", "https://x/?t=1", "UPKEEP_APPROVALS_PUBLIC_URL"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -42,3 +45,19 @@ def test_smtp_password_is_secret(data_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert s.smtp.password is not None
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
     assert s.smtp.password.get_secret_value() == "hunter2"
+
+
+def test_approval_page_links_default_to_where_it_listens(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().approvals.base_url == "http://127.0.0.1:8470"
+    monkeypatch.setenv("UPKEEP_APPROVALS_HOST", "::1")
+    assert load_settings().approvals.base_url == "http://[::1]:8470"
+    monkeypatch.setenv("UPKEEP_APPROVALS_PUBLIC_URL", "https://approve.provider.example/")
+    assert load_settings().approvals.base_url == "https://approve.provider.example"
+
+
+def test_approval_page_secret_is_secret(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPKEEP_APPROVALS_SECRET", "s3cr3t-value")
+    s = load_settings()
+    assert "s3cr3t-value" not in repr(s) and "s3cr3t-value" not in str(s.model_dump())
