@@ -17,7 +17,8 @@ UPKEEP = str(Path(sys.executable).with_name("upkeep"))
 def test_the_demo_inspects_this_machine_end_to_end(tmp_path: Path) -> None:
     """``upkeep demo`` (what ./scripts/demo runs after set-up) in a fresh directory, with none
     of the test session's Prefect or upkeep settings: it starts its own servers on free ports,
-    gets the plan approved with the mailed code, inspects, reports and mails."""
+    gets the plan approved through the approval page with the mailed link, inspects, reports
+    and mails."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -32,5 +33,6 @@ def test_the_demo_inspects_this_machine_end_to_end(tmp_path: Path) -> None:
     reports = list((tmp_path / "data" / "reports" / "DEMO").rglob("inspection-DEMO-*.html"))
     assert len(reports) == 1 and "<html" in reports[0].read_text().lower(), said
     mails = sorted((tmp_path / "data" / "demo" / "mail").glob("*.eml"))
-    assert len(mails) >= 2, said  # the approver's code, then the report
+    assert len(mails) >= 2, said  # the approver's link and code, then the report
+    assert "the page says: Accepted: the request is approved" in said, said
     assert f"report: {reports[0]}" in " ".join(done.stdout.split()), said

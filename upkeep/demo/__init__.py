@@ -13,6 +13,7 @@ Nothing below the CLI imports them.
 from __future__ import annotations
 
 import email as email_lib
+import html
 import os
 import re
 import subprocess
@@ -24,6 +25,7 @@ from email import policy
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -34,7 +36,13 @@ from upkeep.console import engine_or_exit, print_run_summary
 from upkeep.db import session_scope
 from upkeep.demo.mailsink import MailSink
 from upkeep.demo.prefect_server import LocalPrefectServer, api_healthy
-from upkeep.demo.sshd import KeyPair, SshdError, ThrowawaySshd, generate_keypair
+from upkeep.demo.sshd import (
+    KeyPair,
+    SshdError,
+    ThrowawaySshd,
+    free_loopback_port,
+    generate_keypair,
+)
 from upkeep.flows.inspection import InspectionParams, quarterly_health_inspection
 from upkeep.inventory import apply_inventory, parse_inventory
 from upkeep.models import Approval
@@ -101,28 +109,69 @@ def _prefect_api(stack: ExitStack, settings: Settings, console: Console) -> str:
     return server.api_url
 
 
-def _code_in(mail: MailSink, email: str, timeout: float) -> tuple[Path, str]:
-    """The approval mail sent to ``email`` and the one-time code in it."""
+LINK_RE = re.compile(r"https?://[^\s\"'<>]+/a/[A-Za-z0-9_-]{43}")
+CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+OUTCOME_RE = re.compile(r'<section id="outcome"[^>]*>\s*<h2>(.*?)</h2>', re.S)
+
+
+def _link_in(mail: MailSink, email: str, timeout: float) -> tuple[Path, str]:
+    """The approval mail sent to ``email`` and the personal link in it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in list(mail.saved):
             msg = email_lib.message_from_bytes(path.read_bytes(), policy=policy.default)
             if email in str(msg["To"]):
                 body = msg.get_body(preferencelist=("plain",))
-                found = re.search(
-                    r"\b[0-9A-Z]{5}-[0-9A-Z]{5}\b", body.get_content() if body else ""
-                )
+                found = LINK_RE.search(body.get_content() if body else "")
                 if found:
                     return path, found.group(0)
         time.sleep(0.2)
-    raise DemoError(f"no approval code was mailed to {email}")
+    raise DemoError(f"no approval link was mailed to {email}")
 
 
-def _approve_from_the_command_line(
-    console: Console, engine: Any, api_url: str, bg: Any, mail: MailSink, timeout: float = 120.0
+def _start_page(stack: ExitStack, console: Console, api_url: str) -> str:
+    """``upkeep approvals serve`` on a free loopback port, as an operator starts it."""
+    port = free_loopback_port()
+    os.environ["UPKEEP_APPROVALS_PORT"] = str(port)
+    reset_settings()
+    base = get_settings().approvals.base_url
+    env = dict(os.environ, PREFECT_API_URL=api_url)
+    log = (get_settings().data_dir / "demo" / "approval-page.log").open("ab")
+    stack.callback(log.close)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "upkeep.cli", "approvals", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    stack.callback(stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"the approval page exited {proc.returncode}: see {log.name}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                console.print(f"approval page: {base} (upkeep approvals serve)")
+                return base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise DemoError("the approval page did not start")
+
+
+def _approve_on_the_page(
+    console: Console, engine: Any, bg: Any, mail: MailSink, timeout: float = 120.0
 ) -> None:
-    """Wait for the plan gate, show it, and approve it with ``upkeep approve`` as the owner,
-    with the one-time code from the owner's e-mail."""
+    """Wait for the plan gate, then decide it as the customer's owner does: open the link
+    from her e-mail, read the plan, press Approve (the page's HTTP requests, no Prefect)."""
     deadline = time.monotonic() + timeout
     gate = None
     while gate is None and time.monotonic() < deadline:
@@ -136,30 +185,25 @@ def _approve_from_the_command_line(
         raise DemoError("the inspection never asked for plan approval")
     console.print("\n[bold]The flow is paused for plan approval.[/] What the approver sees:")
     console.print(gate.evidence, markup=False)
-    path, code = _code_in(mail, "dana@customer.example", timeout)
-    console.print(f"\nDana's approval e-mail with her one-time code: {path}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "upkeep.cli",
-        "approve",
-        gate.flow_run_id,
-        "--as",
-        "Dana Owner",
-        "--code",
-        code,
-        "--comment",
-        "approved in the demo",
-    ]
-    console.print(
-        f"$ upkeep approve {gate.flow_run_id} --as 'Dana Owner' --code {code} "
-        "--comment 'approved in the demo'"
-    )
-    env = dict(os.environ, PREFECT_API_URL=api_url)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    console.print((done.stdout + done.stderr).strip(), markup=False)
-    if done.returncode != 0:
-        raise DemoError("the approval from the command line failed")
+    path, link = _link_in(mail, "dana@customer.example", timeout)
+    origin = link.split("/a/")[0]
+    console.print(f"\nDana's approval e-mail with her personal link: {path}")
+    console.print(f"Dana opens {origin}/a/<her token> and presses Approve …")
+    with httpx.Client(timeout=timeout) as browser:
+        page = browser.get(link)
+        csrf = CSRF_RE.search(page.text)
+        if page.status_code != 200 or csrf is None:
+            raise DemoError(f"the approval page answered {page.status_code}")
+        done = browser.post(
+            link,
+            data={"csrf": csrf.group(1), "decision": "approve", "comment": "approved in the demo"},
+            headers={"origin": origin},
+        )
+    said = OUTCOME_RE.search(done.text)
+    headline = html.unescape(said.group(1)) if said else f"HTTP {done.status_code}"
+    console.print(f"the page says: {headline}", markup=False)
+    if done.status_code != 200 or not headline.startswith("Accepted"):
+        raise DemoError("the approval on the page failed")
 
 
 def run_demo(console: Console) -> int:
@@ -220,8 +264,9 @@ def run_demo(console: Console) -> int:
                 box["state"] = quarterly_health_inspection(params, return_state=True)
 
         bg = threading.Thread(target=run, name="inspection", daemon=True)
+        _start_page(stack, console, api_url)
         bg.start()
-        _approve_from_the_command_line(console, engine, api_url, bg, mail)
+        _approve_on_the_page(console, engine, bg, mail)
         bg.join()
         state = box.get("state")
         if state is None or not state.is_completed():
