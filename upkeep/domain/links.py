@@ -17,12 +17,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 TOKEN_BYTES = 32
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 """What :func:`new_token` makes: 32 bytes, URL-safe base64 without padding."""
+PENDING_FOR = timedelta(minutes=10)
+"""How long a decision sent through a link may stay unrecorded before the link offers the
+form again (the page's process died between claiming the link and resuming the run)."""
 MAX_COMMENT = 4000
 """The resume form's limit on a comment (``ApprovalInput.comment``)."""
 
@@ -32,7 +35,7 @@ def new_token() -> str:
 
 
 def well_formed(token: str) -> bool:
-    return bool(TOKEN_RE.match(token))
+    return bool(TOKEN_RE.fullmatch(token))
 
 
 def token_hash(token: str) -> str:
@@ -138,7 +141,7 @@ def link_state(facts: LinkFacts, now: datetime) -> LinkView:
             "Your approval is on record",
             "The request waits for the other approvals it needs.",
         )
-    if facts.used_at is not None:
+    if facts.used_at is not None and now - facts.used_at < PENDING_FOR:
         return LinkView(
             LinkState.PENDING,
             "Your decision was sent",

@@ -49,7 +49,7 @@ from upkeep.tasks.approval_links import (
     release,
 )
 from upkeep.tasks.render import template_env
-from upkeep.web.guard import Guard
+from upkeep.web.guard import TOO_LARGE, BodyTooLarge, Guard
 
 COOKIE = "upkeep_csrf"
 WINDOW = 600.0
@@ -80,6 +80,12 @@ def create_app(settings: Settings) -> Guard:
     css = (settings.templates_dir / "web" / "approvals.css").read_text()
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(BodyTooLarge)
+    def too_large(request: Request, exc: BodyTooLarge) -> Response:
+        # a streamed body over the limit surfaces in the route (request.body()): answer 413
+        # here, before Starlette turns the exception into a 500
+        return PlainTextResponse(TOO_LARGE.decode(), status_code=413)
 
     def render(status: int, template: str = "web/approval.html.j2", **context: Any) -> Response:
         html = env.get_template(template).render(**context)
@@ -225,7 +231,7 @@ def create_app(settings: Settings) -> Guard:
         return await run_in_threadpool(send, request, page, decision, comment)
 
     def send(request: Request, page: LinkPage, decision: str, comment: str) -> Response:
-        if not claim(page.link_id):
+        if not claim(page, decision, address(request)):
             return message(409, "Your decision was already sent", "Reload the page to see it.")
         code, code_id = mint_code(page)
         run_input = {
