@@ -22,7 +22,7 @@ from upkeep.db import open_session
 from upkeep.domain.approvals import approved_by
 from upkeep.domain.codes import hash_code, new_code
 from upkeep.domain.contract import ContractView, GatePolicy
-from upkeep.domain.links import LinkFacts, token_hash, well_formed
+from upkeep.domain.links import PENDING_FOR, LinkFacts, token_hash, well_formed
 from upkeep.models import (
     Approval,
     ApprovalCode,
@@ -32,6 +32,7 @@ from upkeep.models import (
     Customer,
     utcnow,
 )
+from upkeep.tasks.gates import log_event
 
 LINK_PATH = "/a/"
 
@@ -191,16 +192,34 @@ def _refused_after(events: list[ApprovalEvent], link: ApprovalLink) -> str | Non
     return None
 
 
-def claim(link_id: int) -> bool:
-    """Mark the link used for one decision; False if it was claimed already (atomic: two
-    posts of the same link at once send one decision)."""
+def claim(page: LinkPage, decision: str, client: str) -> bool:
+    """Mark the link used for one decision and record that the page sends it (who, what,
+    from which address); False if it was claimed already (atomic: two posts of the same link
+    at once send one decision). A claim older than :data:`~upkeep.domain.links.PENDING_FOR`
+    whose decision never reached the flow may be taken again."""
+    now = utcnow()
     with open_session() as db:
         done: sa.CursorResult[Any] = db.execute(  # type: ignore[assignment]
             sa.update(ApprovalLink)
-            .where(col(ApprovalLink.id) == link_id, col(ApprovalLink.used_at).is_(None))
-            .values(used_at=utcnow())
+            .where(
+                col(ApprovalLink.id) == page.link_id,
+                sa.or_(
+                    col(ApprovalLink.used_at).is_(None),
+                    col(ApprovalLink.used_at) < now - PENDING_FOR,
+                ),
+            )
+            .values(used_at=now)
         )
-        return bool(done.rowcount)
+        if not done.rowcount:
+            return False
+        log_event(
+            session=db,
+            approval_id=page.approval_id,
+            kind="page_sent",
+            actor=page.person,
+            detail=f"{decision} sent from the approval page (client {client})",
+        )
+        return True
 
 
 def release(link_id: int) -> None:
@@ -235,3 +254,14 @@ def drop_code(code_id: int) -> None:
         row = db.get(ApprovalCode, code_id)
         if row is not None and row.used_at is None:
             db.delete(row)
+
+
+def links_of(db: Session, approval_id: int) -> list[ApprovalLink]:
+    """The gate's links, oldest first (their hashes only: nothing here opens the page)."""
+    return list(
+        db.exec(
+            select(ApprovalLink)
+            .where(ApprovalLink.approval_id == approval_id)
+            .order_by(col(ApprovalLink.id))
+        )
+    )

@@ -58,6 +58,7 @@ from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
+from upkeep.tasks.approval_links import links_of
 from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
 from upkeep.tasks.inspection_plan import check_alone
@@ -545,6 +546,7 @@ def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id"
         if a is None:
             fail(f"no approval {approval_id} (see `upkeep approvals list`)")
         log = events(session=session, approval_id=approval_id)
+        links = links_of(session, approval_id)
     out.print(f"[bold]approval {a.id}[/]: {esc(a.subject)}")
     out.print(f"gate {a.gate}; flow run {a.flow_run_id}", markup=False)
     out.print(
@@ -559,6 +561,17 @@ def approvals_show(approval_id: Annotated[int, typer.Argument(help="Approval id"
     for e in log:
         table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", esc(e.kind), esc(e.actor or ""), esc(e.detail))
     out.print(table)
+    if links:
+        mailed = Table("approval-page link of", "role", "mailed (UTC)", "used (UTC)", "replaced")
+        for link in links:
+            mailed.add_row(
+                esc(link.person),
+                esc(link.role),
+                f"{link.created_at:%Y-%m-%d %H:%M:%S}",
+                f"{link.used_at:%Y-%m-%d %H:%M:%S}" if link.used_at else "",
+                "yes" if link.superseded_at else "",
+            )
+        out.print(mailed)
     out.print("[bold]evidence shown:[/]")
     # The evidence is escaped Markdown (for the UI); the terminal shows it as typed.
     out.print(markdown_plain(a.evidence), markup=False)
