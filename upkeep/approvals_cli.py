@@ -18,7 +18,7 @@ from upkeep.domain.contract import ContractView
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 from upkeep.settings import Settings
 from upkeep.tasks.approval_records import close_gates_of_run
-from upkeep.tasks.pause import clear_planted_answer
+from upkeep.tasks.pause import clear_planted_answer, run_end_reason
 
 REVISION_SUFFIX = "-revision"
 
@@ -127,15 +127,23 @@ def resume_and_wait(
     return outcome.message, outcome.accepted
 
 
-def resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
+def resume(flow_run_id: str, run_input: dict[str, Any], patience: float = 0.0) -> None:
     """The Prefect UI's resume call with ``run_input``; an answer planted under the open form
-    (which would make it fail with 409) is removed first. ApprovalCliError says why not."""
+    (which would make it fail with 409) is removed first. ApprovalCliError says why not.
+
+    With ``patience`` (seconds), a run that is between two forms (a suspended run restarting
+    after the previous answer, or one still judging it) is given that long to wait again.
+    """
+    patient_until = time.monotonic() + patience
     for attempt in range(20):
         try:
             clear_planted_answer(flow_run_id)
             resume_flow_run(UUID(flow_run_id), run_input=run_input)
             return
         except NotPausedError:
+            if time.monotonic() < patient_until and run_end_reason(flow_run_id) is None:
+                wait_until_paused(flow_run_id, patient_until)
+                continue
             raise ApprovalCliError(not_waiting(flow_run_id)) from None
         except FlowPauseTimeout:
             raise ApprovalCliError(f"flow run {flow_run_id} can no longer be resumed") from None
@@ -155,6 +163,17 @@ def resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
                     "the people who may answer this gate; nothing was recorded"
                 ) from None
             raise ApprovalCliError(f"the Prefect API refused the answer: {exc}") from None
+    raise ApprovalCliError(f"flow run {flow_run_id} did not take the answer; nothing was recorded")
+
+
+def wait_until_paused(flow_run_id: str, until: float) -> None:
+    """Poll the run's state until it waits at a form again (or ``until``, or it ended)."""
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < until:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if state is not None and (state.is_paused() or state.is_final()):
+                return
+            time.sleep(0.5)
 
 
 def send_answer(
@@ -171,7 +190,7 @@ def send_answer(
     approval page, which knows who answered)."""
     engine = engine_for(settings.db_url)
     sent_at = utcnow()
-    resume(flow_run_id, run_input)
+    resume(flow_run_id, run_input, patience=wait if person is not None else 0.0)
     deadline = time.monotonic() + wait + settings.approval_poll_seconds * 2
     while time.monotonic() < deadline:
         with session_scope(engine) as db:

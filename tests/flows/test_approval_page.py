@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from tests.flow_fixtures import host_entry
 from tests.inspection_helpers import ALICE, PAUL, events, pending, run_inspection
-from tests.page_fixtures import decide, wait_for_link
+from tests.page_fixtures import csrf_of, decide, wait_for_link
 from upkeep.models import Approval, ApprovalLink
 
 pytestmark = pytest.mark.flows
@@ -37,3 +37,35 @@ def test_an_approver_approves_from_the_link_and_the_run_completes(
     # the page's sending is on record next to the flow's own verdict
     log = events(engine, gate.id)
     assert log.index(("page_sent", "Alice Owner")) < log.index(("decided", "Alice Owner")), log
+
+
+def test_two_approvers_post_back_to_back_and_both_count(
+    engine, load_inventory, sshd, smtp_server, approval_page
+):
+    """Paul presses Approve the moment Alice's page returns, while the run is still between
+    two forms: the page waits for the next form instead of refusing him."""
+    load_inventory(
+        [host_entry("web1", sshd)], trust=[sshd], approval_policy={"required_approvals": 2}
+    )
+    bg = run_inspection()
+    gate = pending(engine, "inspection-plan")
+    alice, paul = wait_for_link(smtp_server, ALICE), wait_for_link(smtp_server, PAUL)
+    with approval_page.client() as a, approval_page.client() as p:
+        page_a, page_p = a.get(alice), p.get(paul)
+        first = a.post(
+            alice,
+            data={"csrf": csrf_of(page_a.text), "decision": "approve", "comment": ""},
+            headers={"origin": approval_page.url},
+        )
+        second = p.post(
+            paul,
+            data={"csrf": csrf_of(page_p.text), "decision": "approve", "comment": ""},
+            headers={"origin": approval_page.url},
+        )
+    assert "Accepted: your approval is recorded" in first.text, first.text
+    assert "Waiting for 1 more approval" in first.text
+    assert "Accepted: the request is approved" in second.text, second.text
+    assert bg.state().is_completed()
+    with Session(engine) as s:
+        row = s.get(Approval, gate.id)
+        assert row is not None and row.approver == "Alice Owner, Paul Lead"
