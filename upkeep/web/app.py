@@ -121,6 +121,10 @@ def create_app(settings: Settings) -> Guard:
                 "same-origin",
                 "none",
             )
+        if origin == "null":
+            # A browser posts "Origin: null" from a page whose referrer policy is no-referrer
+            # (ours); its Sec-Fetch-Site still tells our own form from another site's.
+            return request.headers.get("sec-fetch-site") == "same-origin"
         own = f"{request.url.scheme}://{request.url.netloc}"
         allowed = {own.lower(), f"{base.scheme}://{base.netloc}".lower()}
         return origin.lower() in allowed
