@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.production.stack import Api, Mailbox, Served, ServeUpkeep, inventory
+from tests.production.ui import chromium
 from upkeep.demo.mailsink import MailSink
 from upkeep.demo.prefect_server import LocalPrefectServer
 from upkeep.demo.sshd import KeyPair, ThrowawaySshd, free_loopback_port
@@ -121,25 +122,7 @@ def serve_upkeep(
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium driven by Selenium through Debian's chromedriver (installed
     by scripts/setup); no driver or browser is ever downloaded."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1366,900",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = chromium()
     driver.set_page_load_timeout(60)
     try:
         yield driver

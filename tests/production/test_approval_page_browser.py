@@ -24,6 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from sqlmodel import Session, select
 
 from tests.polling import wait_until
+from tests.production import ui
 from tests.production.stack import Api, Served, ServeUpkeep
 from tests.production.ui import open_resume_form, text_of
 from upkeep.models import Approval
@@ -38,34 +39,8 @@ HOSTILE = '<script>alert("x")</script><b>bold</b> & next week'
 
 
 def chromium(*, javascript: bool, phone: bool) -> Any:
-    """Debian's headless Chromium, with the ``browser`` fixture's options (tests/production/
-    conftest.py); ``phone``: emulates a 390x844 phone (a headless window is at least 500
-    wide); JavaScript off as an administrator's policy switches it off."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-    ):
-        options.add_argument(arg)
-    if not javascript:
-        options.add_experimental_option(
-            "prefs", {"profile.managed_default_content_settings.javascript": 2}
-        )
-    if phone:
-        options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    """Chromium as the ``browser`` fixture starts it, phone-sized (390x844) if ``phone``."""
+    driver = ui.chromium(window=DESKTOP, javascript=javascript, phone=PHONE if phone else None)
     driver.set_page_load_timeout(120)  # a decision waits for the flow's verdict (60 s at most)
     return driver
 

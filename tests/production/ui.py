@@ -13,6 +13,40 @@ from tests.polling import wait_until
 CONTROL = "following::*[self::select or self::textarea or self::input][1]"
 
 
+def chromium(
+    *, window: tuple[int, int] = (1366, 900), javascript: bool = True, phone: Any = None
+) -> Any:
+    """Debian's headless Chromium driven through Debian's chromedriver (installed by
+    scripts/setup; no driver or browser is ever downloaded). ``javascript=False``: switched
+    off as an administrator's policy does; ``phone``: Chromium's device metrics to emulate
+    (a headless window is at least 500 pixels wide)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--window-size={window[0]},{window[1]}",
+    ):
+        options.add_argument(arg)
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
+    if phone:
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": phone})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
 def open_resume_form(browser: Any, ui_url: str, run_id: str) -> WebElement:
     """Open the run's page, press *Resume*, and return the form's modal."""
     browser.get(f"{ui_url}/runs/flow-run/{run_id}")
