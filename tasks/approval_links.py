@@ -222,13 +222,21 @@ def claim(page: LinkPage, decision: str, client: str) -> bool:
         return True
 
 
-def release(link_id: int) -> None:
+def release(link_id: int, page: LinkPage | None = None, reason: str = "") -> None:
     """The decision sent through the link was refused or never reached the flow: the link
-    works again."""
+    works again. With ``page`` and ``reason``, the gate's log says why it was not sent."""
     with open_session() as db:
         db.execute(
             sa.update(ApprovalLink).where(col(ApprovalLink.id) == link_id).values(used_at=None)
         )
+        if page is not None and reason:
+            log_event(
+                session=db,
+                approval_id=page.approval_id,
+                kind="page_failed",
+                actor=page.person,
+                detail=f"not sent to the run: {reason}"[:2000],
+            )
 
 
 def mint_code(page: LinkPage) -> tuple[str, int]:

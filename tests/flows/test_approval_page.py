@@ -3,13 +3,20 @@ waiting at the gate, the link from the mail caught by the real SMTP server."""
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 from sqlmodel import Session, select
 
 from tests.flow_fixtures import host_entry
 from tests.inspection_helpers import ALICE, PAUL, events, pending, run_inspection
 from tests.page_fixtures import csrf_of, decide, wait_for_link
-from upkeep.models import Approval, ApprovalLink
+from upkeep.db import open_session
+from upkeep.domain.contract import GatePolicy
+from upkeep.domain.links import new_token
+from upkeep.models import Approval, ApprovalCode, ApprovalLink, Contract
+from upkeep.tasks.approval_links import add_link
+from upkeep.tasks.approval_records import ensure_gate
 
 pytestmark = pytest.mark.flows
 
@@ -69,3 +76,41 @@ def test_two_approvers_post_back_to_back_and_both_count(
     with Session(engine) as s:
         row = s.get(Approval, gate.id)
         assert row is not None and row.approver == "Alice Owner, Paul Lead"
+
+
+def test_a_decision_that_cannot_reach_its_run_is_refused_and_loses_nothing(
+    engine, load_inventory, approval_page
+):
+    """The gate's run is gone from Prefect (or the API is away): the page says nothing was
+    recorded, the link works again, and the log says why it was not sent."""
+    load_inventory([host_entry("web1", None)])
+    with Session(engine) as s:
+        contract = s.exec(select(Contract).where(Contract.code == "ACME")).one()
+    gate_id = ensure_gate(
+        str(uuid4()),
+        key="plan-1",
+        gate="inspection-plan",
+        subject="plan for ACME",
+        evidence="**the plan**",
+        contract_id=contract.id,
+        policy=GatePolicy(),
+    )
+    token = new_token()
+    with open_session() as db:
+        add_link(db, gate_id, "Alice Owner", ALICE, "approver", token)
+    link = f"{approval_page.url}/a/{token}"
+    with approval_page.client() as client:
+        assert "the plan" in client.get(link).text
+        sent = decide(client, link, "approve")
+    assert sent.status_code == 503, sent.text
+    assert "Nothing was recorded" in sent.text
+    assert events(engine, gate_id)[-2:] == [
+        ("page_sent", "Alice Owner"),
+        ("page_failed", "Alice Owner"),
+    ]
+    with Session(engine) as s:
+        (mine,) = s.exec(select(ApprovalLink).where(ApprovalLink.approval_id == gate_id))
+        assert mine.used_at is None  # the link works again
+        assert s.exec(select(ApprovalCode)).first() is None  # the minted code is gone
+        row = s.get(Approval, gate_id)
+        assert row is not None and row.decision is None

@@ -15,6 +15,7 @@ address limit, so nobody else's failed attempts can lock the real approver out.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ from upkeep.tasks.approval_links import (
 from upkeep.tasks.render import template_env
 from upkeep.web.guard import TOO_LARGE, BodyTooLarge, Guard
 
+LOG = logging.getLogger("upkeep.approvals")
 COOKIE = "upkeep_csrf"
 WINDOW = 600.0
 DEAD = {LinkState.DECIDED, LinkState.EXPIRED, LinkState.SUPERSEDED, LinkState.CLOSED}
@@ -254,19 +256,23 @@ def create_app(settings: Settings) -> Guard:
                 person=page.person,
             )
         except ApprovalCliError as exc:
-            drop_code(code_id)
-            release(page.link_id)
+            unsent(page, code_id, str(exc))
             return message(503, "Your decision could not be sent", f"{exc}.")
-        except Exception:
-            drop_code(code_id)
-            release(page.link_id)
-            raise
+        except Exception as exc:  # noqa: BLE001 - the Prefect API or the database is away
+            LOG.exception("gate %s: the decision could not be sent", page.approval_id)
+            unsent(page, code_id, f"{type(exc).__name__}: {exc}")
+            return message(503, *ENGINE_AWAY)
         if outcome.status == "refused":
             drop_code(code_id)
             release(page.link_id)
         fresh = read_link_by_digest(page.token_digest) or page
         view = link_state(fresh.facts, utcnow())
         return show(request, fresh, view, outcome=outcome, status=200)
+
+    def unsent(page: LinkPage, code_id: int, reason: str) -> None:
+        """The decision never reached the run: the link works again, the record says why."""
+        drop_code(code_id)
+        release(page.link_id, page, reason)
 
     return Guard(app, max_body=page_settings.max_body_bytes, hsts=secure)
 
@@ -275,6 +281,11 @@ UNKNOWN = (
     "This link is not valid",
     "Check that the whole link from your e-mail was opened; a link that was changed or cut "
     "off does not work.",
+)
+ENGINE_AWAY = (
+    "Your decision could not be sent",
+    "The service provider's process engine did not answer. Nothing was recorded; please try "
+    "again in a few minutes.",
 )
 FOREIGN = ("Refused", "The decision did not come from this page.")
 STALE_FORM = (
