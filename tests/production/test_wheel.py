@@ -18,9 +18,13 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.polling import wait_until
+from tests.production.stack import Api
 from upkeep.db import head_revision
+from upkeep.demo.sshd import free_loopback_port
 
 pytestmark = pytest.mark.production
 
@@ -176,3 +180,39 @@ def test_migrates_a_new_database_and_renders_the_annual_plan(installed: Installe
     page = html.read_text()
     assert "<html" in page.lower() and "ACME-OPS" in page and "Health inspection" in page
     assert "BEGIN:VCALENDAR" in ics.read_text()
+
+
+def test_the_installed_wheel_serves_the_approval_page(installed: Installed, prod_api: Api) -> None:
+    """``upkeep approvals serve`` from the wheel: its templates and stylesheet are shipped."""
+    port = free_loopback_port()
+    base = f"http://127.0.0.1:{port}"
+    env = installed.env(
+        UPKEEP_DATA_DIR=str(installed.workdir / "page-data"),
+        UPKEEP_APPROVALS_PORT=str(port),
+        PREFECT_API_URL=prod_api.url,
+    )
+    proc = subprocess.Popen(
+        [str(installed.upkeep_cmd), "approvals", "serve"],
+        cwd=installed.workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        assert proc.poll() is None, f"upkeep approvals serve exited {proc.returncode}"
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until("the installed approval page", up, RUN_TIMEOUT)
+        css = httpx.get(f"{base}/static/approvals.css", timeout=10)
+        assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+        assert "@media print" in css.text
+        home = httpx.get(f"{base}/", timeout=10)
+        assert home.status_code == 200 and "personal link" in home.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
