@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.polling import wait_until
+from tests.polling import answers, wait_until
 from tests.smtp_fixtures import SmtpServer
 from upkeep.demo.sshd import free_loopback_port
 from upkeep.settings import Settings, get_settings, reset_settings
@@ -84,17 +84,10 @@ def approval_page(flow_env: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterat
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = settings.approvals.base_url
-    wait_until("the approval page", lambda: _up(url), 30)
+    wait_until("the approval page", lambda: answers(f"{url}/healthz"), 30)
     try:
         yield Page(settings, url)
     finally:
         srv.should_exit = True
         thread.join(timeout=15)
         sock.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

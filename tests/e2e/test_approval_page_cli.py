@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_cli import upkeep
-from tests.polling import wait_until
+from tests.polling import answers, wait_until
 from upkeep.demo.sshd import free_loopback_port
 from upkeep.domain.links import new_token
 
@@ -72,15 +72,7 @@ def test_the_page_serves_alone_and_logs_requests_without_the_token(
         )
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until("upkeep approvals serve to answer", up, 60)
+        wait_until("upkeep approvals serve to answer", lambda: answers(f"{base}/healthz", proc), 60)
         home = httpx.get(base + "/", timeout=10)
         assert home.status_code == 200 and "personal link" in home.text
         token = new_token()

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.polling import wait_until
+from tests.polling import answers, wait_until
 from tests.production.stack import Api
 from upkeep.db import head_revision
 from upkeep.demo.sshd import free_loopback_port
@@ -198,16 +198,8 @@ def test_the_installed_wheel_serves_the_approval_page(installed: Installed, prod
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-    def up() -> bool:
-        assert proc.poll() is None, f"upkeep approvals serve exited {proc.returncode}"
-        try:
-            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_until("the installed approval page", up, RUN_TIMEOUT)
+        wait_until("the installed approval page", lambda: answers(f"{base}/healthz", proc))
         css = httpx.get(f"{base}/static/approvals.css", timeout=10)
         assert css.status_code == 200 and "text/css" in css.headers["content-type"]
         assert "@media print" in css.text
