@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sys
 import threading
@@ -42,6 +43,14 @@ from upkeep.deployments import (
     unsupported,
 )
 from upkeep.deployments.health import expected_runs, watch_scheduled_runs
+from upkeep.domain.advisories.inventory import (
+    parse_dpkg_query,
+    parse_dpkg_status,
+    parse_os_release,
+    parse_rpm_query,
+)
+from upkeep.domain.advisories.match import match
+from upkeep.domain.advisories.versions import UnsupportedFamily
 from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
 from upkeep.domain.report_time import human
@@ -58,6 +67,7 @@ from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
+from upkeep.tasks.advisories import AdvisorySourceError, load_advisories
 from upkeep.tasks.approval_links import links_of
 from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
@@ -82,6 +92,9 @@ findings_app = typer.Typer(no_args_is_help=True, help="Findings of inspections."
 run_app = typer.Typer(no_args_is_help=True, help="Run flows against the Prefect API.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Approval gates.")
 outbox_app = typer.Typer(no_args_is_help=True, help="Mail waiting to be delivered.")
+advisories_app = typer.Typer(
+    no_args_is_help=True, help="Security advisories (OSV) against installed packages."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(hosts_app, name="hosts")
@@ -89,6 +102,7 @@ app.add_typer(findings_app, name="findings")
 app.add_typer(run_app, name="run")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(advisories_app, name="advisories")
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -720,6 +734,85 @@ def outbox_send() -> None:
     out.print(f"sent: {report.sent}; still pending: {report.failed}")
     if report.failed:
         raise typer.Exit(1)
+
+
+# --- advisories -------------------------------------------------------------------------------
+
+
+def _read_input(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        fail(f"{what} {path}: {exc.strerror}")
+
+
+@advisories_app.command("match")
+def advisories_match(
+    os_release: Annotated[Path, typer.Option(help="A copy of the host's /etc/os-release")],
+    advisories: Annotated[
+        list[Path],
+        typer.Option(help="OSV records: a .json file, a directory, or a zip export (repeat)"),
+    ],
+    dpkg_status: Annotated[
+        Path | None, typer.Option(help="A copy of the host's /var/lib/dpkg/status")
+    ] = None,
+    dpkg_query: Annotated[
+        Path | None, typer.Option(help="The host's dpkg-query output (format in the README)")
+    ] = None,
+    rpm_query: Annotated[
+        Path | None, typer.Option(help="The host's rpm -qa output (format in the README)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per match")] = False,
+) -> None:
+    """Match an inventory captured elsewhere against advisory records, offline."""
+    given = ((dpkg_status, "dpkg"), (dpkg_query, "query"), (rpm_query, "rpm"))
+    inventories = [(p, k) for p, k in given if p is not None]
+    if len(inventories) != 1:
+        fail("give exactly one of --dpkg-status, --dpkg-query or --rpm-query", 2)
+    ((path, kind),) = inventories
+    parse = {"dpkg": parse_dpkg_status, "query": parse_dpkg_query, "rpm": parse_rpm_query}[kind]
+    try:
+        platform = parse_os_release(_read_input(os_release, "--os-release"))
+    except ValueError as exc:
+        fail(f"{os_release}: {exc}")
+    try:
+        installed = parse(_read_input(path, "inventory"))
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+    expected = {"dpkg": "dpkg", "query": "dpkg", "rpm": "rpm"}[kind]
+    if platform.family != expected:
+        fail(
+            f"{os_release} says {platform.ecosystem} ({platform.family} packages), but the "
+            f"inventory is a {expected} one"
+        )
+    try:
+        loaded = load_advisories(advisories)
+        found = match(installed, platform, loaded.advisories.values())
+    except AdvisorySourceError as exc:
+        fail(str(exc))
+    except UnsupportedFamily as exc:
+        fail(str(exc))
+    if as_json:
+        for m in found:
+            sys.stdout.write(json.dumps(m.as_json(), sort_keys=True) + "\n")
+        return
+    err.print(
+        f"{platform.ecosystem}: {len(installed)} installed packages, "
+        f"{len(loaded.advisories)} advisory records from {loaded.files} file(s); "
+        f"{len(found)} match(es)",
+        markup=False,
+    )
+    table = Table("package", "installed", "compared", "advisory", "fixed", "severity")
+    for m in found:
+        table.add_row(
+            esc(m.package),
+            esc(m.installed_version),
+            esc(f"{m.compared_name} {m.compared_version}"),
+            esc(m.advisory),
+            esc(m.fixed_version or "no fix yet"),
+            esc(m.severity or ""),
+        )
+    out.print(table)
 
 
 # --- serve ------------------------------------------------------------------------------------

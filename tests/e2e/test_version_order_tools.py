@@ -1,7 +1,7 @@
 """compare() agrees with dpkg and rpm themselves on real version pairs.
 
-The versions are the fixed versions of the real Debian and AlmaLinux advisories in
-``shared/data/advisories/osv`` and the versions installed in this machine's dpkg database.
+The versions are the fixed versions of the real Debian and AlmaLinux advisories (the exports in
+tests/fixtures/advisories/exports) and the versions installed in this machine's dpkg database.
 Pairs: neighbouring versions of the same package (sorted as strings, so the pairing does not
 depend on the order under test), each installed source version against the fixes for its
 source, and seeded random cross pairs. dpkg answers one pair per ``dpkg --compare-versions``;
@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import subprocess
+import zipfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,15 +28,16 @@ from upkeep.domain.advisories.versions import compare
 
 pytestmark = pytest.mark.e2e
 
-OSV = Path(__file__).parents[2].parent / "shared" / "data" / "advisories" / "osv"
+EXPORTS = Path(__file__).parents[1] / "fixtures" / "advisories" / "exports"
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 PAIRS_PER_FAMILY = 400
 
 
-def _fixed_versions(directory: Path) -> dict[str, set[str]]:
+def _fixed_versions(export: Path) -> dict[str, set[str]]:
     by_package: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(directory.rglob("*.json")):
-        record = json.loads(path.read_text())
+    with zipfile.ZipFile(export) as z:
+        records = [json.loads(z.read(n)) for n in sorted(z.namelist()) if n.endswith(".json")]
+    for record in records:
         for entry in record.get("affected", []):
             for range_ in entry.get("ranges", []):
                 for event in range_.get("events", []):
@@ -65,9 +67,8 @@ def _need(path: Path) -> None:
 
 
 def dpkg_pairs() -> list[tuple[str, str]]:
-    _need(OSV / "debian")
     _need(DPKG_STATUS)
-    fixed = _fixed_versions(OSV / "debian")
+    fixed = _fixed_versions(EXPORTS / "debian-tracker.zip")
     installed = parse_dpkg_status(DPKG_STATUS.read_text())
     installed_by_source: dict[str, set[str]] = defaultdict(set)
     for package in installed:
@@ -90,8 +91,7 @@ def dpkg_pairs() -> list[tuple[str, str]]:
 
 
 def rpm_pairs() -> list[tuple[str, str]]:
-    _need(OSV / "almalinux")
-    fixed = _fixed_versions(OSV / "almalinux")
+    fixed = _fixed_versions(EXPORTS / "almalinux.zip")
     rng = random.Random(9)
     everything = sorted({v for vs in fixed.values() for v in vs})
     pairs = _neighbours(fixed)
