@@ -1,5 +1,6 @@
 """All upkeep tables. Importing this module registers every table on SQLModel.metadata."""
 
+from upkeep.models.advisory import AdvisoryRecord, HostInventory
 from upkeep.models.approval import Approval, ApprovalCode, ApprovalEvent, ApprovalLink
 from upkeep.models.backup import BackupVersion
 from upkeep.models.base import UTCDateTime, utcnow
@@ -17,6 +18,8 @@ from upkeep.models.inspection import (
 from upkeep.models.outbox import OutboxMessage, OutboxStatus
 
 __all__ = [
+    "AdvisoryRecord",
+    "HostInventory",
     "Approval",
     "BackupVersion",
     "ApprovalCode",
