@@ -72,8 +72,15 @@ from upkeep.tasks.approval_links import links_of
 from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
 from upkeep.tasks.inspection_plan import check_alone
+from upkeep.tasks.inventory_scan import ScanUnreadable, record_scan, scan_host
 from upkeep.tasks.notify import deliver_pending
-from upkeep.tasks.records import RecordNotFound, find_hosts, get_contract, list_findings
+from upkeep.tasks.records import (
+    RecordNotFound,
+    find_hosts,
+    get_contract,
+    hosts_in_scope,
+    list_findings,
+)
 from upkeep.tasks.ssh import (
     SshError,
     fetch_host_key,
@@ -813,6 +820,68 @@ def advisories_match(
             esc(m.severity or ""),
         )
     out.print(table)
+
+
+@advisories_app.command("scan")
+def advisories_scan(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    host: Annotated[str | None, typer.Option(help="Only this host")] = None,
+) -> None:
+    """Read the installed packages of the contract's hosts over SSH, store each as a dated
+    inventory and show what changed since the last one; exit 3 when a host was not scanned."""
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        c = active_contract(session, contract)
+        hosts = (
+            find_hosts(session=session, name=host, contract_code=contract)
+            if host
+            else hosts_in_scope(session=session, contract=c)
+        )
+    if not hosts:
+        fail(
+            f"nothing was run: no active host {host!r} in {contract}"
+            if host
+            else f"nothing was run: {contract} has no active host"
+        )
+    failed = []
+    for h in hosts:
+        try:
+            scan = scan_host(h, settings)
+        except SshError as exc:
+            err.print(f"{h.name}: NOT REACHED ({exc.kind}): {exc}", markup=False)
+            failed.append(h.name)
+            continue
+        except ScanUnreadable as exc:
+            err.print(f"{h.name}: not scanned: {exc}", markup=False)
+            failed.append(h.name)
+            continue
+        with db_session(settings) as session:
+            _, found = record_scan(session, h, scan)
+        reboot = {True: "yes", False: "no", None: "unknown"}[scan.reboot_required]
+        out.print(
+            f"{h.name}: {scan.platform.ecosystem}, {len(scan.packages)} packages, "
+            f"reboot required: {reboot}",
+            markup=False,
+        )
+        if found is None:
+            out.print("  first scan: nothing to compare with", markup=False)
+            continue
+        since = found.since.strftime("%Y-%m-%d %H:%M UTC") if found.since else "the last scan"
+        if found.platform_before:
+            out.print(f"  was {found.platform_before} at the last scan", markup=False)
+        if found.empty:
+            out.print(f"  no changes since {since}", markup=False)
+            continue
+        counts = ", ".join(f"{n} {what}" for what, n in found.counts().items())
+        out.print(f"  changes since {since}: {counts}", markup=False)
+        lines = found.lines()
+        for line in lines[:20]:
+            out.print(f"    {line}", markup=False)
+        if len(lines) > 20:
+            out.print(f"    … and {len(lines) - 20} more", markup=False)
+    if failed:
+        err.print(f"not scanned: {', '.join(failed)}", markup=False)
+        raise typer.Exit(3)
 
 
 # --- serve ------------------------------------------------------------------------------------
