@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from upkeep.domain.advisories import Advisory
 from upkeep.domain.advisories.osv import parse_record
@@ -44,7 +45,17 @@ class Loaded:
         self.advisories[advisory.id] = advisory
 
 
-def _records(text: str, origin: str) -> Iterator[Advisory]:
+@dataclass(frozen=True)
+class Record:
+    """One record as read: where it came from, its JSON, and what it says."""
+
+    origin: str
+    """The file, or ``export.zip!member``."""
+    data: dict[str, Any]
+    advisory: Advisory
+
+
+def _records(text: str, origin: str) -> Iterator[Record]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -54,9 +65,10 @@ def _records(text: str, origin: str) -> Iterator[Advisory]:
         if not isinstance(item, dict):
             raise AdvisorySourceError(f"{origin}: not an OSV record (a JSON object)")
         try:
-            yield parse_record(item)
+            advisory = parse_record(item)
         except ValueError as exc:
             raise AdvisorySourceError(f"{origin}: {exc}") from None
+        yield Record(origin, item, advisory)
 
 
 def _from_zip(path: Path) -> Iterator[tuple[str, str]]:
@@ -97,6 +109,14 @@ def _texts(source: Path) -> Iterator[tuple[str, str]]:
     yield str(source), source.read_text(encoding="utf-8", errors="replace")
 
 
+def read_records(source: Path) -> Iterator[Record]:
+    """Every record of one source (a file, a directory, a zip export), each with where it
+    came from. Raises :class:`AdvisorySourceError` naming the file or zip member that cannot
+    be read."""
+    for origin, text in _texts(Path(source)):
+        yield from _records(text, origin)
+
+
 def load_advisories(sources: Iterable[Path]) -> Loaded:
     """Every record in ``sources`` (files, directories searched recursively for ``*.json``
     and ``*.zip``, zip exports). Raises :class:`AdvisorySourceError` naming the first
@@ -105,6 +125,6 @@ def load_advisories(sources: Iterable[Path]) -> Loaded:
     for source in sources:
         for origin, text in _texts(Path(source)):
             loaded.files += 1
-            for advisory in _records(text, origin):
-                loaded.add(advisory)
+            for record in _records(text, origin):
+                loaded.add(record.advisory)
     return loaded

@@ -68,6 +68,7 @@ from upkeep.inventory import InventoryError, apply_inventory, approver_warnings,
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
 from upkeep.tasks.advisories import AdvisorySourceError, load_advisories
+from upkeep.tasks.advisory_store import SyncError, load_store, sync
 from upkeep.tasks.approval_links import links_of
 from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
@@ -756,10 +757,6 @@ def _read_input(path: Path, what: str) -> str:
 @advisories_app.command("match")
 def advisories_match(
     os_release: Annotated[Path, typer.Option(help="A copy of the host's /etc/os-release")],
-    advisories: Annotated[
-        list[Path],
-        typer.Option(help="OSV records: a .json file, a directory, or a zip export (repeat)"),
-    ],
     dpkg_status: Annotated[
         Path | None, typer.Option(help="A copy of the host's /var/lib/dpkg/status")
     ] = None,
@@ -769,9 +766,18 @@ def advisories_match(
     rpm_query: Annotated[
         Path | None, typer.Option(help="The host's rpm -qa output (format in the README)")
     ] = None,
+    advisories: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="OSV records: a .json file, a directory, or a zip export (repeat); without "
+            "it, the records synced into the store (upkeep advisories sync) for the "
+            "platform's ecosystem"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per match")] = False,
 ) -> None:
-    """Match an inventory captured elsewhere against advisory records, offline."""
+    """Match an inventory captured elsewhere against advisory records, offline: the files
+    given with --advisories, or else the store's records for the host's ecosystem."""
     given = ((dpkg_status, "dpkg"), (dpkg_query, "query"), (rpm_query, "rpm"))
     inventories = [(p, k) for p, k in given if p is not None]
     if len(inventories) != 1:
@@ -793,8 +799,21 @@ def advisories_match(
             f"inventory is a {expected} one"
         )
     try:
-        loaded = load_advisories(advisories)
-        found = match(installed, platform, loaded.advisories.values())
+        if advisories:
+            loaded = load_advisories(advisories)
+            records = list(loaded.advisories.values())
+            origin = f"from {loaded.files} file(s)"
+        else:
+            with db_session() as session:
+                records = load_store(session, platform.ecosystem)
+            if not records:
+                fail(
+                    f"no advisory records for {platform.ecosystem} in the store: run upkeep "
+                    "advisories sync SOURCE... (an OSV export, a directory or a URL), or give "
+                    "--advisories"
+                )
+            origin = "from the store"
+        found = match(installed, platform, records)
     except AdvisorySourceError as exc:
         fail(str(exc))
     except UnsupportedFamily as exc:
@@ -805,7 +824,7 @@ def advisories_match(
         return
     err.print(
         f"{platform.ecosystem}: {len(installed)} installed packages, "
-        f"{len(loaded.advisories)} advisory records from {loaded.files} file(s); "
+        f"{len(records)} advisory records {origin}; "
         f"{len(found)} match(es)",
         markup=False,
     )
@@ -820,6 +839,41 @@ def advisories_match(
             esc(m.severity or ""),
         )
     out.print(table)
+
+
+@advisories_app.command("sync")
+def advisories_sync(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="OSV records: .json files, directories, zip exports, or http(s) URLs of a "
+            ".json file or a zip export",
+            metavar="SOURCE...",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Store advisory records for matching: new records are added, a record is replaced only
+    by one with a newer `modified`. Each source is one transaction: a record that cannot be
+    read fails its source, naming it, and nothing of that source is stored."""
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        try:
+            report = sync(session, sources)
+        except SyncError as exc:
+            done = exc.done
+            if done.sources:
+                out.print(
+                    f"stored from {len(done.sources)} source(s) before the error: added "
+                    f"{done.added}, updated {done.updated}, unchanged {done.unchanged}",
+                    markup=False,
+                )
+            fail(str(exc))
+    out.print(
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged} "
+        f"from {len(report.sources)} source(s)",
+        markup=False,
+    )
 
 
 @advisories_app.command("scan")
