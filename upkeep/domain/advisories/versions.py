@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import rpm_version
 from debian.debian_support import version_compare
@@ -69,6 +70,7 @@ def _rpm_problem(version: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
 def validate(family: Family, version: str) -> None:
     """Raise ``ValueError`` naming ``version`` when it is not a valid version of ``family``."""
     if family == "dpkg":
@@ -87,13 +89,15 @@ def _unsupported(family: str) -> UnsupportedFamily:
     return UnsupportedFamily(f"no version order for package family {family!r}")
 
 
+@lru_cache(maxsize=1 << 18)
 def compare(family: Family, a: str, b: str) -> int:
     """-1, 0 or 1 as ``a`` sorts before, equal to or after ``b`` in ``family``'s order.
 
     dpkg: ``[epoch:]upstream[-revision]`` (a tilde sorts before anything, even the end).
     rpm: ``[epoch:]version[-release]``; a version without epoch has epoch 0, so
     ``1:2.0-1`` > ``2.0-1``. apk raises :class:`UnsupportedFamily` rather than guess.
-    A malformed version raises ``ValueError`` naming it.
+    A malformed version raises ``ValueError`` naming it. Cached: a matching run compares the
+    same few thousand versions again and again (bench/advisories.py).
     """
     validate(family, a)
     validate(family, b)
