@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 
 from upkeep.domain.advisories import Installed, Platform
 
@@ -120,6 +121,22 @@ def parse_dpkg_status(text: str) -> list[Installed]:
     return installed
 
 
+def _rows(text: str, names: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped columns) of each non-blank tab-separated line; a line without
+    exactly ``len(names)`` columns raises ``ValueError`` naming it and the columns expected."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        columns = line.split("\t")
+        if len(columns) != len(names):
+            raise ValueError(
+                f"line {number}: {len(columns)} tab-separated columns, expected "
+                f"{len(names)} ({', '.join(names)}): {line[:80]!r}"
+            )
+        yield number, [c.strip() for c in columns]
+
+
 def parse_dpkg_query(text: str) -> list[Installed]:
     """The installed packages in the output of::
 
@@ -135,17 +152,8 @@ def parse_dpkg_query(text: str) -> list[Installed]:
     without exactly five columns raises ``ValueError`` naming it.
     """
     installed: list[Installed] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip("\r")
-        if not line.strip():
-            continue
-        columns = line.split("\t")
-        if len(columns) != 5:
-            raise ValueError(
-                f"line {number}: {len(columns)} tab-separated columns, expected 5 "
-                f"(Package, Version, Architecture, Source, Status): {line[:80]!r}"
-            )
-        package, version, arch, source_field, state = (c.strip() for c in columns)
+    for number, columns in _rows(text, ("Package", "Version", "Architecture", "Source", "Status")):
+        package, version, arch, source_field, state = columns
         where = f"line {number} (Package {package})"
         if not package:
             raise ValueError(f"line {number}: no package name")
@@ -193,17 +201,9 @@ def parse_rpm_query(text: str) -> list[Installed]:
     non-numeric epoch, raises ``ValueError`` naming it.
     """
     installed: list[Installed] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip("\r")
-        if not line.strip():
-            continue
-        columns = line.split("\t")
-        if len(columns) != 6:
-            raise ValueError(
-                f"line {number}: {len(columns)} tab-separated columns, expected 6 "
-                f"(NAME, EPOCHNUM, VERSION, RELEASE, ARCH, SOURCERPM): {line[:80]!r}"
-            )
-        name, epoch, version, release, arch, source_rpm = (c.strip() for c in columns)
+    names = ("NAME", "EPOCHNUM", "VERSION", "RELEASE", "ARCH", "SOURCERPM")
+    for number, columns in _rows(text, names):
+        name, epoch, version, release, arch, source_rpm = columns
         where = f"line {number} (package {name})"
         if not name:
             raise ValueError(f"line {number}: no package name")
