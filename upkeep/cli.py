@@ -43,6 +43,7 @@ from upkeep.deployments import (
     unsupported,
 )
 from upkeep.deployments.health import expected_runs, watch_scheduled_runs
+from upkeep.domain.advisories import Match, Platform
 from upkeep.domain.advisories.inventory import (
     parse_dpkg_query,
     parse_dpkg_status,
@@ -73,7 +74,13 @@ from upkeep.tasks.approval_links import links_of
 from upkeep.tasks.gates import events, gate_report
 from upkeep.tasks.guards import Refused, check_backup_source, hosts_for_run
 from upkeep.tasks.inspection_plan import check_alone
-from upkeep.tasks.inventory_scan import ScanUnreadable, record_scan, scan_host
+from upkeep.tasks.inventory_scan import (
+    ScanUnreadable,
+    previous_inventory,
+    record_scan,
+    scan_host,
+    stored_packages,
+)
 from upkeep.tasks.notify import deliver_pending
 from upkeep.tasks.records import (
     RecordNotFound,
@@ -874,6 +881,67 @@ def advisories_sync(
         f"from {len(report.sources)} source(s)",
         markup=False,
     )
+
+
+@advisories_app.command("check")
+def advisories_check(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    host: Annotated[str | None, typer.Option(help="Only this host")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per match")] = False,
+) -> None:
+    """Match each host's latest scan (upkeep advisories scan) against the synced records
+    (upkeep advisories sync); exit 1 naming hosts that were never scanned."""
+    settings = settings_or_exit()
+    unscanned: list[str] = []
+    rows: list[tuple[str, str, Match]] = []
+    with db_session(settings) as session:
+        c = active_contract(session, contract)
+        hosts = (
+            find_hosts(session=session, name=host, contract_code=contract)
+            if host
+            else hosts_in_scope(session=session, contract=c)
+        )
+        if not hosts:
+            fail(f"no active host {host!r} in {contract}" if host else f"{contract} has no host")
+        records: dict[str, list[Any]] = {}
+        for h in hosts:
+            assert h.id is not None
+            inventory = previous_inventory(session=session, host_id=h.id)
+            if inventory is None:
+                unscanned.append(h.name)
+                continue
+            if inventory.ecosystem not in records:
+                records[inventory.ecosystem] = load_store(session, inventory.ecosystem)
+            platform = Platform(inventory.ecosystem, inventory.family, inventory.os_pretty)  # type: ignore[arg-type]
+            scanned = f"{inventory.taken_at:%Y-%m-%d %H:%M} UTC"
+            for m in match(stored_packages(inventory), platform, records[inventory.ecosystem]):
+                rows.append((h.name, scanned, m))
+            if not records[inventory.ecosystem]:
+                err.print(
+                    f"{h.name}: no advisory records for {inventory.ecosystem} in the store: "
+                    "run upkeep advisories sync SOURCE...",
+                    markup=False,
+                )
+    if as_json:
+        for name, scanned, m in rows:
+            sys.stdout.write(
+                json.dumps({"host": name, "scanned": scanned, **m.as_json()}, sort_keys=True) + "\n"
+            )
+    else:
+        table = Table("host", "scanned", "package", "installed", "advisory", "fixed", "severity")
+        for name, scanned, m in rows:
+            table.add_row(
+                esc(name),
+                scanned,
+                esc(m.package),
+                esc(m.installed_version),
+                esc(m.advisory),
+                esc(m.fixed_version or "no fix yet"),
+                esc(m.severity or ""),
+            )
+        out.print(table)
+    if unscanned:
+        fail(f"never scanned: {', '.join(unscanned)} (run upkeep advisories scan first)")
 
 
 @advisories_app.command("scan")
