@@ -883,6 +883,24 @@ def advisories_sync(
     )
 
 
+def contract_hosts(session: Session, contract: str, host: str | None, nothing: str) -> list[Host]:
+    """The active contract's active hosts, or only ``host``; exits saying ``nothing`` happened
+    when there is none."""
+    c = active_contract(session, contract)
+    hosts = (
+        find_hosts(session=session, name=host, contract_code=contract)
+        if host
+        else hosts_in_scope(session=session, contract=c)
+    )
+    if not hosts:
+        fail(
+            f"{nothing}: no active host {host!r} in {contract}"
+            if host
+            else f"{nothing}: {contract} has no active host"
+        )
+    return hosts
+
+
 @advisories_app.command("check")
 def advisories_check(
     contract: Annotated[str, typer.Option(help="Contract code")],
@@ -895,14 +913,7 @@ def advisories_check(
     unscanned: list[str] = []
     rows: list[tuple[str, str, Match]] = []
     with db_session(settings) as session:
-        c = active_contract(session, contract)
-        hosts = (
-            find_hosts(session=session, name=host, contract_code=contract)
-            if host
-            else hosts_in_scope(session=session, contract=c)
-        )
-        if not hosts:
-            fail(f"no active host {host!r} in {contract}" if host else f"{contract} has no host")
+        hosts = contract_hosts(session, contract, host, "nothing was checked")
         records: dict[str, list[Any]] = {}
         for h in hosts:
             assert h.id is not None
@@ -953,18 +964,7 @@ def advisories_scan(
     inventory and show what changed since the last one; exit 3 when a host was not scanned."""
     settings = settings_or_exit()
     with db_session(settings) as session:
-        c = active_contract(session, contract)
-        hosts = (
-            find_hosts(session=session, name=host, contract_code=contract)
-            if host
-            else hosts_in_scope(session=session, contract=c)
-        )
-    if not hosts:
-        fail(
-            f"nothing was run: no active host {host!r} in {contract}"
-            if host
-            else f"nothing was run: {contract} has no active host"
-        )
+        hosts = contract_hosts(session, contract, host, "nothing was run")
     failed = []
     for h in hosts:
         try:
