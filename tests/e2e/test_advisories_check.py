@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_advisories_cli import EXPORT, needs_debian_12
-from tests.e2e.test_inventory_scan import upkeep
-from tests.flow_fixtures import host_entry, inventory_text
+from tests.e2e.test_cli import upkeep
+from tests.e2e.test_inventory_scan import load_one_host
 from upkeep.demo.sshd import ThrowawaySshd
 
 pytestmark = pytest.mark.e2e
@@ -29,9 +29,7 @@ def test_check_matches_the_scanned_inventory_like_the_offline_match(
     data_dir: Path, tmp_path: Path, sshd: ThrowawaySshd, client_key
 ) -> None:
     env = {"UPKEEP_SSH_KEY_FILE": str(client_key.private)}
-    inventory = tmp_path / "inv.yaml"
-    inventory.write_text(inventory_text([host_entry("web1", sshd)]))
-    assert upkeep("inventory", "load", str(inventory), data_dir=data_dir, env=env).returncode == 0
+    load_one_host(tmp_path, data_dir, sshd, env)
 
     never = upkeep("advisories", "check", "--contract", "ACME", data_dir=data_dir, env=env)
     assert never.returncode == 1 and "never scanned: web1" in never.stderr

@@ -35,6 +35,20 @@ def debian(tmp_path: Path) -> Path:
     return target
 
 
+def old_openssl_host(directory: Path) -> tuple[Path, Path]:
+    """(dpkg status, os-release) of a Debian 12 host with an old openssl and its libssl3."""
+    status = directory / "status"
+    status.write_text(
+        "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Source: openssl\nVersion: 3.0.9-1\n\n"
+        "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 3.0.9-1\n\n"
+    )
+    os_release = directory / "os-release"
+    os_release.write_text('ID=debian\nVERSION_ID="12"\nVERSION="12 (bookworm)"\n')
+    return status, os_release
+
+
 def matches(done: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
     assert done.returncode == 0, done.stdout + done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
@@ -89,15 +103,7 @@ def test_this_machines_packages_against_the_real_debian_records(
 def test_an_old_libssl3_matches_openssl_advisories_by_its_source(
     data_dir: Path, tmp_path: Path, debian: Path
 ) -> None:
-    status = tmp_path / "status"
-    status.write_text(
-        "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Source: openssl\nVersion: 3.0.9-1\n\n"
-        "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Version: 3.0.9-1\n\n"
-    )
-    os_release = tmp_path / "os-release"
-    os_release.write_text('ID=debian\nVERSION_ID="12"\nVERSION="12 (bookworm)"\n')
+    status, os_release = old_openssl_host(tmp_path)
     args = ["--dpkg-status", str(status), "--os-release", str(os_release), "--json"]
     found = matches(
         upkeep("advisories", "match", *args, "--advisories", str(debian), data_dir=data_dir)

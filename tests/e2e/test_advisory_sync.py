@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from tests.e2e.test_advisories_cli import old_openssl_host
 from tests.e2e.test_cli import upkeep
 from upkeep.db import make_engine, upgrade
 from upkeep.models.advisory import AdvisoryRecord
@@ -177,15 +178,7 @@ def test_a_broken_record_stores_nothing_of_its_source(
 def test_match_from_the_store_equals_match_from_the_export(
     data_dir: Path, tmp_path: Path, engine: sa.Engine
 ) -> None:
-    status = tmp_path / "status"
-    status.write_text(
-        "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Source: openssl\nVersion: 3.0.9-1\n\n"
-        "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Version: 3.0.9-1\n\n"
-    )
-    os_release = tmp_path / "os-release"
-    os_release.write_text('ID=debian\nVERSION_ID="12"\nVERSION="12 (bookworm)"\n')
+    status, os_release = old_openssl_host(tmp_path)
     args = ["advisories", "match", "--dpkg-status", str(status), "--os-release", str(os_release)]
 
     with Session(engine) as session:

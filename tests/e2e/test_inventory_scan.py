@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from tests.e2e.test_cli import upkeep
 from tests.flow_fixtures import host_entry, inventory_text
 from upkeep.demo.sshd import ThrowawaySshd
 from upkeep.inventory import apply_inventory, parse_inventory
@@ -79,26 +79,20 @@ def test_an_unknown_host_key_is_refused_and_nothing_is_recorded(
         assert s.exec(select(HostInventory)).all() == []
 
 
-def upkeep(*args: str, data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("UPKEEP_")}
-    full_env.update({"UPKEEP_DATA_DIR": str(data_dir), "COLUMNS": "200", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "upkeep.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=180,
-        cwd=data_dir.parent,
-    )
+def load_one_host(
+    directory: Path, data_dir: Path, sshd: ThrowawaySshd, env: dict[str, str]
+) -> None:
+    """``upkeep inventory load`` of contract ACME with the one host web1 (the sshd)."""
+    inventory = directory / "inv.yaml"
+    inventory.write_text(inventory_text([host_entry("web1", sshd)]))
+    assert upkeep("inventory", "load", str(inventory), data_dir=data_dir, env=env).returncode == 0
 
 
 def test_scan_command_exits_3_naming_an_unreached_host_then_prints_inventory_and_changes(
     data_dir: Path, tmp_path: Path, sshd: ThrowawaySshd, client_key
 ) -> None:
     env = {"UPKEEP_SSH_KEY_FILE": str(client_key.private)}
-    inventory = tmp_path / "inv.yaml"
-    inventory.write_text(inventory_text([host_entry("web1", sshd)]))
-    assert upkeep("inventory", "load", str(inventory), data_dir=data_dir, env=env).returncode == 0
+    load_one_host(tmp_path, data_dir, sshd, env)
     untrusted = upkeep("advisories", "scan", "--contract", "ACME", data_dir=data_dir, env=env)
     assert untrusted.returncode == 3
     assert "web1" in untrusted.stderr and "host_key_unknown" in untrusted.stderr
