@@ -4,7 +4,6 @@ test SMTP server."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +13,10 @@ import pytest
 
 from tests.polling import answers, wait_until
 from tests.smtp_fixtures import SmtpServer
+from upkeep.demo import CSRF_RE, LINK_RE
 from upkeep.demo.sshd import free_loopback_port
 from upkeep.settings import Settings, get_settings, reset_settings
 from upkeep.web.server import bind, server
-
-LINK_RE = re.compile(r"https?://[^\s\"'<>]+/a/[A-Za-z0-9_-]{43}")
 
 
 def links_sent(smtp: SmtpServer, email: str) -> list[str]:
@@ -49,9 +47,6 @@ class Page:
     def client(self) -> httpx.Client:
         """A browser-like client: keeps the page's cookie, sends no Origin of its own."""
         return httpx.Client(timeout=120, follow_redirects=False)
-
-
-CSRF_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 
 
 def csrf_of(html: str) -> str:

@@ -27,11 +27,11 @@ import httpx
 import yaml
 
 from tests.polling import wait_until
+from upkeep.demo import LINK_RE
 
 UPKEEP = str(Path(sys.executable).with_name("upkeep"))
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 CODE = re.compile(r"\b[0-9A-Z]{5}-[0-9A-Z]{5}\b")
-LINK = re.compile(r"https?://[^\s\"'<>]+/a/[A-Za-z0-9_-]{43}")
 
 
 class _PressAgain(httpx.BaseTransport):
@@ -187,7 +187,7 @@ class Mailbox:
         links = []
         for msg in self.to(address):
             body = msg.get_body(preferencelist=("plain",))
-            links += LINK.findall(body.get_content() if body else "")[:1]
+            links += LINK_RE.findall(body.get_content() if body else "")[:1]
         return links
 
     def wait_link(self, address: str, count: int = 1, timeout: float = 120) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 import shutil
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.polling import wait_until
 from tests.production.stack import Api, ServeUpkeep
+from upkeep.demo import CSRF_RE
 from upkeep.demo.sshd import free_loopback_port
 
 pytestmark = pytest.mark.production
@@ -156,7 +156,7 @@ def test_an_approver_decides_through_the_example_proxy_and_the_prefect_api_stays
             cookie = page.headers["set-cookie"].lower()
             assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
             assert "strict-transport-security" in page.headers
-            csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+            csrf = CSRF_RE.search(page.text)
             assert csrf is not None
             done = client.post(
                 link,

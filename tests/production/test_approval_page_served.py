@@ -10,7 +10,6 @@ as to any answer: M of N, escalation to the backup approver, expiry by the serve
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from tests.production.stack import Api, Served, ServeUpkeep
+from upkeep.demo import CSRF_RE
 from upkeep.domain.contract import GatePolicy
 from upkeep.models import Approval, ApprovalCode, ApprovalEvent, ApprovalLink
 
@@ -31,7 +31,6 @@ ALICE = {"name": "Alice Owner", "email": "alice@customer.example"}
 PAUL = {"name": "Paul Lead", "email": "paul@provider.example"}
 BOB = "bob@provider.example"
 RUN = 240.0
-CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 FORM = "<form"
 
 
@@ -98,7 +97,7 @@ class Browser:
 
     def open(self) -> httpx.Response:
         page = self.http.get(self.link)
-        if found := CSRF.search(page.text):
+        if found := CSRF_RE.search(page.text):
             self.csrf = found.group(1)
         return page
 
