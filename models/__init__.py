@@ -16,6 +16,7 @@ from upkeep.models.inspection import (
     RunStatus,
 )
 from upkeep.models.outbox import OutboxMessage, OutboxStatus
+from upkeep.models.patch import PatchPlan, PatchStep
 
 __all__ = [
     "AdvisoryRecord",
@@ -38,6 +39,8 @@ __all__ = [
     "InspectionRun",
     "OutboxMessage",
     "OutboxStatus",
+    "PatchPlan",
+    "PatchStep",
     "Outcome",
     "RunClaim",
     "RunStatus",

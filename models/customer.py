@@ -62,5 +62,7 @@ class Contract(ContractBase, table=True):
     """Defaults for every gate (tasks.gates.GatePolicy fields)."""
     gate_policies: dict[str, Any] = json_field()
     """Gate name -> overrides of approval_policy."""
+    patching: dict[str, Any] = json_field()
+    """How the patch cycle ends (upkeep.domain.contract.PatchPolicy): report only or apply."""
     created_at: datetime = created_field()
     updated_at: datetime = created_field()

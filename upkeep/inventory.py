@@ -30,6 +30,7 @@ from upkeep.domain.contract import (
     CODE_RE,
     BackupSourceSpec,
     GatePolicy,
+    PatchPolicy,
     PersonSpec,
     _Strict,
     policy_for,
@@ -93,6 +94,7 @@ class ContractSpec(_Strict):
     backup_sources: list[BackupSourceSpec] = []
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
+    patching: PatchPolicy = PatchPolicy()
     hosts: list[HostSpec] = []
 
     @field_validator("cadences")
@@ -446,6 +448,7 @@ def _contract_values(spec: ContractSpec, customer_id: int) -> dict[str, Any]:
         "gate_policies": {
             gate: p.model_dump(exclude_unset=True) for gate, p in spec.gate_policies.items()
         },
+        "patching": spec.patching.model_dump(exclude_unset=True),
         "active": True,
     }
 

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     serves before it says loudly that the server's scheduler is not working (0: no check)."""
     approval_timeout_hours: float = Field(72, gt=0)
     """How long a gate waits for a decision before the run fails."""
+    patch_install_timeout: float = Field(1800, gt=0, le=24 * 3600)
+    """How long one host's package installation (apt-get/dnf over SSH) may take."""
     ssh: SshSettings = Field(default_factory=SshSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     approvals: ApprovalPageSettings = Field(default_factory=ApprovalPageSettings)

@@ -67,6 +67,19 @@ class GatePolicy(BaseModel):
         return self
 
 
+class PatchPolicy(_Strict):
+    """How the contract's patch-advisory cycle ends once the customer approved a plan."""
+
+    mode: Literal["report", "apply"] = "report"
+    """report: the approved plan is the agreed basis, the provider installs it by hand;
+    apply: upkeep installs exactly the approved versions."""
+    staging_tag: str = Field("staging", min_length=1, max_length=64)
+    """Hosts with this tag (or this role) get the updates first; production waits until
+    their health checks pass."""
+    statistics_days: int = Field(365, ge=1, le=3650)
+    """How far back the fault statistics look."""
+
+
 def policy_for(
     approval_policy: dict[str, Any], gate_policies: dict[str, Any], gate: str
 ) -> GatePolicy:
@@ -200,6 +213,7 @@ class ContractView(BaseModel):
     backup_sources: tuple[BackupSourceSpec, ...] = ()
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
+    patching: PatchPolicy = PatchPolicy()
 
     @classmethod
     def of(cls, row: Contract) -> ContractView:
@@ -231,6 +245,7 @@ class ContractView(BaseModel):
                 gate: policy_for(row.approval_policy or {}, row.gate_policies or {}, gate)
                 for gate in (row.gate_policies or {})
             },
+            patching=PatchPolicy.model_validate(row.patching or {}),
         )
 
     @property

@@ -13,8 +13,8 @@ from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import md_escape
 
 ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
-NO_FLOW_YET = ("patch_advisory",)
-"""Processes contracts may already schedule; their flows come with later work."""
+NO_FLOW_YET: tuple[str, ...] = ()
+"""Processes contracts may already schedule whose flows come with later work."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ FLOWS = {
     "annual_plan": "upkeep.flows.annual_plan:send_annual_plan",
     "backup_verification": "upkeep.flows.backup_verification:backup_verification",
     "drill": "upkeep.flows.backup_verification:backup_verification",
+    "patch_advisory": "upkeep.flows.patch_advisory:patch_advisory",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -80,6 +81,7 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         "annual_plan",
         "backup_verification",
         "drill",
+        "patch_advisory",
     ):
         cadence = cadences.get(process)
         if cadence is None and process == "service_report":
