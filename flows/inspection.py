@@ -29,9 +29,8 @@ from upkeep.flows.blackout import blackout_guard
 from upkeep.flows.inspection_gate import approve_plan
 from upkeep.flows.sweep import sweep_and_finish
 from upkeep.tasks.approval_records import close_gates_on_end
-from upkeep.tasks.guards import Refused
+from upkeep.tasks.guards import AlreadyRunning, Refused
 from upkeep.tasks.inspection_plan import (
-    AlreadyRunning,
     build_plan,
     check_alone,
     email_report,

@@ -35,6 +35,7 @@ from upkeep.flows.blackout import blackout_guard
 from upkeep.flows.patch_gate import review_plan
 from upkeep.models import Finding, FindingStatus, RunStatus, utcnow
 from upkeep.tasks.approval_records import close_gates_on_end
+from upkeep.tasks.guards import AlreadyRunning
 from upkeep.tasks.patch_apply import (
     HostRollout,
     NotApproved,
@@ -47,6 +48,7 @@ from upkeep.tasks.patch_report import mail_patch_report, write_patch_report
 from upkeep.tasks.patch_survey import (
     Scanned,
     build_patch_plan,
+    check_patch_alone,
     contract_fault_statistics,
     contract_hosts,
     record_plan,
@@ -54,7 +56,7 @@ from upkeep.tasks.patch_survey import (
     start_patch_run,
 )
 from upkeep.tasks.records import finish_run
-from upkeep.tasks.runs import run_namer
+from upkeep.tasks.runs import current_flow_run_id, run_namer
 
 __all__ = ["PatchFixParams", "PatchOutcome", "PatchParams", "patch_advisory", "patch_fix"]
 
@@ -231,6 +233,10 @@ def patch_advisory(params: PatchParams) -> PatchOutcome | State[Any]:
         return ended
     try:
         contract_hosts(params.contract, params.hosts or None)
+        check_patch_alone(params.contract, current_flow_run_id())
+    except AlreadyRunning as exc:
+        logger.warning("not started: %s", exc)
+        return Cancelled(message=f"not started: {exc}")
     except LookupError as exc:
         logger.error("not started: %s", exc)
         return Failed(message=f"not started: {exc}")
@@ -275,6 +281,10 @@ def patch_fix(params: PatchFixParams) -> PatchOutcome | State[Any]:
     try:
         affected = contract_hosts(params.contract, params.hosts)
         everyone = contract_hosts(params.contract)
+        check_patch_alone(params.contract, current_flow_run_id())
+    except AlreadyRunning as exc:
+        logger.warning("not started: %s", exc)
+        return Cancelled(message=f"not started: {exc}")
     except LookupError as exc:
         logger.error("not started: %s", exc)
         return Failed(message=f"not started: {exc}")

@@ -121,6 +121,19 @@ def run_info(flow_run_id: str) -> RunInfo | None:
     )
 
 
+class AlreadyRunning(Refused):
+    """Another run of the process is under way for the contract (one at a time)."""
+
+
+def refuse_if_running(process: str, contract: str, contract_id: int, me: str | None) -> None:
+    """AlreadyRunning (naming the other run) when another ``process`` run of the contract is
+    under way. The run ``me`` takes the contract's claim; None (the CLI, before it starts a
+    run) only asks."""
+    other = claim(process, contract_id, me) if me else holder_of(process, contract_id)
+    if other is not None:
+        raise AlreadyRunning(already_running_message(process, contract, other))
+
+
 def already_running_message(process: str, contract: str, other: RunInfo) -> str:
     return (
         f"another {process} run of {contract} is under way: {other.name} ({other.id}, "

@@ -47,10 +47,8 @@ from upkeep.settings import get_settings
 from upkeep.tasks.gates import log_event
 from upkeep.tasks.guards import (
     Refused,
-    already_running_message,
-    claim,
-    holder_of,
     hosts_for_run,
+    refuse_if_running,
 )
 from upkeep.tasks.inspect import preflight_host
 from upkeep.tasks.notify import Mail, mail_recipients, render_report_email
@@ -72,10 +70,6 @@ from upkeep.tasks.reports import build_inspection_report
 from upkeep.tasks.runs import current_flow_run_id
 
 # --- may it start ------------------------------------------------------------------------------
-
-
-class AlreadyRunning(Refused):
-    """Another inspection of the contract is under way."""
 
 
 def check_inventory_allows(
@@ -100,9 +94,7 @@ def check_inventory_allows(
 def check_alone(contract: str, contract_id: int, me: str | None) -> None:
     """AlreadyRunning when another inspection of the contract is under way: one plan and one
     gate per contract at a time. The run ``me`` takes the contract's claim; None only asks."""
-    other = claim("inspection", contract_id, me) if me else holder_of("inspection", contract_id)
-    if other is not None:
-        raise AlreadyRunning(already_running_message("inspection", contract, other))
+    refuse_if_running("inspection", contract, contract_id, me)
 
 
 # --- the plan ------------------------------------------------------------------------------------

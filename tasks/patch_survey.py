@@ -36,6 +36,7 @@ from upkeep.models import Finding, Host, HostInventory, InspectionRun, utcnow
 from upkeep.models import PatchPlan as PlanRow
 from upkeep.settings import Settings, get_settings
 from upkeep.tasks.advisory_store import load_store
+from upkeep.tasks.guards import refuse_if_running
 from upkeep.tasks.inspect import target_for
 from upkeep.tasks.inventory_scan import ScanUnreadable, record_scan, scan_host, stored_packages
 from upkeep.tasks.records import get_contract, get_customer, hosts_in_scope, start_run
@@ -45,6 +46,7 @@ from upkeep.tasks.ssh import SshError, SshSession
 __all__ = [
     "Scanned",
     "build_patch_plan",
+    "check_patch_alone",
     "contract_fault_statistics",
     "load_plan",
     "plan_of",
@@ -281,6 +283,16 @@ def contract_hosts(contract_code: str, only: list[str] | None = None) -> list[tu
                 raise LookupError(f"not an active host of {contract_code}: {', '.join(missing)}")
             hosts = [by_name[n] for n in only]
         return [(h.id, h.name) for h in hosts if h.id is not None]
+
+
+def check_patch_alone(contract_code: str, me: str | None) -> None:
+    """AlreadyRunning when another patch run (preventive or responsive) of the contract is
+    under way: one plan, one gate and one rollout per contract at a time."""
+    with open_session() as db:
+        contract = get_contract(session=db, code=contract_code)
+        assert contract.id is not None
+        contract_id = contract.id
+    refuse_if_running("patch", contract_code, contract_id, me)
 
 
 def record_plan(plan: PatchPlan, run_id: int) -> int:

@@ -54,6 +54,8 @@ from upkeep.domain.advisories.match import match
 from upkeep.domain.advisories.versions import UnsupportedFamily
 from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
+from upkeep.domain.patching import PatchPlan as PatchPlanModel
+from upkeep.domain.patching import render_plan_markdown
 from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
 from upkeep.flows.backup_verification import BackupOutcome, BackupParams, backup_verification
@@ -64,9 +66,17 @@ from upkeep.flows.inspection import (
     quarterly_health_inspection,
     recheck_findings,
 )
+from upkeep.flows.patch_advisory import (
+    PatchFixParams,
+    PatchOutcome,
+    PatchParams,
+    patch_advisory,
+    patch_fix,
+)
 from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
-from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, utcnow
+from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, PatchStep, utcnow
+from upkeep.models import PatchPlan as PatchPlanRow
 from upkeep.settings import SettingsError, get_settings, prefect_result_settings
 from upkeep.tasks.advisories import AdvisorySourceError, load_advisories
 from upkeep.tasks.advisory_store import SyncError, load_store, sync
@@ -82,6 +92,7 @@ from upkeep.tasks.inventory_scan import (
     stored_packages,
 )
 from upkeep.tasks.notify import deliver_pending
+from upkeep.tasks.patch_survey import check_patch_alone
 from upkeep.tasks.records import (
     RecordNotFound,
     find_hosts,
@@ -107,6 +118,10 @@ findings_app = typer.Typer(no_args_is_help=True, help="Findings of inspections."
 run_app = typer.Typer(no_args_is_help=True, help="Run flows against the Prefect API.")
 approvals_app = typer.Typer(no_args_is_help=True, help="Approval gates.")
 outbox_app = typer.Typer(no_args_is_help=True, help="Mail waiting to be delivered.")
+patches_app = typer.Typer(
+    no_args_is_help=True,
+    help="The patch-advisory cycle: plan, customer review, apply only what was approved.",
+)
 advisories_app = typer.Typer(
     no_args_is_help=True, help="Security advisories (OSV) against installed packages."
 )
@@ -118,6 +133,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(advisories_app, name="advisories")
+app.add_typer(patches_app, name="patches")
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -1004,6 +1020,190 @@ def advisories_scan(
     if failed:
         err.print(f"not scanned: {', '.join(failed)}", markup=False)
         raise typer.Exit(3)
+
+
+# --- patches ----------------------------------------------------------------------------------
+
+
+def _patch_outcome(state: Any) -> None:
+    """Print a patch run's end; exit 4 when cancelled, 3 when the rollout failed."""
+    if state.is_cancelled():
+        out.print(f"cancelled: {state.message}", markup=False)
+        raise typer.Exit(4)
+    try:  # a failed rollout's state carries the outcome too
+        outcome = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no outcome: the state's message says why
+        outcome = None
+    if not isinstance(outcome, PatchOutcome):
+        fail(f"the flow run ended {state.type.value}: {state.message}")
+    out.print(
+        f"plan {outcome.plan_id} ({outcome.plan_hash}): {outcome.status}, "
+        f"{outcome.updates} update(s)",
+        markup=False,
+    )
+    for host in outcome.hosts:
+        out.print(
+            f"  {host['host']}: {'ok' if host['ok'] else 'FAILED'}: {host['summary']}", markup=False
+        )
+    out.print(f"report: {outcome.report_path}", markup=False)
+    if outcome.status == "failed" or not state.is_completed():
+        raise typer.Exit(3)
+
+
+def _refuse_unless_alone(contract: str) -> None:
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        active_contract(session, contract)
+    require_prefect_api()
+    try:
+        check_patch_alone(contract, None)
+    except Refused as exc:
+        fail(f"nothing was run: {exc}")
+
+
+@patches_app.command("run")
+def patches_run(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    host: Annotated[list[str] | None, typer.Option(help="Only this host (repeatable)")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="report or apply (default: the contract's patching.mode)")
+    ] = None,
+    email: Annotated[bool, typer.Option(help="Mail the plan and the result")] = True,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """The preventive cycle now: survey, plan, wait for the customer's review, then report
+    only or apply. Exit 3 when the rollout failed, 4 when cancelled."""
+    if mode not in (None, "report", "apply"):
+        fail(f"--mode must be report or apply, not {mode!r}", 2)
+    _refuse_unless_alone(contract)
+    params = PatchParams(
+        contract=contract,
+        hosts=host or [],
+        mode=mode,  # type: ignore[arg-type]
+        email_report=email,
+        requested_by=requested_by or _whoami(),
+    )
+    _patch_outcome(patch_advisory(params, return_state=True))
+
+
+@patches_app.command("fix")
+def patches_fix(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    host: Annotated[list[str], typer.Option(help="A host with the fault (repeatable)")],
+    package: Annotated[list[str], typer.Option(help="A suspected package (repeatable)")],
+    symptom: Annotated[str, typer.Option(help="What went wrong")],
+    finding: Annotated[int | None, typer.Option(help="The finding this fixes")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="report or apply (default: the contract's patching.mode)")
+    ] = None,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """The responsive path: test the suspected packages' update on the staging hosts, send
+    the test report for approval, apply it, resolve the finding."""
+    if mode not in (None, "report", "apply"):
+        fail(f"--mode must be report or apply, not {mode!r}", 2)
+    _refuse_unless_alone(contract)
+    params = PatchFixParams(
+        contract=contract,
+        hosts=host,
+        packages=package,
+        symptom=symptom,
+        finding_id=finding,
+        mode=mode,  # type: ignore[arg-type]
+        requested_by=requested_by or _whoami(),
+    )
+    _patch_outcome(patch_fix(params, return_state=True))
+
+
+@patches_app.command("revise")
+def patches_revise(
+    run: Annotated[str, typer.Argument(help="Flow run id (or prefix) of the rejected plan")],
+    as_: Annotated[str, typer.Option("--as", help="Your name")],
+    drop_host: Annotated[list[str] | None, typer.Option(help="Host to leave out")] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="Package to leave out: PKG or HOST:PKG")
+    ] = None,
+    defer: Annotated[
+        list[str] | None, typer.Option(help="Package to defer: PKG or HOST:PKG")
+    ] = None,
+    note: Annotated[str, typer.Option(help="What you changed and why")] = "",
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel this patch cycle")] = False,
+) -> None:
+    """Revise a rejected patch plan and resubmit it for review (or cancel the cycle)."""
+    _resume(
+        run,
+        "revision",
+        {
+            "action": "cancel" if cancel else "resubmit",
+            "engineer": as_,
+            "drop_hosts": drop_host or [],
+            "drop_packages": drop or [],
+            "defer": defer or [],
+            "note": note,
+        },
+    )
+
+
+@patches_app.command("show")
+def patches_show(
+    plan_id: Annotated[
+        int | None, typer.Argument(help="A plan's id: its updates and steps")
+    ] = None,
+    contract: Annotated[str | None, typer.Option(help="Only this contract's plans")] = None,
+) -> None:
+    """The patch plans (newest first), or one plan: its updates, decision and every step."""
+    settings = settings_or_exit()
+    with db_session(settings) as session:
+        if plan_id is None:
+            query = select(PatchPlanRow).order_by(col(PatchPlanRow.id).desc()).limit(50)
+            if contract:
+                query = query.where(
+                    PatchPlanRow.contract_id == active_contract(session, contract).id
+                )
+            table = Table("id", "run", "kind", "rev", "status", "updates", "hash", "decided by")
+            for row in session.exec(query):
+                plan = PatchPlanModel.model_validate(row.plan)
+                table.add_row(
+                    str(row.id),
+                    str(row.run_id),
+                    row.kind,
+                    str(row.revision),
+                    esc(row.status),
+                    str(plan.items),
+                    row.plan_hash[:19],
+                    esc(row.approved_by or ""),
+                )
+            out.print(table)
+            return
+        one = session.get(PatchPlanRow, plan_id)
+        if one is None:
+            fail(f"no patch plan {plan_id}")
+        row = one
+        plan = PatchPlanModel.model_validate(row.plan)
+        out.print(
+            f"plan {row.id} of {plan.contract} ({row.kind}, revision {row.revision}): "
+            f"{row.status}\nhash {row.plan_hash}"
+            + (
+                f"\napproved hash {row.approved_hash} by {row.approved_by}"
+                if row.approved_hash
+                else ""
+            ),
+            markup=False,
+        )
+        out.print(markdown_plain(render_plan_markdown(plan)), markup=False)
+        steps = Table("when (UTC)", "host", "step", "by", "ok", "summary")
+        for st in session.exec(
+            select(PatchStep).where(PatchStep.plan_id == plan_id).order_by(col(PatchStep.id))
+        ):
+            steps.add_row(
+                f"{st.started_at:%Y-%m-%d %H:%M:%S}",
+                esc(st.host),
+                st.step,
+                esc(st.actor),
+                "yes" if st.ok else "NO",
+                esc(st.summary),
+            )
+        out.print(steps)
 
 
 # --- serve ------------------------------------------------------------------------------------

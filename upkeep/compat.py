@@ -72,7 +72,7 @@ MOVED: dict[str, dict[str, str]] = {
     },
     # also the file-entrypoint name "inspection" (RENAMED above)
     "upkeep.flows.inspection": {
-        "AlreadyRunning": "upkeep.tasks.inspection_plan",
+        "AlreadyRunning": "upkeep.tasks.guards",
         "InspectionPlan": "upkeep.domain.inspection",
         "PlanHost": "upkeep.domain.inspection",
         "PlanRevision": "upkeep.flows.inspection_gate",

@@ -42,6 +42,10 @@ def test_every_flow_imports_and_every_deployment_builds(engine: sa.Engine) -> No
         "approval-watchdog/upkeep",
         "inspection/acme-ops",
         "inspection/globex",
+        "patch-advisory/acme-ops",
+        "patch-advisory/globex",
+        "patch-fix/acme-ops",
+        "patch-fix/globex",
         "recheck/acme-ops",
         "recheck/globex",
         "service-report/acme-ops",
@@ -122,11 +126,11 @@ def test_deploy_registers_with_a_pool_and_pauses_gone_contracts(
     with Session(engine) as s:
         first = deploy_to_pool(s, "upkeep-test", contract_limit=5)
         again = deploy_to_pool(s, "upkeep-test", contract_limit=5)
-    assert sorted(first.deployed) == sorted(again.deployed) and len(first.deployed) == 8
+    assert sorted(first.deployed) == sorted(again.deployed) and len(first.deployed) == 12
     assert first.unsupported == {"ACME-OPS": ["backup_verification"]}
     with get_client(sync_client=True) as c:
         mine = [d for d in c.read_deployments() if "upkeep" in d.tags]
-        assert len([d for d in mine if d.work_pool_name == "upkeep-test"]) == 8
+        assert len([d for d in mine if d.work_pool_name == "upkeep-test"]) == 12
         limit = c.read_concurrency_limit_by_tag("contract:ACME-OPS")
         assert limit.concurrency_limit == 5
     only_acme = GOOD.read_text().split("  - code: globex")[0]
@@ -136,7 +140,7 @@ def test_deploy_registers_with_a_pool_and_pauses_gone_contracts(
         apply_inventory(s, parse_inventory(only_acme))
         s.commit()
         third = deploy_to_pool(s, "upkeep-test", contract_limit=None)
-    assert sorted(third.paused) == ["globex (GLOBEX)"] * 3
+    assert sorted(third.paused) == ["globex (GLOBEX)"] * 5
     with get_client(sync_client=True) as c:
         globex = [d for d in c.read_deployments() if "contract:GLOBEX" in d.tags]
         assert globex and all(d.paused for d in globex)

@@ -10,6 +10,7 @@ the approved one is refused; a fix that does not close its advisory is rolled ba
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,15 @@ from tests.flow_fixtures import host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, Background, answer, pending
 from tests.polling import wait_until
 from upkeep.db import open_session
-from upkeep.domain.patching import PLAN_GATE, REVISION_GATE, HostPlan, PatchPlan, PlanItem
-from upkeep.flows.patch_advisory import PatchParams, patch_advisory
+from upkeep.domain.patching import (
+    PLAN_GATE,
+    RESPONSIVE_GATE,
+    REVISION_GATE,
+    HostPlan,
+    PatchPlan,
+    PlanItem,
+)
+from upkeep.flows.patch_advisory import PatchFixParams, PatchParams, patch_advisory, patch_fix
 from upkeep.models import Finding, Host, InspectionRun, PatchStep
 from upkeep.models import PatchPlan as PlanRow
 from upkeep.tasks.advisory_store import sync
@@ -54,18 +62,11 @@ def canary_store(engine, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def patched_host(local_apt_repo: LocalAptRepo, load_inventory, sshd, canary_store):
-    """One host (this machine over sshd), tagged staging, contract set to apply."""
-    load_inventory(
-        [host_entry("web1", sshd, tags=["staging"])],
-        trust=[sshd],
-        patching={"mode": "apply"},
-    )
+def canary(local_apt_repo: LocalAptRepo):
+    """The test package at its old version before and after each test, pass or fail."""
+    assert local_apt_repo.installed_version() == local_apt_repo.old
     yield local_apt_repo
-    # leave the old version for the next test of the module
     if local_apt_repo.installed_version() != local_apt_repo.old:
-        import subprocess
-
         subprocess.run(
             [
                 "apt-get",
@@ -78,6 +79,17 @@ def patched_host(local_apt_repo: LocalAptRepo, load_inventory, sshd, canary_stor
             check=True,
             capture_output=True,
         )
+
+
+@pytest.fixture
+def patched_host(canary: LocalAptRepo, load_inventory, sshd, canary_store):
+    """One host (this machine over sshd), tagged staging, contract set to apply."""
+    load_inventory(
+        [host_entry("web1", sshd, tags=["staging"])],
+        trust=[sshd],
+        patching={"mode": "apply"},
+    )
+    return canary
 
 
 def _run(**params) -> Background:
@@ -279,3 +291,85 @@ def test_a_fix_that_does_not_close_its_advisory_is_rolled_back(
     with Session(engine) as s:
         finding = s.exec(select(Finding).where(Finding.check == "patch-rollout")).one()
         assert finding.severity == "critical" and "web1" in finding.message
+
+
+def _finding(engine, host_name: str) -> int:
+    """An open finding on the host, as an inspection would have raised it."""
+    from upkeep.tasks.records import start_run
+
+    with Session(engine) as s:
+        host = s.exec(select(Host).where(Host.name == host_name)).one()
+        from upkeep.models import Contract
+
+        contract = s.get(Contract, host.contract_id)
+        run = start_run(session=s, contract=contract, kind="inspection")
+        finding = Finding(
+            contract_id=host.contract_id,
+            host_id=host.id,
+            run_id=run.id,
+            check="services",
+            subject="canary",
+            severity="major",
+            message="canary crashes on start",
+            last_seen_run_id=run.id,
+        )
+        s.add(finding)
+        s.commit()
+        return finding.id
+
+
+def _fix(**params) -> Background:
+    p = PatchFixParams(contract="ACME", requested_by="tester", **params)
+    return Background(lambda: patch_fix(p, return_state=True))
+
+
+def test_the_responsive_path_applies_the_approved_fix_and_resolves_the_finding(
+    engine, canary, load_inventory, sshd, canary_store, smtp_server
+):
+    load_inventory([host_entry("web1", sshd)], trust=[sshd], patching={"mode": "apply"})
+    finding_id = _finding(engine, "web1")
+    run = _fix(hosts=["web1"], packages=[CANARY], symptom="canary crashes", finding_id=finding_id)
+    gate = pending(engine, RESPONSIVE_GATE)
+    # No staging host: the customer is told plainly that the patch was not tested.
+    assert "NOT TESTED" in gate.evidence and CANARY in gate.evidence
+    answer(gate, decision="approve", approver="Alice Owner", code=wait_for_code(smtp_server, ALICE))
+    state = run.state(timeout=300)
+    assert state.is_completed(), state.message
+    assert state.result().status == "applied"
+    assert canary.installed_version() == canary.new
+    with Session(engine) as s:
+        finding = s.get(Finding, finding_id)
+        assert finding.status == "resolved" and "resolved by patch plan" in finding.evidence
+    (row,) = _plans(engine)
+    assert ("finding-resolved", True) in [st[:2] for st in _steps(engine, row.id)]
+
+
+def test_the_responsive_path_tests_on_staging_before_asking(
+    engine, canary, load_inventory, sshd_servers, canary_store, smtp_server
+):
+    """The staging host gets the update first; its result is in the test report the customer
+    reviews. (Both test hosts are this machine, so the affected host is not patched after:
+    the customer rejects and the engineer cancels.)"""
+    stage, prod = sshd_servers[0], sshd_servers[1]
+    load_inventory(
+        [host_entry("stage1", stage, tags=["staging"]), host_entry("web1", prod)],
+        trust=[stage, prod],
+        patching={"mode": "apply"},
+    )
+    run = _fix(hosts=["web1"], packages=[CANARY], symptom="canary crashes")
+    gate = pending(engine, RESPONSIVE_GATE)
+    assert "Tested on staging:** stage1: passed" in gate.evidence, gate.evidence
+    assert canary.installed_version() == canary.new  # on stage1
+    rows = _plans(engine)
+    trial = next(r for r in rows if r.revision == 0)
+    assert trial.status == "tested"
+    assert ("install", True) in [st[:2] for st in _steps(engine, trial.id)]
+    answer(
+        gate,
+        decision="reject",
+        approver="Alice Owner",
+        code=wait_for_code(smtp_server, ALICE),
+        comment="not now",
+    )
+    answer(pending(engine, REVISION_GATE), action="cancel", engineer="Eve Engineer")
+    assert run.state(timeout=120).is_cancelled()

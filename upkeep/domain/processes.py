@@ -42,6 +42,7 @@ FLOWS = {
     "backup_verification": "upkeep.flows.backup_verification:backup_verification",
     "drill": "upkeep.flows.backup_verification:backup_verification",
     "patch_advisory": "upkeep.flows.patch_advisory:patch_advisory",
+    "patch_fix": "upkeep.flows.patch_advisory:patch_fix",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -51,6 +52,7 @@ TITLES = {
     "backup_verification": "Backup-restore verification",
     "drill": "Disaster-recovery drill",
     "patch_advisory": "Patch advisory",
+    "patch_fix": "Patch after a fault (started by hand: hosts, packages, symptom)",
 }
 
 
@@ -82,6 +84,7 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         "backup_verification",
         "drill",
         "patch_advisory",
+        "patch_fix",
     ):
         cadence = cadences.get(process)
         if cadence is None and process == "service_report":
@@ -89,7 +92,9 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         if process in ("backup_verification", "drill") and not has_backups:
             continue
         params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
-        if process != "annual_plan":
+        if process == "patch_fix":  # the engineer fills in hosts, packages and the symptom
+            params = {"contract": contract.code}
+        elif process != "annual_plan":
             params["email_report"] = True
         if process == "service_report":
             params["period"] = report_period(cadence)
