@@ -160,6 +160,12 @@ def mail_patch_report(
                 "revision": plan.revision,
                 "digest": plan.digest(),
                 "symptom": plan.symptom,
+                "tested": (
+                    "; ".join(f"{h}: {r}" for h, r in plan.tests.items())
+                    or "NOT TESTED (no staging host has the packages)"
+                )
+                if plan.kind == "responsive"
+                else "",
                 "rows": plan_rows(plan),
                 "outcome": outcome or "",
                 "failed_steps": failed,

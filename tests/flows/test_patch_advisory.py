@@ -318,6 +318,11 @@ def _finding(engine, host_name: str) -> int:
         return finding.id
 
 
+def _text(mail) -> str:
+    body = mail.message().get_body(preferencelist=("plain",))
+    return body.get_content() if body is not None else ""
+
+
 def _fix(**params) -> Background:
     p = PatchFixParams(contract="ACME", requested_by="tester", **params)
     return Background(lambda: patch_fix(p, return_state=True))
@@ -332,6 +337,11 @@ def test_the_responsive_path_applies_the_approved_fix_and_resolves_the_finding(
     gate = pending(engine, RESPONSIVE_GATE)
     # No staging host: the customer is told plainly that the patch was not tested.
     assert "NOT TESTED" in gate.evidence and CANARY in gate.evidence
+    assert any(
+        "NOT TESTED" in _text(m)
+        for m in smtp_server.handler.received
+        if "it@acme.example" in m.rcpt_tos
+    )
     answer(gate, decision="approve", approver="Alice Owner", code=wait_for_code(smtp_server, ALICE))
     state = run.state(timeout=300)
     assert state.is_completed(), state.message
@@ -359,6 +369,11 @@ def test_the_responsive_path_tests_on_staging_before_asking(
     run = _fix(hosts=["web1"], packages=[CANARY], symptom="canary crashes")
     gate = pending(engine, RESPONSIVE_GATE)
     assert "Tested on staging:** stage1: passed" in gate.evidence, gate.evidence
+    assert any(
+        "Tested on staging: stage1: passed" in _text(m)
+        for m in smtp_server.handler.received
+        if "it@acme.example" in m.rcpt_tos
+    )
     assert canary.installed_version() == canary.new  # on stage1
     rows = _plans(engine)
     trial = next(r for r in rows if r.revision == 0)
