@@ -35,8 +35,12 @@ old names of a persisted run resolve through :mod:`upkeep.compat`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol, TypeVar, cast
+
 from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
 
 from upkeep.domain.approval_form import describe
 from upkeep.domain.approvals import (
@@ -50,17 +54,23 @@ from upkeep.domain.approvals import (
     expiry_reason,
     roles,
 )
+from upkeep.domain.contract import GatePolicy
 from upkeep.domain.naming import run_url
 from upkeep.settings import get_settings
 from upkeep.tasks.approval_records import (
+    close_approval,
     ensure_gate,
     expire_gate,
     gate_state,
     judge,
+    record_once,
+    refusal_reasons,
     refuse_unreadable,
     send_codes,
 )
+from upkeep.tasks.gates import record_revision, revision_gate
 from upkeep.tasks.pause import approval_form, flow_run, wait_for_answer
+from upkeep.tasks.runs import current_flow_run_id
 
 
 def request_approval(request: ApprovalRequest) -> ApprovalResult:
@@ -135,3 +145,92 @@ def request_approval(request: ApprovalRequest) -> ApprovalResult:
             logger.warning("refused an answer: %s", verdict.reason)
         elif verdict.final is None:
             logger.info("%s approved; more approvals needed", verdict.person)
+
+
+class Revision(Protocol):
+    """What every revision form has (``PlanRevision``, ``PatchRevision``, ...)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def engineer(self) -> str: ...
+    @property
+    def note(self) -> str: ...
+
+
+F = TypeVar("F", bound=RunInput)
+T = TypeVar("T")
+
+
+def request_revision(
+    *,
+    form: type[F],
+    gate: str,
+    key: str,
+    contract_id: int,
+    subject: str,
+    describe: Callable[[list[str]], str],
+    revise: Callable[[F], T],
+    how_to_answer: str,
+) -> T | None:
+    """The engineer's answer to a rejected plan: ``revise(answer)`` (the revised plan), or
+    None when the engineer cancelled.
+
+    ``describe(problems)`` is the form's text (with why earlier answers were refused);
+    ``revise`` is pure and raises ``ValueError`` for a revision that cannot be applied (the
+    answer is refused with that reason and the form asked again). Re-entrant like every gate:
+    a re-run finds the recorded revision and applies it again; a closed gate (expired: the
+    watchdog enforces ``approval_timeout_hours`` in deployment runs too) raises GateClosed.
+    """
+    settings = get_settings()
+    run_id = current_flow_run_id() or ""
+    approval_id = ensure_gate(
+        run_id,
+        key=key,
+        gate=gate,
+        contract_id=contract_id,
+        subject=subject,
+        evidence=describe([]),
+        policy=GatePolicy(
+            escalate_after_hours=None, expire_after_hours=settings.approval_timeout_hours
+        ),
+    )
+    while True:
+        state, recorded = revision_gate(approval_id)
+        if state.decision == "cancel":
+            return None
+        if recorded is not None:
+            return revise(form.model_validate_json(recorded))
+        if state.decision is not None:
+            raise GateClosed(f"{subject}: {closed_reason(state)}")
+        asked = form.with_initial_data(description=describe(refusal_reasons(approval_id)))
+        get_run_logger().info(
+            "plan rejected; waiting for the revision. Answer in the Prefect UI, or: %s",
+            how_to_answer.replace("RUN", run_id),
+        )
+        try:
+            attempt_key, answer = wait_for_answer(
+                asked, approval_id, key, int(settings.approval_timeout_hours * 3600)
+            )
+        except FlowPauseTimeout:
+            close_approval(approval_id, "expired", None, "no revision in time")
+            raise
+        if isinstance(answer, str):
+            record_once(approval_id, attempt_key, "refused", "(unknown)", answer)
+            continue
+        said = cast(Revision, answer)
+        if said.action == "cancel":
+            record_once(
+                approval_id, attempt_key, "decided", said.engineer, said.note, decision="cancel"
+            )
+            continue
+        try:
+            revise(answer)
+        except ValueError as exc:
+            record_once(approval_id, attempt_key, "refused", said.engineer, str(exc))
+            continue
+        detail = form.model_validate(answer.model_dump()).model_dump_json()
+        record_revision(approval_id, said.engineer, detail, attempt_key)
+        record_once(
+            approval_id, attempt_key, "decided", said.engineer, said.note, decision="resubmit"
+        )

@@ -12,13 +12,11 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import get_run_logger
-from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
 from upkeep.domain.approval_form import describe_refusals
-from upkeep.domain.approvals import ApprovalRequest, Decision, GateClosed, Person, closed_reason
-from upkeep.domain.contract import GatePolicy
+from upkeep.domain.approvals import ApprovalRequest, Decision, Person
 from upkeep.domain.inspection import (
     PLAN_GATE,
     REVISION_GATE,
@@ -28,12 +26,7 @@ from upkeep.domain.inspection import (
     render_plan_markdown,
     render_revision_body,
 )
-from upkeep.flows.approvals import request_approval
-from upkeep.settings import get_settings
-from upkeep.tasks.approval_records import close_approval, ensure_gate, record_once, refusal_reasons
-from upkeep.tasks.inspection_plan import record_revision, revision_gate
-from upkeep.tasks.pause import wait_for_answer
-from upkeep.tasks.runs import current_flow_run_id
+from upkeep.flows.approvals import request_approval, request_revision
 
 
 class PlanRevision(RunInput):
@@ -63,67 +56,19 @@ def render_revision_form(plan: InspectionPlan, rejection: str, problems: list[st
 def revise_plan(
     plan: InspectionPlan, all_hosts: list[PlanHost], rejection: str, round_no: int
 ) -> InspectionPlan | None:
-    """Wait until the engineer revises the rejected plan (or cancels: None).
-
-    Re-entrant like every gate: a re-run finds the recorded revision and applies it again
-    (pure), a closed revision gate (expired: the watchdog enforces ``approval_timeout_hours``
-    in deployment runs too) ends the run with the reason.
-    """
-    settings = get_settings()
-    run_id = current_flow_run_id() or ""
-    key = f"{REVISION_GATE}-r{round_no}"
-    approval_id = ensure_gate(
-        run_id,
-        key=key,
+    """Wait until the engineer revises the rejected plan (or cancels: None); a recorded
+    revision is applied again on a re-run (pure)."""
+    return request_revision(
+        form=PlanRevision,
         gate=REVISION_GATE,
+        key=f"{REVISION_GATE}-r{round_no}",
         contract_id=plan.contract_id,
         subject=f"revise the inspection plan for {plan.contract}",
-        evidence=render_revision_form(plan, rejection, []),
-        policy=GatePolicy(
-            escalate_after_hours=None, expire_after_hours=settings.approval_timeout_hours
-        ),
+        describe=lambda problems: render_revision_form(plan, rejection, problems),
+        revise=lambda answer: apply_revision(plan, answer, all_hosts),
+        how_to_answer="upkeep revise RUN --as NAME [--exclude HOST] [--window W] "
+        "[--note TEXT] | --cancel",
     )
-    while True:
-        gate, recorded = revision_gate(approval_id)
-        if gate.decision == "cancel":
-            return None
-        if recorded is not None:
-            return apply_revision(plan, PlanRevision.model_validate_json(recorded), all_hosts)
-        if gate.decision is not None:
-            raise GateClosed(f"revision of the plan for {plan.contract}: {closed_reason(gate)}")
-        form = PlanRevision.with_initial_data(
-            description=render_revision_form(plan, rejection, refusal_reasons(approval_id))
-        )
-        get_run_logger().info(
-            "plan rejected; waiting for the revision. Answer in the Prefect UI, or: upkeep "
-            "revise %s --as NAME [--exclude HOST] [--window W] [--note TEXT] | --cancel",
-            run_id,
-        )
-        try:
-            attempt_key, answer = wait_for_answer(
-                form, approval_id, key, int(settings.approval_timeout_hours * 3600)
-            )
-        except FlowPauseTimeout:
-            close_approval(approval_id, "expired", None, "no revision in time")
-            raise
-        if isinstance(answer, str):
-            record_once(approval_id, attempt_key, "refused", "(unknown)", answer)
-            continue
-        if answer.action == "cancel":
-            record_once(
-                approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="cancel"
-            )
-            continue
-        try:
-            apply_revision(plan, answer, all_hosts)
-        except ValueError as exc:
-            record_once(approval_id, attempt_key, "refused", answer.engineer, str(exc))
-            continue
-        detail = PlanRevision.model_validate(answer.model_dump()).model_dump_json()
-        record_revision(approval_id, answer.engineer, detail, attempt_key)
-        record_once(
-            approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="resubmit"
-        )
 
 
 def approve_plan(plan: InspectionPlan, requested_by: str | None) -> InspectionPlan | None:

@@ -13,13 +13,11 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import get_run_logger
-from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
 from upkeep.domain.approval_form import describe_refusals
-from upkeep.domain.approvals import ApprovalRequest, Decision, GateClosed, Person, closed_reason
-from upkeep.domain.contract import GatePolicy
+from upkeep.domain.approvals import ApprovalRequest, Decision, Person
 from upkeep.domain.patching import (
     PLAN_GATE,
     RESPONSIVE_GATE,
@@ -28,14 +26,9 @@ from upkeep.domain.patching import (
     apply_revision,
     render_plan_markdown,
 )
-from upkeep.flows.approvals import request_approval
-from upkeep.settings import get_settings
-from upkeep.tasks.approval_records import close_approval, ensure_gate, record_once, refusal_reasons
-from upkeep.tasks.inspection_plan import record_revision, revision_gate
+from upkeep.flows.approvals import request_approval, request_revision
 from upkeep.tasks.patch_apply import finish_plan, record_decision
 from upkeep.tasks.patch_survey import record_plan
-from upkeep.tasks.pause import wait_for_answer
-from upkeep.tasks.runs import current_flow_run_id
 
 
 class PatchRevision(RunInput):
@@ -76,64 +69,17 @@ def _revision_form(plan: PatchPlan, rejection: str, problems: list[str]) -> str:
 
 def revise_patch_plan(plan: PatchPlan, rejection: str, round_no: int) -> PatchPlan | None:
     """Wait until the engineer revises the rejected plan (or cancels: None)."""
-    settings = get_settings()
-    run_id = current_flow_run_id() or ""
-    key = f"{REVISION_GATE}-r{round_no}"
-    approval_id = ensure_gate(
-        run_id,
-        key=key,
+    return request_revision(
+        form=PatchRevision,
         gate=REVISION_GATE,
+        key=f"{REVISION_GATE}-r{round_no}",
         contract_id=plan.contract_id,
         subject=f"revise the patch plan for {plan.contract}",
-        evidence=_revision_form(plan, rejection, []),
-        policy=GatePolicy(
-            escalate_after_hours=None, expire_after_hours=settings.approval_timeout_hours
-        ),
+        describe=lambda problems: _revision_form(plan, rejection, problems),
+        revise=lambda answer: apply_revision(plan, answer),
+        how_to_answer="upkeep patches revise RUN --as NAME [--drop-host H] [--drop PKG] "
+        "[--defer PKG] [--note TEXT] | --cancel",
     )
-    while True:
-        gate, recorded = revision_gate(approval_id)
-        if gate.decision == "cancel":
-            return None
-        if recorded is not None:
-            return apply_revision(plan, PatchRevision.model_validate_json(recorded))
-        if gate.decision is not None:
-            raise GateClosed(
-                f"revision of the patch plan for {plan.contract}: {closed_reason(gate)}"
-            )
-        form = PatchRevision.with_initial_data(
-            description=_revision_form(plan, rejection, refusal_reasons(approval_id))
-        )
-        get_run_logger().info(
-            "patch plan rejected; waiting for the revision. Answer in the Prefect UI, or: "
-            "upkeep patches revise %s --as NAME [--drop-host H] [--drop PKG] [--defer PKG] "
-            "[--note TEXT] | --cancel",
-            run_id,
-        )
-        try:
-            attempt_key, answer = wait_for_answer(
-                form, approval_id, key, int(settings.approval_timeout_hours * 3600)
-            )
-        except FlowPauseTimeout:
-            close_approval(approval_id, "expired", None, "no revision in time")
-            raise
-        if isinstance(answer, str):
-            record_once(approval_id, attempt_key, "refused", "(unknown)", answer)
-            continue
-        if answer.action == "cancel":
-            record_once(
-                approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="cancel"
-            )
-            continue
-        try:
-            apply_revision(plan, answer)
-        except ValueError as exc:
-            record_once(approval_id, attempt_key, "refused", answer.engineer, str(exc))
-            continue
-        detail = PatchRevision.model_validate(answer.model_dump()).model_dump_json()
-        record_revision(approval_id, answer.engineer, detail, attempt_key)
-        record_once(
-            approval_id, attempt_key, "decided", answer.engineer, answer.note, decision="resubmit"
-        )
 
 
 def review_plan(

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from upkeep.db import open_session
 from upkeep.domain.approvals import DECISIONS
 from upkeep.models import Approval, ApprovalEvent, Contract, utcnow
 
@@ -227,3 +228,36 @@ def gate_report(
         replaced=counted["rotated"],
         planted=counted["planted"],
     )
+
+
+# --- a revision gate's records ------------------------------------------------------------------
+
+
+def revision_gate(approval_id: int) -> tuple[Approval, str | None]:
+    """The revision gate's row and, once resubmitted, the revision the engineer recorded
+    (JSON), so a re-run applies the same revision again."""
+    with open_session() as db:
+        gate = db.get(Approval, approval_id)
+        assert gate is not None
+        if gate.decision != "resubmit":
+            return gate, None
+        recorded = db.exec(
+            select(ApprovalEvent)
+            .where(ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "revision")
+            .order_by(col(ApprovalEvent.id).desc())
+        ).first()
+        assert recorded is not None
+        return gate, recorded.detail
+
+
+def record_revision(approval_id: int, engineer: str, detail: str, attempt_key: str) -> None:
+    """Keep the engineer's revision (``detail``, JSON) on the revision gate."""
+    with open_session() as db:
+        log_event(
+            session=db,
+            approval_id=approval_id,
+            kind="revision",
+            actor=engineer[:200],
+            detail=detail,
+            attempt_key=attempt_key,
+        )

@@ -34,8 +34,6 @@ from upkeep.domain.inspection import (
 from upkeep.domain.markup import md_escape
 from upkeep.domain.naming import artifact_key
 from upkeep.models import (
-    Approval,
-    ApprovalEvent,
     Contract,
     Finding,
     FindingStatus,
@@ -44,7 +42,6 @@ from upkeep.models import (
     RunStatus,
 )
 from upkeep.settings import get_settings
-from upkeep.tasks.gates import log_event
 from upkeep.tasks.guards import (
     Refused,
     hosts_for_run,
@@ -279,36 +276,3 @@ def email_report(run_id: int, report_path: str) -> dict[str, Any]:
         return Mail(subject, text, html, (report_path,))
 
     return mail_recipients(code, "inspection_report", compose, smtp=settings.smtp)
-
-
-# --- the revision gate's records -----------------------------------------------------------------
-
-
-def revision_gate(approval_id: int) -> tuple[Approval, str | None]:
-    """The revision gate's row and, once resubmitted, the revision the engineer recorded
-    (JSON), so a re-run applies the same revision again."""
-    with open_session() as db:
-        gate = db.get(Approval, approval_id)
-        assert gate is not None
-        if gate.decision != "resubmit":
-            return gate, None
-        recorded = db.exec(
-            select(ApprovalEvent)
-            .where(ApprovalEvent.approval_id == approval_id, ApprovalEvent.kind == "revision")
-            .order_by(col(ApprovalEvent.id).desc())
-        ).first()
-        assert recorded is not None
-        return gate, recorded.detail
-
-
-def record_revision(approval_id: int, engineer: str, detail: str, attempt_key: str) -> None:
-    """Keep the engineer's revision (``detail``, JSON) on the revision gate."""
-    with open_session() as db:
-        log_event(
-            session=db,
-            approval_id=approval_id,
-            kind="revision",
-            actor=engineer[:200],
-            detail=detail,
-            attempt_key=attempt_key,
-        )
