@@ -100,10 +100,30 @@ class PatchOutcome(BaseModel):
     report_path: str
     updates: int
     hosts: list[dict[str, Any]] = []
+    """What the rollout did per host (host, ok, summary, rolled_back, reboot_needed)."""
+    not_surveyed: dict[str, str] = {}
+    """Host -> why it is not in the plan (unreachable, unreadable, no records synced)."""
 
 
 patch_run_name = run_namer("patch advisory", lambda _: date.today().isoformat())
 fix_run_name = run_namer("patch fix", lambda p: ", ".join(p.get("packages") or []))
+
+
+def _refused_start(contract: str, hosts: list[str]) -> State[Any] | None:
+    """Why this run must not start, as its end state: Failed for an unknown contract or host,
+    Cancelled while another patch run of the contract is under way (this run takes the
+    contract's claim otherwise)."""
+    logger = get_run_logger()
+    try:
+        contract_hosts(contract, hosts or None)
+        check_patch_alone(contract, current_flow_run_id())
+    except AlreadyRunning as exc:
+        logger.warning("not started: %s", exc)
+        return Cancelled(message=f"not started: {exc}")
+    except LookupError as exc:
+        logger.error("not started: %s", exc)
+        return Failed(message=f"not started: {exc}")
+    return None
 
 
 def _survey(contract: str, names: list[str]) -> list[Scanned]:
@@ -160,6 +180,7 @@ def _end(
         report_path=report,
         updates=plan.items,
         hosts=[r.__dict__ for r in done or []],
+        not_surveyed=dict(plan.not_scanned),
     )
 
 
@@ -231,15 +252,8 @@ def patch_advisory(params: PatchParams) -> PatchOutcome | State[Any]:
     logger = get_run_logger()
     if (ended := blackout_guard(params.contract)) is not None:
         return ended
-    try:
-        contract_hosts(params.contract, params.hosts or None)
-        check_patch_alone(params.contract, current_flow_run_id())
-    except AlreadyRunning as exc:
-        logger.warning("not started: %s", exc)
-        return Cancelled(message=f"not started: {exc}")
-    except LookupError as exc:
-        logger.error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
+    if (refused := _refused_start(params.contract, params.hosts)) is not None:
+        return refused
     run_id = start_patch_run(params.contract, params.requested_by, "preventive")
     statistics = contract_fault_statistics(params.contract)
     scanned = _survey(params.contract, params.hosts)
@@ -278,16 +292,10 @@ def patch_fix(params: PatchFixParams) -> PatchOutcome | State[Any]:
     approve the test report and patch list, apply it to the affected hosts, resolve the
     finding."""
     logger = get_run_logger()
-    try:
-        affected = contract_hosts(params.contract, params.hosts)
-        everyone = contract_hosts(params.contract)
-        check_patch_alone(params.contract, current_flow_run_id())
-    except AlreadyRunning as exc:
-        logger.warning("not started: %s", exc)
-        return Cancelled(message=f"not started: {exc}")
-    except LookupError as exc:
-        logger.error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
+    if (refused := _refused_start(params.contract, params.hosts)) is not None:
+        return refused
+    affected = contract_hosts(params.contract, params.hosts)
+    everyone = contract_hosts(params.contract)
     run_id = start_patch_run(params.contract, params.requested_by, "responsive")
     statistics = contract_fault_statistics(params.contract)
     names = {name for _, name in affected}

@@ -1046,7 +1046,9 @@ def _patch_outcome(state: Any) -> None:
             f"  {host['host']}: {'ok' if host['ok'] else 'FAILED'}: {host['summary']}", markup=False
         )
     out.print(f"report: {outcome.report_path}", markup=False)
-    if outcome.status == "failed" or not state.is_completed():
+    for name, why in outcome.not_surveyed.items():
+        err.print(f"{name}: not surveyed: {why}", markup=False)
+    if outcome.status == "failed" or not state.is_completed() or outcome.not_surveyed:
         raise typer.Exit(3)
 
 
@@ -1072,7 +1074,7 @@ def patches_run(
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """The preventive cycle now: survey, plan, wait for the customer's review, then report
-    only or apply. Exit 3 when the rollout failed, 4 when cancelled."""
+    only or apply. Exit 3 when the rollout failed or a host was not surveyed, 4 cancelled."""
     if mode not in (None, "report", "apply"):
         fail(f"--mode must be report or apply, not {mode!r}", 2)
     _refuse_unless_alone(contract)

@@ -160,3 +160,14 @@ def test_bad_patch_commands_are_named_with_a_nonzero_exit(
     )
     assert stranger.returncode == 1
     assert "not an active host of ACME: nosuch" in stranger.stderr
+
+
+def test_a_cycle_with_no_records_synced_says_so_and_exits_3(
+    prefect_server: str, load_inventory, sshd, data_dir: Path, smtp_server, client_key
+) -> None:
+    load_inventory([host_entry("web1", sshd)], trust=[sshd])
+    env = _env(prefect_server, smtp_server, client_key)
+    done = upkeep("patches", "run", "--contract", "ACME", data_dir=data_dir, env=env)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "nothing-to-do, 0 update(s)" in done.stdout
+    assert "web1: not surveyed: no advisory records for Debian:12 in the store" in done.stderr
