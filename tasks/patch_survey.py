@@ -23,6 +23,7 @@ from upkeep.domain.advisories.packages import candidates_command, parse_candidat
 from upkeep.domain.contract import ContractView
 from upkeep.domain.patching import (
     PLAN_GATE,
+    RESPONSIVE_GATE,
     FaultStats,
     HostPlan,
     PatchPlan,
@@ -264,7 +265,7 @@ def build_patch_plan(
             statistics=statistics,
             approvers=[p.model_dump() for p in view.approvers],
             backup_approver=view.backup_approver.model_dump() if view.backup_approver else None,
-            policy=view.policy(PLAN_GATE),
+            policy=view.policy(RESPONSIVE_GATE if kind == "responsive" else PLAN_GATE),
             symptom=symptom,
             finding_id=finding_id,
         )
