@@ -359,3 +359,14 @@ def test_approvers_that_could_leave_a_gate_unapprovable_are_warned_about() -> No
     )
     (acme, _) = approver_warnings(parse_inventory(strict, "strict.yaml"))
     assert acme.startswith("contract ACME-OPS: gate_policies.inspection-plan: the gate needs 4")
+
+
+def test_a_bad_patching_policy_is_named() -> None:
+    text = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        patching: {mode: yolo, staging_tag: ''}\n        hosts:\n          - name: web1",
+        1,
+    )
+    msgs = "\n".join(problems(text))
+    assert "patching.mode" in msgs and "'report' or 'apply'" in msgs
+    assert "patching.staging_tag" in msgs
