@@ -26,6 +26,7 @@ from upkeep.domain.advisories.packages import install_command, install_failure
 from upkeep.domain.advisories.scan import Scan
 from upkeep.domain.approvals import ApprovalResult, Decision
 from upkeep.domain.checks.base import Severity
+from upkeep.domain.contract import ContractView
 from upkeep.domain.patching import HostPlan, PatchPlan, closures
 from upkeep.models import Approval, Contract, Finding, Host, PatchStep, RunStatus, utcnow
 from upkeep.models import PatchPlan as PlanRow
@@ -151,6 +152,33 @@ def check_approved(plan_id: int, plan: PatchPlan) -> None:
     if why:
         log_step(plan_id, "refused", False, why, detail={"plan_hash": digest})
         raise NotApproved(why)
+
+
+def check_host_allowed(plan_id: int, host_plan: HostPlan, host: Host) -> None:
+    """Refuse (:class:`NotApproved`, recorded) unless ``host_plan`` is exactly the host's part
+    of plan ``plan_id`` as stored, and that plan is approved (:func:`check_approved`); the one
+    exception is the responsive path's test installation (revision 0 of a responsive run),
+    allowed on the contract's staging hosts only, as the inventory says, before the review."""
+    with open_session() as db:
+        row = db.get(PlanRow, plan_id)
+        if row is None:
+            raise NotApproved(f"no patch plan {plan_id}: nothing is installed without one")
+        plan = PatchPlan.model_validate(row.plan)
+        contract = db.get(Contract, host.contract_id)
+        assert contract is not None
+        staging_tag = ContractView.of(contract).patching.staging_tag
+        trial = row.kind == "responsive" and row.revision == 0
+    stored = next((h for h in plan.hosts if h.host_id == host_plan.host_id), None)
+    why = ""
+    if stored is None or stored.items != host_plan.items:
+        why = f"the updates given for {host.name} are not those of patch plan {plan_id}"
+    elif trial and staging_tag not in (host.tags or []) and host.role != staging_tag:
+        why = f"{host.name} is not a staging host: a test installation goes to staging only"
+    if why:
+        log_step(plan_id, "refused", False, why, host=host)
+        raise NotApproved(why)
+    if not trial:
+        check_approved(plan_id, plan)
 
 
 # --- one host ------------------------------------------------------------------------------------
@@ -291,7 +319,8 @@ def _raise_finding(run_id: int, host: Host, plan_id: int, message: str, evidence
 
 @task(name="apply-host", task_run_name="apply on {host_name}")
 def apply_host(plan_id: int, run_id: int, host_plan: HostPlan, host_name: str) -> HostRollout:
-    """Install the host's approved updates and prove them; roll back on any failure."""
+    """Install the host's approved updates and prove them; roll back on any failure.
+    Refuses (:class:`NotApproved`) a host plan that is not part of an approved plan."""
     settings = get_settings()
     logger = get_run_logger()
     with open_session() as db:
@@ -299,6 +328,7 @@ def apply_host(plan_id: int, run_id: int, host_plan: HostPlan, host_name: str) -
         if host is None:
             raise LookupError(f"no host {host_name} (id {host_plan.host_id})")
         db.expunge(host)
+    check_host_allowed(plan_id, host_plan, host)
     family = host_plan.family
 
     def failed(summary: str, rolled_back: bool = False) -> HostRollout:

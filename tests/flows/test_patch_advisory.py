@@ -31,11 +31,11 @@ from upkeep.domain.patching import (
     PlanItem,
 )
 from upkeep.flows.patch_advisory import PatchFixParams, PatchParams, patch_advisory, patch_fix
-from upkeep.models import Finding, Host, InspectionRun, PatchStep
+from upkeep.models import Approval, Finding, Host, InspectionRun, PatchStep
 from upkeep.models import PatchPlan as PlanRow
 from upkeep.tasks.advisory_store import sync
 from upkeep.tasks.patch_apply import HostRollout, NotApproved, apply_host, check_approved
-from upkeep.tasks.patch_survey import record_plan
+from upkeep.tasks.patch_survey import record_plan, start_patch_run
 
 pytestmark = pytest.mark.flows
 
@@ -228,6 +228,86 @@ def _refused(engine, approval_id: int) -> bool:
         )
 
 
+def _hand_made_plan(engine, patched_host, fixed: str, advisory: str) -> tuple[int, int, HostPlan]:
+    """(run id, plan id, host plan): a one-host plan stored as the flow stores one."""
+    with Session(engine) as s:
+        host = s.exec(select(Host).where(Host.name == "web1")).one()
+    run_id = start_patch_run.fn("ACME", "tester", "preventive")
+    host_plan = HostPlan(
+        host="web1",
+        host_id=host.id,
+        stage="staging",
+        ecosystem=ECOSYSTEM,
+        family="dpkg",
+        items=[
+            PlanItem(
+                package=CANARY,
+                installed=patched_host.old,
+                target=patched_host.new,
+                fixed=fixed,
+                advisories=[advisory],
+            )
+        ],
+    )
+    with open_session() as db:
+        run = db.get(InspectionRun, run_id)
+        assert run is not None
+        started = run.started_at
+    plan = PatchPlan(
+        contract="ACME",
+        contract_id=host.contract_id,
+        contract_name="x",
+        customer="x",
+        timezone="UTC",
+        created_at=started,
+        hosts=[host_plan],
+    )
+    return run_id, record_plan(plan, run_id), host_plan
+
+
+def _approve_on_record(engine, plan_id: int) -> None:
+    """What the gate writes when the customer approves: the approval, its evidence with the
+    plan's hash, and the decision on the plan's row."""
+    with Session(engine) as s:
+        row = s.get(PlanRow, plan_id)
+        gate = Approval(
+            flow_run_id="test",
+            contract_id=row.contract_id,
+            gate=PLAN_GATE,
+            subject="plan",
+            evidence=f"Plan hash: `{row.plan_hash}`",
+            decision="approve",
+            approver="Alice Owner",
+        )
+        s.add(gate)
+        s.flush()
+        row.approval_id, row.approved_hash, row.status = gate.id, row.plan_hash, "approved"
+        s.add(row)
+        s.commit()
+
+
+def _apply_one(plan_id: int, run_id: int, host_plan: HostPlan) -> HostRollout:
+    @flow
+    def rollout_one() -> HostRollout:
+        return apply_host(plan_id, run_id, host_plan, "web1")
+
+    return rollout_one()
+
+
+def test_the_apply_task_itself_refuses_what_was_not_approved(engine, patched_host, flow_env):
+    run_id, plan_id, host_plan = _hand_made_plan(engine, patched_host, "1.1-1", "UPKEEP-TEST-0001")
+    with pytest.raises(NotApproved, match="no approval on record"):
+        _apply_one(plan_id, run_id, host_plan)
+    _approve_on_record(engine, plan_id)
+    other = host_plan.model_copy(
+        update={"items": [host_plan.items[0].model_copy(update={"target": "1.0-1"})]}
+    )
+    with pytest.raises(NotApproved, match="not those of patch plan"):
+        _apply_one(plan_id, run_id, other)
+    assert patched_host.installed_version() == patched_host.old
+    assert [st[:2] for st in _steps(engine, plan_id)] == [("refused", False), ("refused", False)]
+
+
 def test_a_fix_that_does_not_close_its_advisory_is_rolled_back(
     engine, patched_host, tmp_path, flow_env
 ):
@@ -241,46 +321,9 @@ def test_a_fix_that_does_not_close_its_advisory_is_rolled_back(
     path.write_text(json.dumps(record))
     with Session(engine) as s:
         sync(s, [str(path)])
-        host = s.exec(select(Host).where(Host.name == "web1")).one()
-        host_id = host.id
-    from upkeep.tasks.patch_survey import start_patch_run
-
-    run_id = start_patch_run.fn("ACME", "tester", "preventive")
-    host_plan = HostPlan(
-        host="web1",
-        host_id=host_id,
-        stage="staging",
-        ecosystem=ECOSYSTEM,
-        family="dpkg",
-        items=[
-            PlanItem(
-                package=CANARY,
-                installed=patched_host.old,
-                target=patched_host.new,
-                fixed="1.2-1",
-                advisories=["UPKEEP-TEST-0002"],
-            )
-        ],
-    )
-    with open_session() as db:
-        run = db.get(InspectionRun, run_id)
-        assert run is not None
-    plan = PatchPlan(
-        contract="ACME",
-        contract_id=host.contract_id,
-        contract_name="x",
-        customer="x",
-        timezone="UTC",
-        created_at=run.started_at,
-        hosts=[host_plan],
-    )
-    plan_id = record_plan(plan, run_id)
-
-    @flow
-    def rollout_one() -> HostRollout:
-        return apply_host(plan_id, run_id, host_plan, "web1")
-
-    result = rollout_one()
+    run_id, plan_id, host_plan = _hand_made_plan(engine, patched_host, "1.2-1", "UPKEEP-TEST-0002")
+    _approve_on_record(engine, plan_id)
+    result = _apply_one(plan_id, run_id, host_plan)
     assert not result.ok and result.rolled_back, result
     assert "still open" in result.summary
     assert patched_host.installed_version() == patched_host.old
