@@ -2,8 +2,11 @@
 
 dpkg (Debian, Ubuntu) order is python-debian's ``version_compare``; RPM (RHEL family) order is
 rpm-version's ``evr_compare``, epoch-aware. Both are checked against ``dpkg --compare-versions``
-and rpm's own ``rpm.vercmp`` in ``tests/e2e/test_version_order_tools.py``. Versions are never
-compared as strings or as semantic versions.
+and rpm's own ``rpm.vercmp`` in ``tests/e2e/test_version_order_tools.py``. apk (Alpine) order
+is univers' ``AlpineLinuxVersion`` (Gentoo's order, which apk's follows), with what apk-tools
+adds to it handled here (:func:`_apk_compare`), checked against apk-tools' own test vectors in
+``tests/unit/test_advisory_versions_apk.py``. Versions are never compared as strings or as
+semantic versions.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from functools import lru_cache
 
 import rpm_version
 from debian.debian_support import version_compare
+from univers.versions import AlpineLinuxVersion
 
 from upkeep.domain.advisories import Family
 
@@ -21,7 +25,7 @@ __all__ = ["UnsupportedFamily", "affected", "compare", "validate"]
 
 
 class UnsupportedFamily(Exception):
-    """No version order is implemented for this package format (Alpine's apk, for now)."""
+    """No version order is implemented for this package format."""
 
 
 # dpkg's own syntax errors (``dpkg --compare-versions`` exits 2 on them) plus the characters
@@ -32,6 +36,20 @@ _DPKG_REVISION = re.compile(r"[A-Za-z0-9.+~]+")
 _RPM_EVR = re.compile(
     r"(?:(?P<epoch>\d+):)?(?P<version>[A-Za-z0-9._+~^]+)(?:-(?P<release>[A-Za-z0-9._+~^]+))?"
 )
+# apk-tools' grammar (src/version.c): digit{.digit}...{letter}{_suf{#}}...{~hash}{-r#}, the
+# suffixes alpha, beta, pre, rc (before the release), cvs, svn, git, hg, p (after it), the
+# commit hash in lower-case hex.
+_APK_SUFFIXES = ("alpha", "beta", "pre", "rc", "cvs", "svn", "git", "hg", "p")
+_APK_VERSION = re.compile(
+    r"(?P<first>\d+)(?P<core>(?:\.\d+)*[a-z]?(?:_(?:" + "|".join(_APK_SUFFIXES) + r")\d*)*)"
+    r"(?:~(?P<hash>[0-9a-f]+))?(?:-r(?P<revision>\d+))?"
+)
+# Gentoo's suffixes (and so univers') stop at alpha < beta < pre < rc < (none) < p; apk puts
+# cvs < svn < git < hg between the release and p. Rewritten into Gentoo suffixes that keep
+# that order: _p followed by a pre-release suffix sorts above the release and below _p, and
+# apk's own _pN becomes _pN_p so that it stays above _p_rc (hg).
+_APK_SUFFIX = re.compile(r"_(?P<name>cvs|svn|git|hg|p)(?P<number>\d*)(?![a-z])")
+_AS_GENTOO = {"cvs": "p_alpha", "svn": "p_beta", "git": "p_pre", "hg": "p_rc"}
 
 
 def _dpkg_problem(version: str) -> str | None:
@@ -60,6 +78,17 @@ def _dpkg_problem(version: str) -> str | None:
     return None
 
 
+def _apk_problem(version: str) -> str | None:
+    if not version:
+        return "it is empty"
+    if not _APK_VERSION.fullmatch(version):
+        return (
+            "it is not digit{.digit}...{letter}{_suffix{#}}...{~hash}{-r#} "
+            f"(apk's suffixes: {', '.join(_APK_SUFFIXES)})"
+        )
+    return None
+
+
 def _rpm_problem(version: str) -> str | None:
     if not version:
         return "it is empty"
@@ -77,6 +106,8 @@ def validate(family: Family, version: str) -> None:
         problem = _dpkg_problem(version)
     elif family == "rpm":
         problem = _rpm_problem(version)
+    elif family == "apk":
+        problem = _apk_problem(version)
     else:
         raise _unsupported(family)
     if problem:
@@ -84,8 +115,6 @@ def validate(family: Family, version: str) -> None:
 
 
 def _unsupported(family: str) -> UnsupportedFamily:
-    if family == "apk":
-        return UnsupportedFamily("Alpine (apk) version order is not supported yet")
     return UnsupportedFamily(f"no version order for package family {family!r}")
 
 
@@ -95,14 +124,80 @@ def compare(family: Family, a: str, b: str) -> int:
 
     dpkg: ``[epoch:]upstream[-revision]`` (a tilde sorts before anything, even the end).
     rpm: ``[epoch:]version[-release]``; a version without epoch has epoch 0, so
-    ``1:2.0-1`` > ``2.0-1``. apk raises :class:`UnsupportedFamily` rather than guess.
-    A malformed version raises ``ValueError`` naming it. Cached: a matching run compares the
-    same few thousand versions again and again (bench/advisories.py).
+    ``1:2.0-1`` > ``2.0-1``. apk: ``version[_suffix...][~hash][-rN]`` (``1.2.4_git20230717-r4``,
+    ``9.6_p1-r0``; ``_rc1`` before the release, ``_git``/``_p`` after it). Another family
+    raises :class:`UnsupportedFamily`. A malformed version raises ``ValueError`` naming it.
+    Cached: a matching run compares the same few thousand versions again and again
+    (bench/advisories.py).
     """
     validate(family, a)
     validate(family, b)
+    if family == "apk":
+        return _apk_compare(a, b)
     result = version_compare(a, b) if family == "dpkg" else rpm_version.evr_compare(a, b)
     return (result > 0) - (result < 0)
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+def _apk_compare(a: str, b: str) -> int:
+    """apk-tools' order (``apk_version_compare``), univers comparing all but the tail.
+
+    univers (Gentoo's order) compares the version up to the hash and revision. What apk adds
+    is handled here, each as apk-tools' src/version.c does it:
+
+    * the first number is compared as a number, so its leading zeros go (univers refuses
+      ``006`` and ``021109-r3``; apk has ``006 > 1.0.0``);
+    * the suffixes cvs, svn, git and hg, unknown to Gentoo, are rewritten into Gentoo
+      suffixes in the same order (see ``_AS_GENTOO``);
+    * the commit hash (``1.0~1234-r1``, apk-tools 3) is compared as text, and a version with
+      one sorts above the same version without;
+    * the revision is compared as a number, and a version with ``-rN`` (even ``-r0``) sorts
+      above the same version without one (univers would take ``-r0`` as no revision).
+
+    Known differences left (apk-tools' artefacts, no Alpine package has them): apk compares
+    a dotted part with a leading zero as text (``1.010 > 1.01``, Gentoo strips trailing zeros:
+    equal), and a suffix without a number before another suffix as apk's tokens fall
+    (``1_pre_git1 > 1_pre2`` in apk).
+    """
+    parsed_a, parsed_b = _APK_VERSION.fullmatch(a), _APK_VERSION.fullmatch(b)
+    assert parsed_a and parsed_b  # validated by the caller
+    order = _sign(
+        _univers_compare(
+            _as_gentoo(parsed_a["first"], parsed_a["core"]),
+            _as_gentoo(parsed_b["first"], parsed_b["core"]),
+        )
+    )
+    if order:
+        return order
+    hash_a, hash_b = parsed_a["hash"], parsed_b["hash"]
+    if hash_a is not None or hash_b is not None:
+        if hash_a is None or hash_b is None:
+            return 1 if hash_a is not None else -1
+        if hash_a != hash_b:
+            return -1 if hash_a < hash_b else 1
+    revision_a, revision_b = parsed_a["revision"], parsed_b["revision"]
+    if revision_a is None or revision_b is None:
+        return (revision_a is not None) - (revision_b is not None)
+    return _sign(int(revision_a) - int(revision_b))
+
+
+def _univers_compare(a: str, b: str) -> int:
+    """univers' order of two Alpine versions as :func:`_as_gentoo` wrote them."""
+    left, right = AlpineLinuxVersion(a), AlpineLinuxVersion(b)
+    return (left > right) - (left < right)
+
+
+def _as_gentoo(first: str, core: str) -> str:
+    def rewrite(found: re.Match[str]) -> str:
+        name, number = found["name"], found["number"]
+        if name == "p":
+            return f"_p{number}_p"
+        return f"_{_AS_GENTOO[name]}{number}"
+
+    return str(int(first)) + _APK_SUFFIX.sub(rewrite, core)
 
 
 def affected(family: Family, version: str, introduced: Sequence[str], fixed: Sequence[str]) -> bool:
