@@ -11,6 +11,7 @@ from upkeep.domain.advisories.inventory import (
     DPKG_QUERY_FORMAT,
     RPM_QUERY_FORMAT,
     UnsupportedPlatform,
+    parse_apk_installed,
     parse_dpkg_query,
     parse_dpkg_status,
     parse_os_release,
@@ -223,3 +224,52 @@ def test_os_release_garbled_line_raises_naming_it() -> None:
 def test_os_release_without_id_is_refused_as_linux() -> None:
     with pytest.raises(UnsupportedPlatform, match="ID 'linux'"):
         parse_os_release('NAME="Linux"\n')
+
+
+# /lib/apk/db/installed (real databases from syft's test data, see the fixtures' README)
+
+
+def test_apk_installed_reads_name_version_arch_and_origin() -> None:
+    packages = by_name(parse_apk_installed(fixture("alpine-3.16-apk-installed")))
+    assert len(packages) == 14
+    # subpackages name their origin (the aport), whose version they share
+    assert packages["libssl1.1"] == Installed("libssl1.1", "1.1.1q-r0", "x86_64", "openssl")
+    assert packages["libcrypto1.1"].source_name == "openssl"
+    assert packages["ssl_client"].source_name == "busybox"
+    assert packages["ssl_client"].source_ver == "1.35.0-r17"
+    # a package that is its own origin keeps no separate source
+    assert packages["musl"] == Installed("musl", "1.2.3-r0", "x86_64")
+
+
+def test_apk_installed_of_alpine_3_19_with_a_git_snapshot_version() -> None:
+    packages = by_name(parse_apk_installed(fixture("alpine-3.19-apk-installed")))
+    assert sorted(packages) == ["bash", "busybox-binsh", "musl", "readline"]
+    assert packages["musl"].version == "1.2.4_git20230717-r4"
+    assert packages["busybox-binsh"].source_name == "busybox"
+
+
+def test_apk_installed_without_a_trailing_blank_line_keeps_the_last_block() -> None:
+    text = fixture("alpine-3.16-apk-installed").rstrip("\n")
+    assert len(parse_apk_installed(text)) == 14
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # syft's "corrupt" database starts with this line
+        ("This is a corrupt db\n\nP:musl\nV:1.2.3-r0\n", "line 1: not an apk database"),
+        ("P:musl\nA:x86_64\n", r"block at line 1 \(P:musl\): no V:"),
+        ("P:musl\nV:1.2.3-r0\n\nV:1.0-r0\nA:x86_64\n", "block at line 4: no P:"),
+        ("P:musl\nV:1.2.3-r0\nV:1.2.4-r0\n", "line 3: a second V: line"),
+    ],
+)
+def test_apk_installed_garbled_is_refused_naming_the_line(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_apk_installed(text)
+
+
+def test_apk_installed_truncated_mid_block_is_refused() -> None:
+    text = fixture("alpine-3.16-apk-installed")
+    cut = text[: text.index("V:1.1.1q-r0")]  # the libcrypto1.1 block has only its P: line
+    with pytest.raises(ValueError, match=r"\(P:libcrypto1.1\): no V:"):
+        parse_apk_installed(cut)

@@ -1,4 +1,4 @@
-"""What a host has installed, from captured text: dpkg, rpm, ``/etc/os-release``. Pure.
+"""What a host has installed, from captured text: dpkg, rpm, apk, ``/etc/os-release``. Pure.
 
 Each parser takes the exact text a command printed (or a file held) and returns typed facts;
 malformed input raises ``ValueError`` naming the line or stanza, never a partial inventory.
@@ -16,6 +16,7 @@ __all__ = [
     "DPKG_QUERY_FORMAT",
     "RPM_QUERY_FORMAT",
     "UnsupportedPlatform",
+    "parse_apk_installed",
     "parse_dpkg_query",
     "parse_dpkg_status",
     "parse_os_release",
@@ -34,6 +35,7 @@ RPM_QUERY_FORMAT = "%{NAME}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\t
 _INSTALLED_STATES = frozenset({"installed", "triggers-pending", "triggers-awaited"})
 _SOURCE = re.compile(r"(?P<name>[^\s()]+)(?:\s+\((?P<version>[^\s()]+)\))?")
 _FIELD = re.compile(r"(?P<name>[!-9;-~][!-9;-~]*):(?P<value>.*)")
+_APK_FIELD = re.compile(r"(?P<name>[A-Za-z]):(?P<value>.*)")
 
 
 class UnsupportedPlatform(ValueError):
@@ -226,6 +228,61 @@ def parse_rpm_query(text: str) -> list[Installed]:
                 source_version="" if source_vr == vr else source_vr,
             )
         )
+    return installed
+
+
+def parse_apk_installed(text: str) -> list[Installed]:
+    """The installed packages in a copy of apk's database, ``/lib/apk/db/installed``.
+
+    One block per package, blocks separated by blank lines, each line one letter, ``:`` and a
+    value (apk-tools' ``src/database.c``). Read are ``P`` (name), ``V`` (version), ``A``
+    (architecture) and ``o`` (origin: the aport, i.e. the source package, whose version every
+    subpackage shares: ``libssl3`` and ``libcrypto3`` from ``openssl``); the file lists
+    (``F``, ``R``, ``Z``, ...) repeat and are skipped. Every package in this file is installed
+    (apk keeps no removed entries). A line that is not ``X:value``, or a block without ``P``
+    or ``V``, raises ``ValueError`` naming it.
+    """
+    installed: list[Installed] = []
+    fields: dict[str, str] = {}
+    start = 0
+
+    def close() -> None:
+        if not fields:
+            return
+        name = fields.get("P", "")
+        where = f"block at line {start}" + (f" (P:{name})" if name else "")
+        if not name:
+            raise ValueError(f"{where}: no P: (package name) line")
+        if not fields.get("V"):
+            raise ValueError(f"{where}: no V: (version) line")
+        origin = fields.get("o", "")
+        installed.append(
+            Installed(
+                name=name,
+                version=fields["V"],
+                arch=fields.get("A", ""),
+                source="" if origin == name else origin,
+            )
+        )
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            close()
+            fields = {}
+            continue
+        found = _APK_FIELD.fullmatch(line)
+        if not found:
+            raise ValueError(f"line {number}: not an apk database 'X:value' line: {line[:80]!r}")
+        if not fields:
+            start = number
+        if found["name"] in "PVAo":
+            if found["name"] in fields:
+                raise ValueError(f"line {number}: a second {found['name']}: line in one block")
+            fields[found["name"]] = found["value"].strip()
+        else:
+            fields.setdefault("", "")  # a block of only file lines is still a block
+    close()
     return installed
 
 
