@@ -4,13 +4,22 @@ two inventories in each family's version order."""
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from upkeep.domain.advisories import Installed
 from upkeep.domain.advisories.inventory import DPKG_QUERY_FORMAT, RPM_QUERY_FORMAT
-from upkeep.domain.advisories.scan import INVENTORY_COMMAND, Changed, changes, parse_scan
+from upkeep.domain.advisories.scan import (
+    APK_DATABASE,
+    APK_KERNELS_AWK,
+    INVENTORY_COMMAND,
+    Changed,
+    changes,
+    parse_scan,
+)
 from upkeep.domain.checks.base import ParseError
 
 SCANS = Path(__file__).parent.parent / "fixtures" / "advisories" / "scans"
@@ -117,12 +126,100 @@ def test_packages_of_another_family_than_os_release_names_are_refused() -> None:
         parse_scan(text)
 
 
-def test_a_host_without_dpkg_or_rpm_is_refused_naming_the_section() -> None:
+def test_a_host_without_dpkg_rpm_or_apk_is_refused_naming_the_section() -> None:
     text = (
         "@@ os-release\nID=alpine\nVERSION_ID=3.19.1\n@@ uname-r\n6.6.14-0-lts\n"
         "@@ packages-none\n@@ reboot unknown\n@@ end\n"
     )
     with pytest.raises(ParseError, match="'packages-none': Alpine:v3.19 has neither"):
+        parse_scan(text)
+
+
+# Alpine: alpine319.txt is the apk branch's output built from a real apk database (see the
+# scans' README); the kernels section is what APK_KERNELS_AWK prints, run here with awk.
+
+_KERNEL_BLOCKS = (
+    "P:linux-lts\nV:6.6.14-r0\nA:x86_64\no:linux-lts\n\n"
+    "P:linux-lts\nV:6.6.16-r0\nA:x86_64\n\n"
+    "P:linux-firmware-none\nV:20231111-r1\nA:x86_64\no:linux-firmware\n\n"
+    "P:linux-lts-dev\nV:6.6.16-r0\nA:x86_64\no:linux-lts\n\n"
+    "P:linux-virt\nV:6.6.16-r0\nA:x86_64\no:linux-lts\n\n"
+)
+
+
+def test_the_command_reads_apk_s_database_after_dpkg_and_rpm() -> None:
+    apk = INVENTORY_COMMAND.index("elif command -v apk")
+    assert INVENTORY_COMMAND.index("command -v rpm") < apk
+    assert f"awk {shlex.quote(APK_KERNELS_AWK)} {APK_DATABASE} 2>/dev/null;" in INVENTORY_COMMAND
+    branch = INVENTORY_COMMAND[apk : INVENTORY_COMMAND.index("packages-none")]
+    assert f"echo '@@ packages-apk'; cat {APK_DATABASE}; echo \"@@ packages-rc $?\";" in branch
+
+
+def test_alpine_scan_reads_the_apk_database_with_origins() -> None:
+    scan = parse_scan(scan_text("alpine319.txt"))
+    assert scan.platform.ecosystem == "Alpine:v3.19" and scan.platform.family == "apk"
+    packages = {p.name: p for p in scan.packages}
+    assert sorted(packages) == ["bash", "busybox-binsh", "musl", "readline"]
+    assert packages["musl"].version == "1.2.4_git20230717-r4"
+    assert packages["busybox-binsh"].source_name == "busybox"
+    assert scan.running_kernel == "6.6.14-0-lts"
+    assert scan.installed_kernels == []  # a container's database: no kernel package
+    assert scan.reboot_required is None
+    assert "cannot tell" in scan.reboot_detail
+
+
+@pytest.mark.parametrize("awk", ["awk", "busybox"])
+def test_the_apk_kernels_awk_prints_kernel_packages_as_uname_r(awk: str, tmp_path: Path) -> None:
+    if shutil.which(awk) is None:
+        pytest.skip(f"no {awk} here")
+    database = tmp_path / "installed"
+    real = (SCANS.parent / "inventories" / "alpine-3.19-apk-installed").read_text()
+    database.write_text(_KERNEL_BLOCKS + real)
+    argv = ["busybox", "awk"] if awk == "busybox" else ["awk"]
+    printed = subprocess.run(
+        [*argv, APK_KERNELS_AWK, str(database)], capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.splitlines() == [
+        "linux-lts\t6.6.14-r0",
+        "linux-lts\t6.6.16-r0",
+        "linux-firmware-none\t20231111-r1",
+        "linux-lts-dev\t6.6.16-r0",
+        "linux-virt\t6.6.16-r0",
+    ]
+    text = scan_text("alpine319.txt").replace("@@ kernels apk\n", f"@@ kernels apk\n{printed}")
+    scan = parse_scan(text)
+    assert scan.installed_kernels == ["6.6.14-0-lts", "6.6.16-0-lts", "6.6.16-0-virt"]
+    assert scan.reboot_required is None  # the running 6.6.14-0-lts is still installed
+
+
+def test_alpine_running_kernel_not_installed_any_more_is_said() -> None:
+    kernels = "linux-lts\t6.6.16-r0\nlinux-firmware-none\t20231111-r1\n"
+    text = scan_text("alpine319.txt").replace("@@ kernels apk\n", f"@@ kernels apk\n{kernels}")
+    scan = parse_scan(text)
+    assert scan.installed_kernels == ["6.6.16-0-lts"]
+    assert scan.reboot_required is None
+    assert "the running kernel 6.6.14-0-lts is not among the installed ones (6.6.16-0-lts)" in (
+        scan.reboot_detail
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("@@ packages-rc 0", "@@ packages-rc 1"), "'packages-apk': the listing exited 1"),
+        (("\nP:musl\n", "\nmusl\n"), "'packages-apk': line .*not an apk database"),
+        (("ID=alpine", "ID=debian"), "Debian:3 uses dpkg packages.*answered with apk"),
+        (
+            ("@@ kernels apk\n", "@@ kernels apk\nlinux-lts\t6.6.14\n"),
+            "'kernels' line 1: linux-lts version '6.6.14'",
+        ),
+    ],
+)
+def test_garbled_alpine_scans_are_refused_naming_the_section(
+    change: tuple[str, str], message: str
+) -> None:
+    text = scan_text("alpine319.txt").replace(*change, 1)
+    with pytest.raises(ParseError, match=message):
         parse_scan(text)
 
 

@@ -20,6 +20,7 @@ from upkeep.domain.advisories import Family, Installed, Platform
 from upkeep.domain.advisories.inventory import (
     DPKG_QUERY_FORMAT,
     RPM_QUERY_FORMAT,
+    parse_apk_installed,
     parse_dpkg_query,
     parse_os_release,
     parse_rpm_query,
@@ -29,6 +30,8 @@ from upkeep.domain.checks._common import sections
 from upkeep.domain.checks.base import ParseError
 
 __all__ = [
+    "APK_DATABASE",
+    "APK_KERNELS_AWK",
     "DPKG_KERNELS_FORMAT",
     "INVENTORY_COMMAND",
     "RPM_KERNELS_FORMAT",
@@ -42,6 +45,20 @@ __all__ = [
 DPKG_KERNELS_FORMAT = "${Package}\\t${Version}\\t${db:Status-Status}\\n"
 RPM_KERNELS_FORMAT = "%{NAME}\\t%{VERSION}-%{RELEASE}.%{ARCH}\\n"
 """``uname -r`` of an RPM kernel is its ``VERSION-RELEASE.ARCH``."""
+APK_DATABASE = "/lib/apk/db/installed"
+APK_KERNELS_AWK = (
+    "/^P:linux-/ { name = substr($0, 3) } "
+    '/^V:/ { if (name != "") print name "\t" substr($0, 3); name = "" } '
+    '/^$/ { name = "" }'
+)
+"""awk over :data:`APK_DATABASE`: ``name<TAB>version`` of each installed ``linux-*`` package;
+:func:`_apk_kernels` keeps the kernel flavours (``linux-lts``, ``linux-virt``, ...)."""
+# Alpine's kernel packages are linux-<flavour>; uname -r of linux-lts 6.6.14-r0 is
+# 6.6.14-0-lts (aports main/linux-lts: the release is pkgver-pkgrel-flavour).
+_APK_KERNEL_FLAVOURS = frozenset(
+    {"lts", "virt", "edge", "stable", "rpi", "rpi2", "rpi4", "vanilla", "hardened", "virthardened"}
+)
+_APK_KERNEL_VERSION = re.compile(r"(?P<version>\d[0-9A-Za-z._]*)-r(?P<revision>\d+)")
 
 _NOTIFY_REBOOT = "/usr/share/update-notifier/notify-reboot-required"
 
@@ -51,6 +68,8 @@ _NOTIFY_REBOOT = "/usr/share/update-notifier/notify-reboot-required"
 # needed, 0 when not. Without it, a missing /var/run/reboot-required means "no reboot" only
 # where update-notifier's hook writes the file for every package that needs one (Ubuntu);
 # Debian writes it at most for kernels (unattended-upgrades), so there it proves nothing.
+# Alpine has neither: its hosts answer "unknown", with the running kernel compared with the
+# installed ones. apk's database is read as it is (no apk command: apk info has no format).
 INVENTORY_COMMAND = (
     "echo '@@ os-release'; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; "
     "echo '@@ uname-r'; uname -r; "
@@ -65,6 +84,12 @@ INVENTORY_COMMAND = (
     f"rpm -q --qf {shlex.quote(RPM_KERNELS_FORMAT)} kernel kernel-core 2>/dev/null; "
     "echo '@@ packages-rpm'; "
     f"rpm -qa --qf {shlex.quote(RPM_QUERY_FORMAT)}; "
+    'echo "@@ packages-rc $?"; '
+    "elif command -v apk >/dev/null 2>&1; then "
+    "echo '@@ kernels apk'; "
+    f"awk {shlex.quote(APK_KERNELS_AWK)} {APK_DATABASE} 2>/dev/null; "
+    "echo '@@ packages-apk'; "
+    f"cat {APK_DATABASE}; "
     'echo "@@ packages-rc $?"; '
     "else echo '@@ packages-none'; fi; "
     "if [ -e /var/run/reboot-required ]; then "
@@ -92,7 +117,7 @@ class Scan:
     running_kernel: str
     installed_kernels: list[str]
     """Kernel releases as ``uname -r`` prints them (``6.1.0-18-amd64``,
-    ``5.14.0-427.13.1.el9_4.x86_64``), in the package manager's order."""
+    ``5.14.0-427.13.1.el9_4.x86_64``, ``6.6.14-0-lts``), in the package manager's order."""
     reboot_required: bool | None
     """None: the host has no way to tell (no marker file writer, no needs-restarting)."""
     reboot_detail: str = ""
@@ -194,6 +219,27 @@ def _rpm_kernels(lines: list[str]) -> list[str]:
     return kernels
 
 
+def _apk_kernels(lines: list[str]) -> list[str]:
+    kernels = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        columns = line.split("\t")
+        if len(columns) != 2:
+            raise ParseError(f"section 'kernels' line {number}: not name, version")
+        name, version = (c.strip() for c in columns)
+        flavour = name.removeprefix("linux-")
+        if flavour not in _APK_KERNEL_FLAVOURS:
+            continue  # linux-firmware-*, linux-headers, linux-lts-dev, linux-pam, ...
+        found = _APK_KERNEL_VERSION.fullmatch(version)
+        if not found:
+            raise ParseError(f"section 'kernels' line {number}: {name} version {version!r}")
+        release = f"{found['version']}-{found['revision']}-{flavour}"
+        if release not in kernels:
+            kernels.append(release)
+    return kernels
+
+
 def _reboot(parts: _Parts, running: str, kernels: list[str]) -> tuple[bool | None, str]:
     args, body = _one(parts, "reboot")
     text = "\n".join(line for line in body if line.strip())
@@ -225,6 +271,15 @@ def _reboot(parts: _Parts, running: str, kernels: list[str]) -> tuple[bool | Non
     raise ParseError(f"section 'reboot': unknown marker {kind!r}")
 
 
+_FAMILY_OF_SECTION: dict[str, Family] = {
+    "packages-dpkg": "dpkg",
+    "packages-rpm": "rpm",
+    "packages-apk": "apk",
+}
+_PARSERS = {"dpkg": parse_dpkg_query, "rpm": parse_rpm_query, "apk": parse_apk_installed}
+_KERNELS = {"dpkg": _dpkg_kernels, "rpm": _rpm_kernels, "apk": _apk_kernels}
+
+
 def parse_scan(stdout: str) -> Scan:
     """Read what :data:`INVENTORY_COMMAND` printed.
 
@@ -247,13 +302,12 @@ def parse_scan(stdout: str) -> Scan:
         raise ParseError(f"section 'uname-r': expected one kernel release, got {len(running)}")
     if "packages-none" in parts:
         raise ParseError(
-            f"section 'packages-none': {platform.ecosystem} has neither dpkg-query nor rpm "
-            "(apk inventories are not read yet)"
+            f"section 'packages-none': {platform.ecosystem} has neither dpkg-query, rpm nor apk"
         )
-    listed = [name for name in ("packages-dpkg", "packages-rpm") if name in parts]
+    listed = [name for name in ("packages-dpkg", "packages-rpm", "packages-apk") if name in parts]
     if len(listed) != 1:
-        raise ParseError("expected one 'packages-dpkg' or 'packages-rpm' section")
-    family: Family = "dpkg" if listed[0] == "packages-dpkg" else "rpm"
+        raise ParseError("expected one 'packages-dpkg', 'packages-rpm' or 'packages-apk' section")
+    family: Family = _FAMILY_OF_SECTION[listed[0]]
     rc_args = _one(parts, "packages-rc")[0]
     if rc_args != ["0"]:
         raise ParseError(f"section {listed[0]!r}: the listing exited {' '.join(rc_args) or '?'}")
@@ -264,7 +318,7 @@ def parse_scan(stdout: str) -> Scan:
         )
     listing = "\n".join(_one(parts, listed[0])[1])
     try:
-        packages = parse_dpkg_query(listing) if family == "dpkg" else parse_rpm_query(listing)
+        packages = _PARSERS[family](listing)
     except ValueError as exc:
         raise ParseError(f"section {listed[0]!r}: {exc}") from exc
     if not packages:
@@ -272,7 +326,7 @@ def parse_scan(stdout: str) -> Scan:
     kernel_args, kernel_body = _one(parts, "kernels")
     if kernel_args != [family]:
         raise ParseError(f"section 'kernels': expected {family}, got {kernel_args}")
-    kernels = _dpkg_kernels(kernel_body) if family == "dpkg" else _rpm_kernels(kernel_body)
+    kernels = _KERNELS[family](kernel_body)
     required, detail = _reboot(parts, running[0], kernels)
     return Scan(
         platform=platform,
