@@ -367,3 +367,84 @@ def test_match_as_json_keys() -> None:
         ),
     }
     json.dumps(found.as_json())  # serialisable as it is
+
+
+# Alpine: records name the origin (aport); the record below is written in the format of
+# Alpine's OSV records on osv.dev (ecosystem Alpine:vX.Y, one ECOSYSTEM range from 0, the CVE
+# in upstream), not copied from one.
+
+ALPINE_319 = Platform("Alpine:v3.19", "apk")
+ALPINE_OPENSSL: dict[str, Any] = {
+    "id": "ALPINE-CVE-2024-0727",
+    "modified": "2024-03-01T00:00:00Z",
+    "upstream": ["CVE-2024-0727"],
+    "affected": [
+        {
+            "package": {"ecosystem": "Alpine:v3.19", "name": "openssl"},
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.1.4-r5"}]}
+            ],
+        },
+        {
+            "package": {"ecosystem": "Alpine:v3.18", "name": "openssl"},
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.1.4-r5"}]}
+            ],
+        },
+    ],
+}
+
+
+def alpine_openssl(name: str, version: str) -> Installed:
+    return Installed(name, version, "x86_64", source="openssl")
+
+
+def test_alpine_subpackages_match_by_their_origin_at_their_own_version() -> None:
+    installed = [
+        alpine_openssl("libssl3", "3.1.4-r4"),
+        alpine_openssl("libcrypto3", "3.1.4-r4"),
+        Installed("musl", "1.2.4_git20230717-r4", "x86_64"),
+    ]
+    found = match(installed, ALPINE_319, [parse_record(ALPINE_OPENSSL)])
+    assert [(m.package, m.compared_name, m.compared_version) for m in found] == [
+        ("libcrypto3", "openssl", "3.1.4-r4"),
+        ("libssl3", "openssl", "3.1.4-r4"),
+    ]
+    assert found[0].fixed_version == "3.1.4-r5"
+    assert found[0].how == (
+        "Alpine origin openssl 3.1.4-r4 < fixed 3.1.4-r5 (installed as subpackage libcrypto3 "
+        "3.1.4-r4)"
+    )
+
+
+def test_alpine_fixed_and_later_versions_do_not_match() -> None:
+    for version in ("3.1.4-r5", "3.1.4-r6", "3.1.10-r0"):
+        assert (
+            match([alpine_openssl("libssl3", version)], ALPINE_319, [parse_record(ALPINE_OPENSSL)])
+            == []
+        )
+
+
+def test_alpine_package_that_is_its_own_origin_matches_by_name() -> None:
+    found = match(
+        [Installed("openssl", "3.1.4-r3", "x86_64")], ALPINE_319, [parse_record(ALPINE_OPENSSL)]
+    )
+    assert [(m.package, m.how) for m in found] == [
+        ("openssl", "Alpine origin openssl 3.1.4-r3 < fixed 3.1.4-r5")
+    ]
+
+
+def test_alpine_record_of_another_release_never_matches() -> None:
+    record_3_18_only = dict(ALPINE_OPENSSL, affected=ALPINE_OPENSSL["affected"][1:])
+    installed = [alpine_openssl("libssl3", "3.1.4-r4")]
+    assert match(installed, ALPINE_319, [parse_record(record_3_18_only)]) == []
+    assert match(installed, Platform("Alpine:v3.20", "apk"), [parse_record(ALPINE_OPENSSL)]) == []
+
+
+def test_alpine_binary_name_alone_never_matches() -> None:
+    # libssl3 named as if it were the origin: only the origin is looked up
+    record_by_binary = json.loads(json.dumps(ALPINE_OPENSSL).replace('"openssl"', '"libssl3"'))
+    assert (
+        match([alpine_openssl("libssl3", "3.1.4-r4")], ALPINE_319, [parse_record(record_by_binary)])
+        == []
+    )

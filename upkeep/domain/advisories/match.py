@@ -16,6 +16,10 @@ The rules, per affected entry of a record:
   record leaves it out but the installed package has one, the fixed version is read with the
   installed epoch. RPM would otherwise rank any ``1:`` version above every fix without epoch
   and hide a vulnerable package; errata name the build that fixes, not a new epoch.
+* Alpine entries (``Alpine:v3.19``) name the **origin** package, the aport every subpackage
+  is built from at one version (``libssl3`` and ``libcrypto3`` from ``openssl``): looked up
+  by the installed package's origin (its own name when it is its own origin) and compared at
+  the installed version in apk's order.
 * An entry with no fixed version (only ``introduced``, or neither ranges nor versions)
   matches every version it covers; the match says no fix is published.
 """
@@ -94,6 +98,12 @@ def _entry_matches(
                     yield _match(
                         advisory, entry, package, "binary", binary, package.version, verdict
                     )
+    elif family == "apk":
+        for package in by_source.get(entry.name, ()):
+            version = package.version  # subpackages share their origin's version
+            verdict = _verdict(family, version, entry.introduced, entry.fixed, entry.versions)
+            if verdict is not None:
+                yield _match(advisory, entry, package, "origin", entry.name, version, verdict)
     elif family == "dpkg":
         for package in by_source.get(entry.name, ()):
             version = package.source_ver
@@ -212,8 +222,11 @@ def _explain(
     else:
         said += f" < fixed {verdict.fixed}"
     notes: list[str] = []
-    if kind == "source" and package.name != name:
-        notes.append(f"installed as binary {package.name} {package.version}")
+    if kind in ("source", "origin") and package.name != name:
+        notes.append(
+            f"installed as {'binary' if kind == 'source' else 'subpackage'} "
+            f"{package.name} {package.version}"
+        )
     elif kind == "source" and package.version != version:
         notes.append(f"binary version {package.version}")
     elif kind == "binary":
