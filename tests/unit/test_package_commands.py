@@ -74,16 +74,76 @@ def test_rpm_install_and_downgrade_name_each_package_with_its_epoch_version_rele
     )
 
 
+# -- apk (Alpine): outputs written from apk-tools' source, not captured (packages/README.md) --
+
+
+def test_apk_candidates_command_is_apk_policy() -> None:
+    assert candidates_command("apk", ["musl", "libssl3"]) == "apk policy -- musl libssl3"
+
+
+def test_apk_candidates_are_the_highest_installed_or_untagged_repository_version() -> None:
+    found = parse_candidates(
+        "apk", fixture("apk-policy.txt"), ["musl", "libssl3", "no-such-package"]
+    )
+    assert found == {
+        # 1.2.5-r0 is offered only by the @edge-tagged repository: not a candidate
+        "musl": "1.2.4_git20230717-r5",
+        # installed, offered by no repository any more: the installed version
+        "libssl3": "3.1.4-r5",
+        # apk policy prints nothing for a name it does not know
+        "no-such-package": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("  1.2.4-r0:\n    lib/apk/db/installed\n", "line 1: not apk policy output"),
+        ("musl policy:\n  1.2.4-r0:\n  garbage\n", "line 3: not apk policy output"),
+        ("musl policy:\n  1.2.4_foo-r0:\n", "line 2: musl: .*malformed apk version"),
+    ],
+)
+def test_apk_policy_garbled_is_refused_naming_the_line(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_candidates("apk", text, ["musl"])
+
+
+def test_apk_install_pins_each_version_as_root_and_downgrades_the_same_way() -> None:
+    items = [("musl", "1.2.4_git20230717-r5"), ("libssl3", "3.1.4-r5")]
+    expected = f"{AS_ROOT}apk add --no-interactive -- musl=1.2.4_git20230717-r5 libssl3=3.1.4-r5"
+    assert install_command("apk", items) == expected
+    assert install_command("apk", items, downgrade=True) == expected
+
+
+@pytest.mark.parametrize(
+    "item", [("musl", "1.2.4-r0;reboot"), ("musl", "v1.2"), ("-musl", "1.2.4-r0"), ("a b", "1")]
+)
+def test_apk_install_refuses_what_is_not_a_name_or_version(item: tuple[str, str]) -> None:
+    with pytest.raises(ValueError):
+        install_command("apk", [item])
+
+
+def test_apk_install_failure_reads_apk_s_error_and_the_lines_under_it() -> None:
+    stderr = fixture("apk-add-missing-version.stderr")
+    assert install_failure("", stderr, 1) == (
+        "unable to select packages: musl-1.2.4_git20230717-r99: "
+        "breaks: world[musl=1.2.4_git20230717-r99]"
+    )
+    assert install_failure("", "ERROR: musl-1.2.4-r5: temporary error (try again later)\n", 1) == (
+        "musl-1.2.4-r5: temporary error (try again later)"
+    )
+
+
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: candidates_command("apk", ["musl"]),
-        lambda: install_command("apk", [("musl", "1.2.4-r2")]),
-        lambda: parse_candidates("apk", "", ["musl"]),
+        lambda: candidates_command("pacman", ["musl"]),  # type: ignore[arg-type]
+        lambda: install_command("pacman", [("musl", "1.2.4-r2")]),  # type: ignore[arg-type]
+        lambda: parse_candidates("pacman", "", ["musl"]),  # type: ignore[arg-type]
     ],
 )
-def test_apk_is_not_supported(call) -> None:
-    with pytest.raises(UnsupportedFamily, match="Alpine"):
+def test_an_unknown_family_is_not_supported(call) -> None:
+    with pytest.raises(UnsupportedFamily, match="pacman"):
         call()
 
 

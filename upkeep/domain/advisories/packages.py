@@ -11,7 +11,9 @@ the tasks' business; nothing here does I/O.
   separate decision).
 * rpm (RHEL family): ``dnf repoquery`` for the candidates, ``dnf install``/``dnf downgrade``
   of ``name-[epoch:]version-release``.
-* apk (Alpine): :class:`~upkeep.domain.advisories.versions.UnsupportedFamily`.
+* apk (Alpine): ``apk policy`` for the candidates, ``apk add name=version`` to install; the
+  indexes are used as they are (no ``apk update``). Written from apk-tools' source
+  (``src/app_policy.c``, ``src/commit.c``, v2.14.9); no Alpine host was at hand to capture.
 
 Installs run as root: directly when the SSH user is root, else through ``sudo -n``, which
 fails at once when no password-less rule allows it instead of waiting for a password.
@@ -43,6 +45,8 @@ _END = "@@ end"
 """The last line the rpm candidates command prints, followed by dnf's exit code."""
 
 _DPKG_NAME = re.compile(r"[a-z0-9][a-z0-9+._-]*")
+# apk-tools' package name characters (src/ctype.c PKGNAME), first one alphanumeric
+_APK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")
 _RPM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9+._-]*")
 _VERSION = re.compile(r"[A-Za-z0-9.+~:_-]+")
 
@@ -56,9 +60,14 @@ _APT_INSTALL = (
     "-o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef"
 )
 _DNF = "env LC_ALL=C dnf -y"
+_APK_ADD = "apk add --no-interactive"
 
 _APT_ERROR = re.compile(r"^E: (?P<text>.+)$")
 _DNF_ERROR = re.compile(r"^Error: ?(?P<text>.*)$")
+_APK_ERROR = re.compile(r"^ERROR: (?P<text>.+)$")
+_APK_POLICY_HEADER = re.compile(r"^(?P<name>\S+) policy:$")
+_APK_POLICY_VERSION = re.compile(r"^  (?P<version>\S+):$")
+_APK_INSTALLED = "lib/apk/db/installed"
 _POLICY_HEADER = re.compile(r"^(?P<name>[^\s:]+(?::[^\s:]+)?):$")
 _POLICY_NOTICE = re.compile(r"^[NW]: ")
 _UNABLE_TO_LOCATE = re.compile(r"^N: Unable to locate package (?P<name>\S+)$")
@@ -66,18 +75,16 @@ _SHORT = 300
 
 
 def _unsupported(family: str) -> UnsupportedFamily:
-    if family == "apk":
-        return UnsupportedFamily("Alpine (apk) package installs are not supported yet")
     return UnsupportedFamily(f"no package manager commands for package family {family!r}")
 
 
 def _check_family(family: str) -> None:
-    if family not in ("dpkg", "rpm"):
+    if family not in ("dpkg", "rpm", "apk"):
         raise _unsupported(family)
 
 
 def _check_name(family: Family, name: str) -> None:
-    pattern = _DPKG_NAME if family == "dpkg" else _RPM_NAME
+    pattern = {"dpkg": _DPKG_NAME, "rpm": _RPM_NAME, "apk": _APK_NAME}[family]
     if not isinstance(name, str) or not pattern.fullmatch(name):
         raise ValueError(f"not a valid {family} package name: {name!r}")
 
@@ -104,13 +111,16 @@ def candidates_command(family: Family, names: list[str]) -> str:
     caller must check its exit status, an apt that cannot read its lists exits non-zero).
     rpm: ``dnf -q repoquery --latest-limit=1`` in :data:`DNF_QUERY_FORMAT`, then ``@@ end``
     and dnf's exit status, which is also the command's (dnf may refresh its metadata first,
-    as every dnf command does). apk: :class:`UnsupportedFamily`. A name that is not a valid
-    package name of ``family`` is refused with ``ValueError``.
+    as every dnf command does). apk: ``apk policy -- names`` (read-only, from the indexes
+    cached by the last ``apk update``). A name that is not a valid package name of
+    ``family`` is refused with ``ValueError``.
     """
     _check_family(family)
     quoted = _names(family, names)
     if family == "dpkg":
         return f"LC_ALL=C apt-cache policy -- {quoted}"
+    if family == "apk":
+        return f"apk policy -- {quoted}"
     return (
         f"LC_ALL=C dnf -q repoquery --latest-limit=1 --qf {shlex.quote(DNF_QUERY_FORMAT)} "
         f'-- {quoted}; upkeep_rc=$?; echo "{_END} $upkeep_rc"; exit $upkeep_rc'
@@ -125,15 +135,60 @@ def parse_candidates(family: Family, stdout: str, names: list[str]) -> dict[str,
     its installed copy, or only as a virtual package) and a name apt does not know at all
     (missing from the output, or ``N: Unable to locate package``) give None. rpm:
     ``[epoch:]version-release`` (no epoch when it is 0), the highest over the architectures
-    listed; source packages are not candidates; a name not listed gives None. Output that is
+    listed; source packages are not candidates; a name not listed gives None. apk: the
+    highest version ``apk policy`` lists as installed (``lib/apk/db/installed``) or offered by
+    an untagged repository (one tagged ``@testing`` is used only when pinned, which the
+    install command does not do); a name apk does not know prints nothing and gives None.
+    Output that is
     not what :func:`candidates_command` prints (a ``Candidate:`` line before any package,
     a package without one, a row with the wrong number of fields, no ``@@ end`` after dnf, a
     failed dnf) raises ``ValueError``.
     """
     _check_family(family)
     _names(family, names)
-    found = _apt_policy(stdout) if family == "dpkg" else _dnf_repoquery(stdout)
+    if family == "dpkg":
+        found = _apt_policy(stdout)
+    elif family == "apk":
+        found = _apk_policy(stdout)
+    else:
+        found = _dnf_repoquery(stdout)
     return {name: found.get(name) for name in names}
+
+
+def _apk_policy(stdout: str) -> dict[str, str | None]:
+    """``apk policy`` (src/app_policy.c): ``NAME policy:``, then per version ``  VERSION:``
+    and, indented by four, ``lib/apk/db/installed`` when installed and one line per
+    repository offering it, ``[@tag ]URL``."""
+    found: dict[str, str | None] = {}
+    name: str | None = None
+    version: str | None = None
+    for number, raw in enumerate(stdout.splitlines(), start=1):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        header = _APK_POLICY_HEADER.match(line)
+        if header:
+            name, version = header["name"], None
+            found.setdefault(name, None)
+            continue
+        listed = _APK_POLICY_VERSION.match(line)
+        if listed and name is not None:
+            version = listed["version"]
+            try:
+                _check_version("apk", version)
+            except ValueError as exc:
+                raise ValueError(f"line {number}: {name}: {exc}") from None
+            continue
+        if line.startswith("    ") and version is not None and name is not None:
+            where = line.strip()
+            if where.startswith("@"):
+                continue  # a tagged repository: used only when pinned
+            best = found[name]
+            if best is None or compare("apk", version, best) > 0:
+                found[name] = version
+            continue
+        raise ValueError(f"line {number}: not apk policy output: {line[:80]!r}")
+    return found
 
 
 def _apt_policy(stdout: str) -> dict[str, str | None]:
@@ -224,8 +279,10 @@ def install_command(
     waiting for the dpkg lock, and ``--allow-downgrades`` when ``downgrade``; the package
     lists are used as they are (no ``apt-get update``). rpm: ``dnf -y install``
     (``dnf -y downgrade`` when ``downgrade``) of ``name-[epoch:]version-release``. Both run
-    with ``LC_ALL=C``. apk: :class:`UnsupportedFamily`. No items, or a name or version that
-    does not fit ``family``'s grammar: ``ValueError`` naming it.
+    with ``LC_ALL=C``. apk: ``apk add --no-interactive -- name=version ...`` (apk prints only
+    English; ``=`` pins the exact version, so a downgrade needs no other option, and the
+    constraint is recorded in ``/etc/apk/world`` as apk does for every ``add``). No items, or
+    a name or version that does not fit ``family``'s grammar: ``ValueError`` naming it.
     """
     _check_family(family)
     if not items:
@@ -237,8 +294,10 @@ def install_command(
         name, version = item
         _check_name(family, name)
         _check_version(family, version)
-        specs.append(f"{name}={version}" if family == "dpkg" else f"{name}-{version}")
+        specs.append(f"{name}-{version}" if family == "rpm" else f"{name}={version}")
     quoted = " ".join(shlex.quote(spec) for spec in specs)
+    if family == "apk":
+        return f"{_AS_ROOT}{_APK_ADD} -- {quoted}"
     if family == "dpkg":
         allow = " --allow-downgrades" if downgrade else ""
         return f"{_AS_ROOT}{_APT_INSTALL}{allow} -- {quoted}"
@@ -248,8 +307,9 @@ def install_command(
 
 def install_failure(stdout: str, stderr: str, exit_status: int) -> str:
     """One short line saying why an install failed: apt's ``E:`` lines (or dnf's ``Error:``
-    lines, with the line after a bare ``Error:``), joined with ``; ``; else the last non-empty
-    line of stderr; else ``exited N``."""
+    lines, with the line after a bare ``Error:``; or apk's ``ERROR:`` lines, with the two
+    indented lines after one ending in ``:``, e.g. ``unable to select packages:``), joined
+    with ``; ``; else the last non-empty line of stderr; else ``exited N``."""
     text = f"{stderr}\n{stdout}"
     lines = [line.rstrip() for line in text.splitlines()]
     reasons: list[str] = []
@@ -257,6 +317,18 @@ def install_failure(stdout: str, stderr: str, exit_status: int) -> str:
         apt = _APT_ERROR.match(line)
         if apt:
             reasons.append(apt["text"].strip())
+            continue
+        apk = _APK_ERROR.match(line)
+        if apk:
+            said = apk["text"].strip()
+            if said.endswith(":"):
+                following: list[str] = []
+                for later in lines[n + 1 :]:
+                    if not later.startswith(" ") or len(following) == 2:
+                        break
+                    following.append(later.strip())
+                said = " ".join([said, *following])
+            reasons.append(said)
             continue
         dnf = _DNF_ERROR.match(line)
         if dnf:
