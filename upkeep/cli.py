@@ -45,6 +45,7 @@ from upkeep.deployments import (
 from upkeep.deployments.health import expected_runs, watch_scheduled_runs
 from upkeep.domain.advisories import Match, Platform
 from upkeep.domain.advisories.inventory import (
+    parse_apk_installed,
     parse_dpkg_query,
     parse_dpkg_status,
     parse_os_release,
@@ -789,6 +790,9 @@ def advisories_match(
     rpm_query: Annotated[
         Path | None, typer.Option(help="The host's rpm -qa output (format in the README)")
     ] = None,
+    apk_installed: Annotated[
+        Path | None, typer.Option(help="A copy of the host's /lib/apk/db/installed (Alpine)")
+    ] = None,
     advisories: Annotated[
         list[Path] | None,
         typer.Option(
@@ -801,12 +805,22 @@ def advisories_match(
 ) -> None:
     """Match an inventory captured elsewhere against advisory records, offline: the files
     given with --advisories, or else the store's records for the host's ecosystem."""
-    given = ((dpkg_status, "dpkg"), (dpkg_query, "query"), (rpm_query, "rpm"))
+    given = (
+        (dpkg_status, "dpkg"),
+        (dpkg_query, "query"),
+        (rpm_query, "rpm"),
+        (apk_installed, "apk"),
+    )
     inventories = [(p, k) for p, k in given if p is not None]
     if len(inventories) != 1:
-        fail("give exactly one of --dpkg-status, --dpkg-query or --rpm-query", 2)
+        fail("give exactly one of --dpkg-status, --dpkg-query, --rpm-query or --apk-installed", 2)
     ((path, kind),) = inventories
-    parse = {"dpkg": parse_dpkg_status, "query": parse_dpkg_query, "rpm": parse_rpm_query}[kind]
+    parse = {
+        "dpkg": parse_dpkg_status,
+        "query": parse_dpkg_query,
+        "rpm": parse_rpm_query,
+        "apk": parse_apk_installed,
+    }[kind]
     try:
         platform = parse_os_release(_read_input(os_release, "--os-release"))
     except ValueError as exc:
@@ -815,11 +829,11 @@ def advisories_match(
         installed = parse(_read_input(path, "inventory"))
     except ValueError as exc:
         fail(f"{path}: {exc}")
-    expected = {"dpkg": "dpkg", "query": "dpkg", "rpm": "rpm"}[kind]
+    expected = {"dpkg": "dpkg", "query": "dpkg", "rpm": "rpm", "apk": "apk"}[kind]
     if platform.family != expected:
         fail(
             f"{os_release} says {platform.ecosystem} ({platform.family} packages), but the "
-            f"inventory is a {expected} one"
+            f"inventory is {'an' if expected == 'apk' else 'a'} {expected} one"
         )
     try:
         if advisories:

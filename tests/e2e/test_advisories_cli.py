@@ -165,3 +165,54 @@ def test_bad_input_is_refused_naming_the_thing(
         data_dir=data_dir,
     )
     assert two.returncode == 2 and "exactly one" in two.stderr
+
+
+def test_an_alpine_database_matches_by_origin_offline(data_dir: Path, tmp_path: Path) -> None:
+    """A real Alpine 3.19 /lib/apk/db/installed (syft's test data): busybox-binsh comes from
+    the origin busybox, which the record names; the same record for 3.18 never matches."""
+    record = {
+        "id": "ALPINE-CVE-2023-42363",
+        "modified": "2024-01-01T00:00:00Z",
+        "affected": [
+            {
+                "package": {"ecosystem": ecosystem, "name": "busybox"},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}
+                ],
+            }
+            for ecosystem, fixed in (("Alpine:v3.19", "1.36.1-r16"), ("Alpine:v3.18", "9.9-r0"))
+        ],
+    }
+    path = tmp_path / "busybox.json"
+    path.write_text(json.dumps(record))
+    inventories = Path(__file__).parents[1] / "fixtures" / "advisories" / "inventories"
+    done = upkeep(
+        "advisories",
+        "match",
+        "--apk-installed",
+        str(inventories / "alpine-3.19-apk-installed"),
+        "--os-release",
+        str(inventories / "alpine-3.19.os-release"),
+        "--advisories",
+        str(path),
+        "--json",
+        data_dir=data_dir,
+    )
+    assert done.returncode == 0, done.stderr
+    found = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(m["package"], m["compared_name"], m["fixed_version"]) for m in found] == [
+        ("busybox-binsh", "busybox", "1.36.1-r16")
+    ]
+    mixed = upkeep(
+        "advisories",
+        "match",
+        "--apk-installed",
+        str(inventories / "alpine-3.19-apk-installed"),
+        "--os-release",
+        str(inventories / "debian-12.os-release"),
+        "--advisories",
+        str(path),
+        data_dir=data_dir,
+    )
+    assert mixed.returncode == 1
+    assert "says Debian:12 (dpkg packages), but the inventory is an apk one" in mixed.stderr
