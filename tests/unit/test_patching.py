@@ -89,6 +89,8 @@ def test_epochs_count_in_the_candidate_check():
         ("libc6", "glibc", "reboot"),
         ("systemd", "systemd", "reboot"),
         ("kernel-core", "kernel", "reboot"),
+        ("linux-lts", "linux-lts", "reboot"),  # Alpine's kernels and C library
+        ("musl", "musl", "reboot"),
         ("libssl3", "openssl", "services"),
         ("openssl", "openssl", "services"),
         ("nginx-core", "nginx", "package"),
