@@ -169,7 +169,7 @@ def _end(
             run_id=run_id,
             status=RunStatus.FAILED if status == "failed" else RunStatus.COMPLETED,
         )
-    report = write_patch_report(plan_id, changes)
+    report = write_patch_report(plan_id, status, changes)
     if email and outcome:
         mail_patch_report(plan_id, report, outcome=outcome)
     return PatchOutcome(
@@ -268,7 +268,7 @@ def patch_advisory(params: PatchParams) -> PatchOutcome | State[Any]:
             mail_patch_report(plan_id, outcome.report_path)
         logger.info("no installable update needed: %s", outcome.report_path)
         return outcome
-    report = write_patch_report(plan_id, changes)
+    report = write_patch_report(plan_id, "proposed", changes)
     if params.email_report:
         mail_patch_report(
             plan_id,
@@ -341,7 +341,7 @@ def patch_fix(params: PatchFixParams) -> PatchOutcome | State[Any]:
         finish_plan(trial_id, "tested")
     plan = plan.model_copy(update={"tests": tests})
     plan_id = record_plan(plan, run_id)
-    report = write_patch_report(plan_id, changes)
+    report = write_patch_report(plan_id, "proposed", changes)
     if params.email_report:
         mail_patch_report(
             plan_id,

@@ -68,8 +68,15 @@ def _title(plan: PatchPlan) -> str:
 
 
 @task(name="write-patch-report")
-def write_patch_report(plan_id: int, changes: dict[str, list[str]] | None = None) -> str:
-    """Render the plan (and whatever was done with it) to a file and an artifact."""
+def write_patch_report(
+    plan_id: int, status: str, changes: dict[str, list[str]] | None = None
+) -> str:
+    """Render the plan (and whatever was done with it) to a file and an artifact.
+
+    ``status`` is the plan's status on record when the report is written ("proposed",
+    "applied", ...): it is part of the task's cache key, so a run replayed after a resume
+    reuses the report it already wrote, while the report at the end is written anew instead
+    of coming back as the cached proposal."""
     settings = get_settings()
     with open_session() as db:
         row = db.get(PlanRow, plan_id)

@@ -18,14 +18,17 @@ argument does not shadow the import), or list ``tests.apt_repo`` in ``pytest_plu
     def test_something(local_apt_repo: LocalAptRepo) -> None:
         assert local_apt_repo.installed_version() == local_apt_repo.old
 
-``canary_advisory(ecosystem)`` is an OSV record saying upkeep-canary is affected before
-1.1-1, for tests that write it to a file and load it with ``upkeep.tasks.advisories``.
+``canary`` (import ``canary_fixture`` too) is the same repository for one test, with the old
+version installed again afterwards. ``canary_advisory(ecosystem)`` is an OSV record saying
+upkeep-canary is affected before 1.1-1; ``canary_store`` (import ``canary_store_fixture``)
+syncs its Debian 12 record into the test's advisory store.
 """
 
 from __future__ import annotations
 
 import fcntl
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -86,6 +89,11 @@ class LocalAptRepo:
     def installed_version(self) -> str | None:
         """The version dpkg has installed (configured), None when it is not installed."""
         return installed_version(self.name)
+
+    def restore_old(self) -> None:
+        """Install the old version again if a test left another one."""
+        if self.installed_version() != self.old:
+            _run("apt-get", "install", "-y", "-q", "--allow-downgrades", f"{self.name}={self.old}")
 
 
 def installed_version(name: str) -> str | None:
@@ -295,3 +303,26 @@ def local_apt_repo_fixture() -> Iterator[LocalAptRepo]:
     """upkeep-canary 1.0-1 installed from a local apt repository that also has 1.1-1."""
     with apt_repo() as repo:
         yield repo
+
+
+@pytest.fixture(name="canary")
+def canary_fixture(local_apt_repo: LocalAptRepo) -> Iterator[LocalAptRepo]:
+    """The test package at its old version before and after the test, pass or fail (import
+    it with ``local_apt_repo_fixture``)."""
+    assert local_apt_repo.installed_version() == local_apt_repo.old
+    yield local_apt_repo
+    local_apt_repo.restore_old()
+
+
+@pytest.fixture(name="canary_store")
+def canary_store_fixture(engine: Any, tmp_path: Path) -> Path:
+    """The advisory store holds the canary's Debian 12 record (and nothing else); the file."""
+    from sqlmodel import Session
+
+    from upkeep.tasks.advisory_store import sync
+
+    path = tmp_path / "canary.json"
+    path.write_text(json.dumps(canary_advisory("Debian:12")))
+    with Session(engine) as s:
+        sync(s, [str(path)])
+    return path

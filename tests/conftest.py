@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.pg_fixtures",
     "tests.backup_fixtures",
     "tests.page_fixtures",
+    "tests.deployed_run",
 ]
 
 

@@ -10,22 +10,15 @@ Prefect UI's resume form makes. Codes come from a real SMTP server, hosts are re
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from tests.deployed_run import RUN_TIMEOUT, DeployedRun, retry
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, BACKUP, BOB, PAUL, events, pending
 from tests.polling import wait_until
@@ -42,109 +35,13 @@ from upkeep.models import (
 
 pytestmark = pytest.mark.flows
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT = 180.0
-
-
-class DeployedRun:
-    """One run of the inspection deployment, executed process by process like a runner."""
-
-    def __init__(self, api: str, env: dict[str, str], log: Path) -> None:
-        self.api, self.env, self.log = api.rstrip("/"), env, log
-        name = f"replay-{uuid.uuid4().hex[:8]}"
-        deployment = quarterly_health_inspection.to_deployment(
-            name=name, parameters={"params": {"contract": "ACME", "requested_by": "tester"}}
-        )
-        deployment.apply()
-        from prefect.deployments import run_deployment
-
-        self.id: UUID = run_deployment(f"inspection/{name}", timeout=0).id
-
-    def execute(self) -> Any:
-        """Run the flow run in a fresh process until it suspends or ends; its state."""
-        with self.log.open("a") as out:
-            proc = subprocess.run(
-                [sys.executable, "-m", "prefect.engine"],
-                env={**self.env, "PREFECT__FLOW_RUN_ID": str(self.id)},
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=RUN_TIMEOUT,
-                check=False,
-            )
-        assert proc.returncode == 0 or self.state().is_final(), self.log.read_text()[-4000:]
-        return self.state()
-
-    def state(self) -> Any:
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            return client.read_flow_run(self.id).state
-
-    def suspended(self) -> bool:
-        state = self.state()
-        return state is not None and state.name == "Suspended"
-
-    def resume(self, **run_input: Any) -> httpx.Response:
-        """The UI's resume form: POST /flow_runs/{id}/resume with the typed answer.
-
-        A 503 (the test server's SQLite busy under load) is sent again, as a person would."""
-
-        def post() -> httpx.Response | None:
-            response = httpx.post(
-                f"{self.api}/flow_runs/{self.id}/resume", json={"run_input": run_input}, timeout=30
-            )
-            return None if response.status_code == 503 else response
-
-        return wait_until("the resume call to get an answer", post, timeout=60)
-
-    def answer(self, **run_input: Any) -> Any:
-        """Resume through the REST endpoint (accepted), then execute the re-run; its state."""
-        response = self.resume(**run_input)
-        assert response.status_code in (200, 201), response.text
-        assert response.json()["status"] == "ACCEPT", response.text
-        return self.execute()
-
-    def plant(self, value: str) -> httpx.Response:
-        """Store ``value`` under the open form's response key without resuming the run
-        (``POST /flow_runs/{id}/input``, as anyone with API access can)."""
-        keyset = self.state().state_details.run_input_keyset
-        return httpx.post(
-            f"{self.api}/flow_runs/{self.id}/input",
-            json={"key": keyset["response"], "value": value},
-            timeout=30,
-        )
-
-    def force_state(self, state: Any) -> None:
-        """Set the run's state as the UI or a lost worker would, whatever it was."""
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(self.id, state, force=True)
-
-    def cancel_if_running(self) -> None:
-        from prefect.states import Cancelled
-
-        state = self.state()
-        if state is not None and not state.is_final():
-            self.force_state(Cancelled(message="test teardown"))
-
 
 @pytest.fixture
-def deployed(prefect_server: str, flow_env, data_dir: Path, tmp_path: Path) -> Iterator[Any]:
+def deployed(deploy) -> Any:
     """``deployed()``: a new run of the ACME inspection deployment, not yet executed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({"PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "prefect")})
-    runs: list[DeployedRun] = []
-
-    def make() -> DeployedRun:
-        run = DeployedRun(prefect_server, env, data_dir.parent / "engine.log")
-        runs.append(run)
-        return run
-
-    yield make
-    for run in runs:
-        run.cancel_if_running()
+    return lambda: deploy(
+        quarterly_health_inspection, {"params": {"contract": "ACME", "requested_by": "tester"}}
+    )
 
 
 @pytest.fixture
@@ -273,17 +170,6 @@ def test_expiry_ends_the_run_and_a_retry_ends_it_again_with_the_reason(
     assert state.is_failed() and "expired" in (state.message or ""), state
     assert gate_row(engine, gate.id).decision == "expired"
     assert len(codes_sent(smtp_server, PAUL)) == 1  # the retry mailed nobody
-
-
-def retry(run: DeployedRun) -> Any:
-    """The UI's Retry button: the run goes back to Scheduled (AwaitingRetry), then runs."""
-    response = httpx.post(
-        f"{run.api}/flow_runs/{run.id}/set_state",
-        json={"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": False},
-        timeout=30,
-    )
-    assert response.json()["status"] == "ACCEPT", response.text
-    return run.execute()
 
 
 def test_the_revision_step_expires_in_deployment_runs_too(engine, at_plan, flow_env) -> None:

@@ -4,8 +4,9 @@ idempotent by a database key).
 
 A process whose flow starts to reach a gate (``request_approval``, or Prefect's
 ``suspend_flow_run``/``pause_flow_run``) fails here until it is added to ``REPLAY_TESTED``
-together with a test in tests/flows/test_gate_replay.py that resumes it in fresh processes and
-counts its records and mails. No Prefect server needed: this reads the code only.
+together with a test (tests/flows/test_gate_replay.py, test_patch_replay.py) that resumes it
+in fresh processes and counts its records and mails. No Prefect server needed: this reads the
+code only.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 from upkeep.domain.processes import FLOWS
 
 GATE_CALLS = {"request_approval", "suspend_flow_run", "pause_flow_run"}
-REPLAY_TESTED = {"inspection"}
-"""Processes with a gate, each covered by tests/flows/test_gate_replay.py."""
+REPLAY_TESTED = {"inspection", "patch_advisory", "patch_fix"}
+"""Processes with a gate, each covered by tests/flows/test_gate_replay.py (the inspection) or
+tests/flows/test_patch_replay.py (both patch flows)."""
 
 
 def _code_objects(code: types.CodeType) -> list[types.CodeType]:

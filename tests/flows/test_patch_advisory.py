@@ -10,14 +10,20 @@ the approved one is refused; a fix that does not close its advisory is rolled ba
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from prefect import flow
 from sqlmodel import Session, col, select
 
-from tests.apt_repo import CANARY, LocalAptRepo, canary_advisory, local_apt_repo_fixture  # noqa: F401
+from tests.apt_repo import (  # noqa: F401 (fixtures)
+    CANARY,
+    LocalAptRepo,
+    canary_advisory,
+    canary_fixture,
+    canary_store_fixture,
+    local_apt_repo_fixture,
+)
 from tests.flow_fixtures import host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, Background, answer, pending
 from tests.polling import wait_until
@@ -49,36 +55,6 @@ def _debian_12() -> bool:
 
 if not _debian_12():  # the records name Debian:12, the host's ecosystem
     pytest.skip("the sshd test host must be Debian 12", allow_module_level=True)
-
-
-@pytest.fixture
-def canary_store(engine, tmp_path: Path) -> Path:
-    """The advisory store holds the canary's record (and nothing else)."""
-    path = tmp_path / "canary.json"
-    path.write_text(json.dumps(canary_advisory(ECOSYSTEM)))
-    with Session(engine) as s:
-        sync(s, [str(path)])
-    return path
-
-
-@pytest.fixture
-def canary(local_apt_repo: LocalAptRepo):
-    """The test package at its old version before and after each test, pass or fail."""
-    assert local_apt_repo.installed_version() == local_apt_repo.old
-    yield local_apt_repo
-    if local_apt_repo.installed_version() != local_apt_repo.old:
-        subprocess.run(
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--allow-downgrades",
-                f"{CANARY}={local_apt_repo.old}",
-            ],
-            check=True,
-            capture_output=True,
-        )
 
 
 @pytest.fixture
@@ -136,6 +112,10 @@ def test_an_approved_plan_is_applied_and_the_rescan_proves_the_advisory_closed(
     outcome = state.result()
     assert outcome.status == "applied"
     assert patched_host.installed_version() == patched_host.new
+    # The report at the end is the rollout's, written anew (not the cached proposal).
+    final = Path(outcome.report_path)
+    assert "-applied-" in final.name, final
+    assert "inventory-after" in final.read_text() and "closure" in final.read_text()
 
     (row,) = _plans(engine)
     assert row.status == "applied" and row.approved_hash == row.plan_hash

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from tests.apt_repo import LocalAptRepo, canary_advisory, local_apt_repo_fixture  # noqa: F401
 from tests.polling import wait_until
 from tests.production.stack import Api, ServeUpkeep
-from upkeep.models import PatchPlan, PatchStep
+from upkeep.models import OutboxMessage, PatchPlan, PatchStep
 
 pytestmark = pytest.mark.production
 
@@ -103,9 +103,23 @@ def test_a_scheduled_patch_cycle_is_approved_through_the_ui_resume_and_applied(
     ]
     assert len(reviews) == 1
     assert len(set(served.mailbox.codes_for(ALICE["email"]))) == 1
+    # The rollout's result was queued once. The outbox delivers at least once: a second copy
+    # in the mailbox is only allowed when that one message took more than one attempt (the
+    # SMTP server accepted it but the answer was lost, under load).
     done = [
         m
         for m in served.mailbox.to("it@customer.example")
         if "Patch rollout done: PATCHSRV" in str(m["Subject"])
     ]
-    assert len(done) == 1
+    engine = sa.create_engine(f"sqlite:///{served.workdir / 'data' / 'upkeep.db'}")
+    try:
+        with Session(engine) as s:
+            queued = [
+                (m.attempts, m.last_error)
+                for m in s.exec(select(OutboxMessage))
+                if "Patch rollout done: PATCHSRV" in m.subject
+            ]
+    finally:
+        engine.dispose()
+    assert len(queued) == 1, queued
+    assert len(done) == 1 or queued[0][0] >= len(done), (len(done), queued)
