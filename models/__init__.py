@@ -15,6 +15,7 @@ from upkeep.models.inspection import (
     RunClaim,
     RunStatus,
 )
+from upkeep.models.interface import InterfaceProbe
 from upkeep.models.outbox import OutboxMessage, OutboxStatus
 from upkeep.models.patch import PatchPlan, PatchStep
 
@@ -37,6 +38,7 @@ __all__ = [
     "HostCreate",
     "HostResult",
     "InspectionRun",
+    "InterfaceProbe",
     "OutboxMessage",
     "OutboxStatus",
     "PatchPlan",

@@ -64,5 +64,7 @@ class Contract(ContractBase, table=True):
     """Gate name -> overrides of approval_policy."""
     patching: dict[str, Any] = json_field()
     """How the patch cycle ends (upkeep.domain.contract.PatchPolicy): report only or apply."""
+    systems: list[dict[str, Any]] = json_field(list)
+    """The contract's systems and their smoke checks (upkeep.domain.interfaces.SystemSpec)."""
     created_at: datetime = created_field()
     updated_at: datetime = created_field()

@@ -10,8 +10,9 @@ from sqlmodel import Session, col, select
 
 from upkeep.domain.backups import BACKUP_CHECK, SEVERITY_BY_IMPORTANCE
 from upkeep.domain.checks.base import Severity
-from upkeep.models import BackupVersion, Finding, FindingStatus, InspectionRun, utcnow
+from upkeep.models import BackupVersion, Finding, InspectionRun, utcnow
 from upkeep.tasks.backups.files import ARCHIVE_SUFFIXES, MANIFEST_SUFFIX, manifest_for
+from upkeep.tasks.records import resolve_system_finding, system_finding
 
 __all__ = ["SEVERITY_BY_IMPORTANCE", "backup_finding", "prune", "record_version", "versions"]
 
@@ -86,17 +87,6 @@ def _remove_orphan_manifests(directory: Path) -> None:
             manifest.unlink(missing_ok=True)
 
 
-def _open_backup_finding(session: Session, contract_id: int, system: str) -> Finding | None:
-    return session.exec(
-        select(Finding).where(
-            Finding.contract_id == contract_id,
-            Finding.check == BACKUP_CHECK,
-            Finding.subject == system,
-            Finding.status == FindingStatus.OPEN,
-        )
-    ).first()
-
-
 def backup_finding(
     *,
     session: Session,
@@ -112,39 +102,18 @@ def backup_finding(
     ``severity`` (else as severe as the system's ``importance``)."""
     if severity is None:
         severity = SEVERITY_BY_IMPORTANCE.get(importance or "medium", Severity.MAJOR)
-    now = utcnow()
-    open_one = _open_backup_finding(session, run.contract_id, system)
-    assert run.id is not None
-    if open_one is None:
-        open_one = Finding(
-            contract_id=run.contract_id,
-            host_id=None,
-            run_id=run.id,
-            check=BACKUP_CHECK,
-            subject=system,
-            severity=severity,
-            message=message,
-            evidence=evidence,
-            recommendation=recommendation,
-            first_seen_at=now,
-            last_seen_at=now,
-            last_seen_run_id=run.id,
-        )
-    else:
-        open_one.message, open_one.evidence = message, evidence
-        open_one.last_seen_at, open_one.last_seen_run_id = now, run.id
-    session.add(open_one)
-    session.flush()
-    return open_one
+    return system_finding(
+        session=session,
+        run=run,
+        check=BACKUP_CHECK,
+        subject=system,
+        severity=severity,
+        message=message,
+        evidence=evidence,
+        recommendation=recommendation,
+    )
 
 
 def resolve_backup_finding(*, session: Session, run: InspectionRun, system: str) -> bool:
     """A good verification resolves the system's open backup finding, if any."""
-    open_one = _open_backup_finding(session, run.contract_id, system)
-    if open_one is None:
-        return False
-    open_one.status = FindingStatus.RESOLVED
-    open_one.resolved_at = utcnow()
-    open_one.resolved_by_run_id = run.id
-    session.add(open_one)
-    return True
+    return resolve_system_finding(session=session, run=run, check=BACKUP_CHECK, subject=system)

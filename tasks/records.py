@@ -219,3 +219,76 @@ def run_results(*, session: Session, run_id: int) -> list[tuple[HostResult, Host
         .where(HostResult.run_id == run_id)
     ).all()
     return sorted(rows, key=lambda rh: rh[1].name)
+
+
+def open_system_finding(
+    *, session: Session, contract_id: int, check: str, subject: str
+) -> Finding | None:
+    """The open finding of ``check`` about ``subject`` that no host carries (a system's
+    backups, an interface), if any."""
+    return session.exec(
+        select(Finding).where(
+            Finding.contract_id == contract_id,
+            col(Finding.host_id).is_(None),
+            Finding.check == check,
+            Finding.subject == subject,
+            Finding.status == FindingStatus.OPEN,
+        )
+    ).first()
+
+
+def system_finding(
+    *,
+    session: Session,
+    run: InspectionRun,
+    check: str,
+    subject: str,
+    severity: str,
+    message: str,
+    evidence: str,
+    recommendation: str,
+) -> Finding:
+    """Open the finding of ``check`` about ``subject`` (no host), or refresh the open one: one
+    finding however often a run sees the problem again."""
+    assert run.id is not None
+    now = utcnow()
+    found = open_system_finding(
+        session=session, contract_id=run.contract_id, check=check, subject=subject
+    )
+    if found is None:
+        found = Finding(
+            contract_id=run.contract_id,
+            host_id=None,
+            run_id=run.id,
+            check=check,
+            subject=subject,
+            severity=severity,
+            message=message,
+            evidence=evidence,
+            recommendation=recommendation,
+            first_seen_at=now,
+            last_seen_at=now,
+            last_seen_run_id=run.id,
+        )
+    else:
+        found.message, found.evidence = message, evidence
+        found.last_seen_at, found.last_seen_run_id = now, run.id
+    session.add(found)
+    session.flush()
+    return found
+
+
+def resolve_system_finding(
+    *, session: Session, run: InspectionRun, check: str, subject: str
+) -> bool:
+    """Resolve the open finding of ``check`` about ``subject`` by ``run``; False if none."""
+    found = open_system_finding(
+        session=session, contract_id=run.contract_id, check=check, subject=subject
+    )
+    if found is None:
+        return False
+    found.status = FindingStatus.RESOLVED
+    found.resolved_at = utcnow()
+    found.resolved_by_run_id = run.id
+    session.add(found)
+    return True

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, or_, select
 
 from upkeep.domain.contract import ContractView
 from upkeep.domain.inspection_report import ContractInfo, CustomerInfo
+from upkeep.domain.interfaces import MONITOR_RUN_KIND
 from upkeep.domain.periods import PeriodKind, local_midnight, next_period, period_label
 from upkeep.domain.report_time import contract_zone, format_dt
 from upkeep.domain.service_figures import (
@@ -230,7 +231,14 @@ def _runs(
     zone: tzinfo,
     verifications: Sequence[BackupVerification],
 ) -> list[RunRow]:
-    runs = _in_period(session, InspectionRun, InspectionRun.started_at, contract_id, start, end)
+    # The interface monitor runs every few minutes: its probes are figures, not report rows.
+    runs = [
+        r
+        for r in _in_period(
+            session, InspectionRun, InspectionRun.started_at, contract_id, start, end
+        )
+        if r.kind != MONITOR_RUN_KIND
+    ]
     hosts = _host_problems(session, [r.id for r in runs if r.id is not None])
     waiting = _pending_gates(session, [r.flow_run_id for r in runs if r.flow_run_id], zone)
     rows = []

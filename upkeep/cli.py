@@ -67,6 +67,14 @@ from upkeep.flows.inspection import (
     quarterly_health_inspection,
     recheck_findings,
 )
+from upkeep.flows.interfaces import (
+    MonitorOutcome,
+    MonitorParams,
+    StatusOutcome,
+    StatusParams,
+    interface_monitor,
+    interface_status,
+)
 from upkeep.flows.patch_advisory import (
     PatchFixParams,
     PatchOutcome,
@@ -135,6 +143,11 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(advisories_app, name="advisories")
 app.add_typer(patches_app, name="patches")
+interfaces_app = typer.Typer(
+    no_args_is_help=True,
+    help="The interfaces customers depend on: probe the smoke checks, the daily status.",
+)
+app.add_typer(interfaces_app, name="interfaces")
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -1363,6 +1376,82 @@ def main() -> Any:
     except SettingsError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
+
+
+def _flow_result(state: Any, kind: type[Any]) -> Any:
+    """The outcome a flow run returned, or exit 1 with the state's message (4 cancelled)."""
+    if state.is_cancelled():
+        fail(f"cancelled: {state.message}", 4)
+    try:
+        outcome = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no outcome: the state's message says why
+        outcome = None
+    if not isinstance(outcome, kind):
+        fail(f"the flow run ended {state.type.value}: {state.message}")
+    return outcome
+
+
+@interfaces_app.command("check")
+def interfaces_check(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    system: Annotated[list[str] | None, typer.Option(help="Only this system (repeatable)")] = None,
+    email: Annotated[
+        bool, typer.Option(help="Mail when an interface goes down or comes back")
+    ] = True,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Probe the contract's smoke checks now: recorded, findings opened or resolved, the
+    customer told of a change. Exit 3 when an interface fails."""
+    settings_or_exit()
+    params = MonitorParams(
+        contract=contract,
+        systems=system or [],
+        email_alerts=email,
+        requested_by=requested_by or _whoami(),
+    )
+    outcome: MonitorOutcome = _flow_result(
+        interface_monitor(params, return_state=True), MonitorOutcome
+    )
+    for r in outcome.results:
+        change = f" ({r.change})" if r.change else ""
+        out.print(
+            f"{r.system}/{r.check}: {'ok' if r.ok else 'FAILED'}{change}: {r.reason}", markup=False
+        )
+    if outcome.failing:
+        raise typer.Exit(3)
+
+
+@interfaces_app.command("status")
+def interfaces_status(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    hours: Annotated[float, typer.Option(min=0.01, max=24 * 31, help="The window")] = 24,
+    email: Annotated[bool, typer.Option(help="Mail the status to the recipients")] = False,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """The figures of the last HOURS from the recorded probes: availability, response times,
+    outages. Exit 3 when an interface is down now or was not probed."""
+    settings_or_exit()
+    params = StatusParams(
+        contract=contract, hours=hours, email_report=email, requested_by=requested_by or _whoami()
+    )
+    outcome: StatusOutcome = _flow_result(
+        interface_status(params, return_state=True), StatusOutcome
+    )
+    out.print(outcome.headline, markup=False)
+    for r in outcome.rows:
+        if not r.probes:
+            out.print(f"  {r.interface}: not probed", markup=False)
+            continue
+        speed = f", median {r.p50_ms:.0f} ms, p95 {r.p95_ms:.0f} ms" if r.p50_ms is not None else ""
+        out.print(
+            f"  {r.interface}: {r.availability}% of {r.probes} probes passed{speed}"
+            + ("; DOWN NOW" if r.failing_now else ""),
+            markup=False,
+        )
+        for o in r.outages:
+            out.print(f"    outage: {o}", markup=False)
+    if any(r.failing_now or not r.probes for r in outcome.rows):
+        raise typer.Exit(3)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from upkeep.domain.contract import (
     _Strict,
     policy_for,
 )
+from upkeep.domain.interfaces import SystemSpec
 from upkeep.models import Contract, Customer, Host, utcnow
 
 Process = Literal[
@@ -44,6 +45,8 @@ Process = Literal[
     "patch_advisory",
     "service_report",
     "annual_plan",
+    "interface_monitor",
+    "interface_status",
 ]
 HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
 
@@ -95,7 +98,18 @@ class ContractSpec(_Strict):
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
     patching: PatchPolicy = PatchPolicy()
+    systems: list[SystemSpec] = []
+    """Systems and the smoke checks of the interfaces the customer depends on."""
     hosts: list[HostSpec] = []
+
+    @field_validator("systems")
+    @classmethod
+    def _unique_systems(cls, value: list[SystemSpec]) -> list[SystemSpec]:
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"system names must be unique in a contract: {', '.join(twice)}")
+        return value
 
     @field_validator("cadences")
     @classmethod
@@ -449,6 +463,7 @@ def _contract_values(spec: ContractSpec, customer_id: int) -> dict[str, Any]:
             gate: p.model_dump(exclude_unset=True) for gate, p in spec.gate_policies.items()
         },
         "patching": spec.patching.model_dump(exclude_unset=True),
+        "systems": [s.model_dump(mode="json", exclude_none=True) for s in spec.systems],
         "active": True,
     }
 

@@ -370,3 +370,43 @@ def test_a_bad_patching_policy_is_named() -> None:
     msgs = "\n".join(problems(text))
     assert "patching.mode" in msgs and "'report' or 'apply'" in msgs
     assert "patching.staging_tag" in msgs
+
+
+def test_systems_and_their_smoke_checks_are_validated_and_named() -> None:
+    systems = (
+        "        systems:\n"
+        "          - name: shop\n"
+        "            smoke_checks:\n"
+        "              - {name: orders, url: 'https://u:pw@shop.example/health'}\n"
+        "              - {name: pay, url: 'gopher://shop.example/', expect_status: 999}\n"
+        "          - name: shop\n"
+        "            smoke_checks: [{name: a, url: 'https://shop.example/'}]\n"
+    )
+    text = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        systems + "        hosts:\n          - name: web1",
+        1,
+    )
+    msgs = "\n".join(problems(text))
+    assert "systems[0].smoke_checks[0].url" in msgs and "must not carry a user" in msgs
+    assert "systems[0].smoke_checks[1].url" in msgs
+    assert "systems[0].smoke_checks[1].expect_status" in msgs
+    good = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        systems:\n          - name: shop\n            smoke_checks: "
+        "[{name: orders, url: 'https://shop.example/health', body_contains: ok}]\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    (shop,) = parse_inventory(good, "inv.yaml").customers[0].contracts[0].systems
+    assert str(shop.smoke_checks[0].url) == "https://shop.example/health"
+    assert shop.smoke_checks[0].max_latency_ms == 2000  # the defaults
+    twice = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        systems:\n"
+        "          - {name: shop, smoke_checks: [{name: a, url: 'https://a.example/'}]}\n"
+        "          - {name: shop, smoke_checks: [{name: b, url: 'https://b.example/'}]}\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    assert "system names must be unique in a contract: shop" in "\n".join(problems(twice))

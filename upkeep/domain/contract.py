@@ -24,6 +24,7 @@ from pydantic import (
 
 from upkeep.domain.cadence import Blackout, parse_blackouts
 from upkeep.domain.checks.base import Thresholds
+from upkeep.domain.interfaces import SystemSpec
 from upkeep.models import Contract
 
 CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -214,6 +215,7 @@ class ContractView(BaseModel):
     approval_policy: GatePolicy = GatePolicy()
     gate_policies: dict[str, GatePolicy] = {}
     patching: PatchPolicy = PatchPolicy()
+    systems: tuple[SystemSpec, ...] = ()
 
     @classmethod
     def of(cls, row: Contract) -> ContractView:
@@ -246,6 +248,7 @@ class ContractView(BaseModel):
                 for gate in (row.gate_policies or {})
             },
             patching=PatchPolicy.model_validate(row.patching or {}),
+            systems=tuple(SystemSpec.model_validate(s) for s in row.systems or ()),
         )
 
     @property
@@ -267,6 +270,19 @@ class ContractView(BaseModel):
     def policy(self, gate: str) -> GatePolicy:
         """The rules of ``gate``: the contract's defaults overlaid with the gate's own."""
         return self.gate_policies.get(gate, self.approval_policy)
+
+    @property
+    def smoke_checked(self) -> bool:
+        """Whether the contract names any interface to probe."""
+        return any(s.smoke_checks for s in self.systems)
+
+    def system(self, name: str) -> SystemSpec:
+        """The system called ``name``; KeyError names the systems there are."""
+        for system in self.systems:
+            if system.name == name:
+                return system
+        known = ", ".join(s.name for s in self.systems) or "none"
+        raise KeyError(f"contract {self.code} has no system {name!r} (it has: {known})")
 
     def backup_source(self, system: str) -> BackupSourceSpec:
         """The backup source of ``system``; KeyError names the systems there are."""

@@ -13,6 +13,8 @@ from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import md_escape
 
 ANNUAL_PLAN_DEFAULT = "yearly, January, first Monday, 09:00"
+INTERFACE_STATUS_DEFAULT = "daily, 08:00"
+"""When a contract that monitors its interfaces gets the daily status, unless it says."""
 NO_FLOW_YET: tuple[str, ...] = ()
 """Processes contracts may already schedule whose flows come with later work."""
 
@@ -43,6 +45,8 @@ FLOWS = {
     "drill": "upkeep.flows.backup_verification:backup_verification",
     "patch_advisory": "upkeep.flows.patch_advisory:patch_advisory",
     "patch_fix": "upkeep.flows.patch_advisory:patch_fix",
+    "interface_monitor": "upkeep.flows.interfaces:interface_monitor",
+    "interface_status": "upkeep.flows.interfaces:interface_status",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -53,6 +57,8 @@ TITLES = {
     "drill": "Disaster-recovery drill",
     "patch_advisory": "Patch advisory",
     "patch_fix": "Patch after a fault (started by hand: hosts, packages, symptom)",
+    "interface_monitor": "Interface monitor",
+    "interface_status": "Daily interface status",
 }
 
 
@@ -74,6 +80,9 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
     """The deployments one active contract needs."""
     cadences = dict(contract.cadences)
     cadences.setdefault("annual_plan", ANNUAL_PLAN_DEFAULT)
+    monitors = contract.smoke_checked and "interface_monitor" in cadences
+    if monitors:
+        cadences.setdefault("interface_status", INTERFACE_STATUS_DEFAULT)
     out = []
     has_backups = bool(contract.backup_sources)
     for process in (
@@ -85,15 +94,21 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         "drill",
         "patch_advisory",
         "patch_fix",
+        "interface_monitor",
+        "interface_status",
     ):
         cadence = cadences.get(process)
         if cadence is None and process == "service_report":
             continue
         if process in ("backup_verification", "drill") and not has_backups:
             continue
+        if process.startswith("interface_") and not (monitors and cadence):
+            continue
         params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
         if process == "patch_fix":  # the engineer fills in hosts, packages and the symptom
             params = {"contract": contract.code}
+        elif process == "interface_monitor":
+            params["email_alerts"] = True
         elif process != "annual_plan":
             params["email_report"] = True
         if process == "service_report":
@@ -120,6 +135,13 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
 
 def unsupported(contract: ContractView) -> list[str]:
     """Cadences upkeep will not schedule (said, not silently dropped): processes without a
-    flow yet, and backup cadences of a contract that lists no backup sources."""
+    flow yet, backup cadences of a contract that lists no backup sources, interface cadences
+    of one without smoke checks (and a status without a monitor)."""
     backup_only = () if contract.backup_sources else ("backup_verification", "drill")
-    return [p for p in contract.cadences if p in NO_FLOW_YET or p in backup_only]
+    if not contract.smoke_checked:
+        monitor_only: tuple[str, ...] = ("interface_monitor", "interface_status")
+    else:
+        monitor_only = () if "interface_monitor" in contract.cadences else ("interface_status",)
+    return [
+        p for p in contract.cadences if p in NO_FLOW_YET or p in backup_only or p in monitor_only
+    ]

@@ -32,6 +32,12 @@ PROCESS_NAMES: Mapping[str, str] = {
     "service_report": "Service report",
     "annual_plan": "Annual service plan",
     "patch_advisory": "Patch advisory",
+    "patch": "Patch advisory",
+    "patch-fix": "Patch after a fault",
+    "interface_monitor": "Interface monitor",
+    "interface-monitor": "Interface monitor",
+    "interface_status": "Daily interface status",
+    "interface-status": "Daily interface status",
 }
 """What a customer calls each process and run kind (process keys of the inventory and the
 ``kind`` of recorded runs)."""
