@@ -27,9 +27,9 @@ from upkeep.domain.approvals import GateClosed
 from upkeep.domain.inspection import HostTarget, quarter_of
 from upkeep.flows.blackout import blackout_guard
 from upkeep.flows.inspection_gate import approve_plan
+from upkeep.flows.starting import start_or_refuse
 from upkeep.flows.sweep import sweep_and_finish
 from upkeep.tasks.approval_records import close_gates_on_end
-from upkeep.tasks.guards import AlreadyRunning, Refused
 from upkeep.tasks.inspection_plan import (
     build_plan,
     check_alone,
@@ -126,14 +126,9 @@ def sweep_report_mail(
 def quarterly_health_inspection(params: InspectionParams) -> InspectionOutcome | State[Any]:
     """Plan, get the plan approved, inspect every host, report, and (if asked) e-mail it."""
     logger = get_run_logger()
-    try:
-        check_start(params, current_flow_run_id())
-    except AlreadyRunning as exc:
-        logger.warning("not started: %s", exc)
-        return Cancelled(message=f"not started: {exc}")
-    except Refused as exc:
-        logger.error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
+    refused = start_or_refuse(lambda: check_start(params, current_flow_run_id()))
+    if isinstance(refused, State):
+        return refused
     if (ended := blackout_guard(params.contract)) is not None:
         return ended
     plan = build_plan(params.contract, params.tags, params.window, params.require_approval)

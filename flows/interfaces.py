@@ -16,13 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.states import Cancelled, Failed, State
+from prefect.states import Failed, State
 from pydantic import BaseModel, ConfigDict, Field
 
 from upkeep.db import open_session
+from upkeep.domain.contract import ContractView
 from upkeep.domain.interfaces import MONITOR_RUN_KIND, STATUS_RUN_KIND
+from upkeep.flows.starting import start_or_refuse
 from upkeep.models import RunStatus
-from upkeep.tasks.guards import AlreadyRunning, refuse_if_running
+from upkeep.tasks.guards import refuse_if_running
 from upkeep.tasks.interfaces import (
     CheckFigures,
     CheckResult,
@@ -106,16 +108,17 @@ def _finish(run_id: int, status: RunStatus) -> None:
 def interface_monitor(params: MonitorParams) -> MonitorOutcome | State[Any]:
     """Probe the contract's smoke checks; record, raise or resolve findings; tell on change."""
     logger = get_run_logger()
-    try:
+
+    def check() -> tuple[ContractView, list[str]]:
         view = contract_view(params.contract)
         systems = systems_to_probe(view, params.systems)
         refuse_if_running("interface-monitor", view.code, view.id, current_flow_run_id())
-    except AlreadyRunning as exc:
-        logger.warning("not started: %s", exc)
-        return Cancelled(message=f"not started: {exc}")
-    except LookupError as exc:
-        logger.error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
+        return view, systems
+
+    started = start_or_refuse(check)
+    if isinstance(started, State):
+        return started
+    view, systems = started
     run_id = _start(view.code, MONITOR_RUN_KIND, params.requested_by)
     futures = [probe_system.submit(view.code, name, run_id) for name in systems]
     results: list[CheckResult] = []
@@ -143,12 +146,15 @@ def interface_monitor(params: MonitorParams) -> MonitorOutcome | State[Any]:
 @flow(name="interface-status", flow_run_name=run_namer("interface status"))
 def interface_status(params: StatusParams) -> StatusOutcome | State[Any]:
     """The figures of the last ``hours`` from the probe records, mailed to the customer."""
-    try:
+
+    def check() -> ContractView:
         view = contract_view(params.contract)
         systems_to_probe(view, [])
-    except LookupError as exc:
-        get_run_logger().error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
+        return view
+
+    view = start_or_refuse(check)
+    if isinstance(view, State):
+        return view
     run_id = _start(view.code, STATUS_RUN_KIND, params.requested_by)
     _, rows = status_figures(view.code, params.hours)
     headline = (

@@ -33,9 +33,9 @@ from upkeep.domain.approvals import GateClosed
 from upkeep.domain.patching import PatchPlan
 from upkeep.flows.blackout import blackout_guard
 from upkeep.flows.patch_gate import review_plan
+from upkeep.flows.starting import start_or_refuse
 from upkeep.models import Finding, FindingStatus, RunStatus, utcnow
 from upkeep.tasks.approval_records import close_gates_on_end
-from upkeep.tasks.guards import AlreadyRunning
 from upkeep.tasks.patch_apply import (
     HostRollout,
     NotApproved,
@@ -110,20 +110,15 @@ fix_run_name = run_namer("patch fix", lambda p: ", ".join(p.get("packages") or [
 
 
 def _refused_start(contract: str, hosts: list[str]) -> State[Any] | None:
-    """Why this run must not start, as its end state: Failed for an unknown contract or host,
-    Cancelled while another patch run of the contract is under way (this run takes the
-    contract's claim otherwise)."""
-    logger = get_run_logger()
-    try:
+    """Why this run must not start, as its end state (``flows.starting``); this run takes
+    the contract's patch claim otherwise."""
+
+    def check() -> None:
         contract_hosts(contract, hosts or None)
         check_patch_alone(contract, current_flow_run_id())
-    except AlreadyRunning as exc:
-        logger.warning("not started: %s", exc)
-        return Cancelled(message=f"not started: {exc}")
-    except LookupError as exc:
-        logger.error("not started: %s", exc)
-        return Failed(message=f"not started: {exc}")
-    return None
+
+    refused = start_or_refuse(check)
+    return refused if isinstance(refused, State) else None
 
 
 def _survey(contract: str, names: list[str]) -> list[Scanned]:

@@ -69,8 +69,9 @@ def http_service_fixture() -> Iterator[HttpService]:
     service.close()
 
 
-def self_signed(directory: Path) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+def self_signed_files(directory: Path) -> tuple[Path, Path]:
+    """A fresh self-signed certificate for 127.0.0.1 and its key, as PEM files in
+    ``directory``: (certificate, key)."""
     import ipaddress
 
     from cryptography import x509
@@ -79,7 +80,7 @@ def self_signed(directory: Path) -> ssl.SSLContext:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upkeep test")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -93,6 +94,7 @@ def self_signed(directory: Path) -> ssl.SSLContext:
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
@@ -104,8 +106,13 @@ def self_signed(directory: Path) -> ssl.SSLContext:
             serialization.NoEncryption(),
         )
     )
+    return cert_path, key_path
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    context.load_cert_chain(*self_signed_files(directory))
     return context
 
 

@@ -263,6 +263,39 @@ class Served:
         )
         return self
 
+    def flow_processes(self) -> list[int]:
+        """The flow run processes (``python -m prefect.engine``) descending from this
+        ``upkeep serve`` that are still alive."""
+        if self.proc is None:
+            return []
+        parent: dict[int, int] = {}
+        cmdlines: dict[int, list[bytes]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # gone meanwhile
+            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+        def descends(pid: int) -> bool:
+            while pid > 1:
+                pid = parent.get(pid, 0)
+                if pid == self.proc.pid:  # type: ignore[union-attr]
+                    return True
+            return False
+
+        return [pid for pid, cmd in cmdlines.items() if b"prefect.engine" in cmd and descends(pid)]
+
+    def wait_idle(self, timeout: float = 120) -> None:
+        """Until no flow run process of this serve is alive: a run that just suspended at its
+        gate has finished exiting (stopping the service before that crashes the run)."""
+        wait_until(
+            "upkeep serve's flow run processes to exit", lambda: not self.flow_processes(), timeout
+        )
+
     def _registered(self, name: str) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"upkeep serve exited {self.proc.returncode}:\n{self.log()}")

@@ -4,8 +4,6 @@ the proxy; the Prefect API is not reachable through it; nothing on the way logs 
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import shutil
 import ssl
 import subprocess
@@ -14,11 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.http_service import self_signed_files
 from tests.polling import wait_until
 from tests.production.stack import Api, ServeUpkeep
 from upkeep.demo import CSRF_RE
@@ -30,44 +25,13 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx-approvals.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 class Proxy:
     """nginx with the example's server blocks, as an unprivileged process."""
 
     def __init__(self, workdir: Path, page_port: int) -> None:
         self.dir = workdir
         self.https_port, self.http_port = free_loopback_port(), free_loopback_port()
-        self.cert, key = self_signed(workdir)
+        self.cert, key = self_signed_files(workdir)
         site = EXAMPLE.read_text()
         for old, new in {
             "server 127.0.0.1:8470;": f"server 127.0.0.1:{page_port};",

@@ -188,7 +188,9 @@ def _upgrade_while_suspended(
     persisted = sorted((data / "results").iterdir())
     assert persisted, "the old release persisted no result before its gate"
 
-    # the upgrade: stop the old service, start the new one on the same data and server
+    # the upgrade: once the run's process has exited (stopping earlier crashes it: Prefect's
+    # runner kills it), stop the old service, start the new one on the same data and server
+    old.wait_idle(timeout=RUN)
     halt(old)
     # what the old release persisted loads in the new code, to the new classes (compat.py)
     loaded = load_results(persisted, new.env, new.workdir)
