@@ -18,6 +18,7 @@ from upkeep.models.inspection import (
 from upkeep.models.interface import InterfaceProbe
 from upkeep.models.outbox import OutboxMessage, OutboxStatus
 from upkeep.models.patch import PatchPlan, PatchStep
+from upkeep.models.release import Release
 
 __all__ = [
     "AdvisoryRecord",
@@ -43,6 +44,7 @@ __all__ = [
     "OutboxStatus",
     "PatchPlan",
     "PatchStep",
+    "Release",
     "Outcome",
     "RunClaim",
     "RunStatus",

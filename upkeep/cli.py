@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from prefect.settings import PREFECT_API_URL
@@ -57,6 +58,7 @@ from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
 from upkeep.domain.patching import PatchPlan as PatchPlanModel
 from upkeep.domain.patching import render_plan_markdown
+from upkeep.domain.releases import Declared, ReleaseError
 from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
 from upkeep.flows.backup_verification import BackupOutcome, BackupParams, backup_verification
@@ -109,6 +111,7 @@ from upkeep.tasks.records import (
     hosts_in_scope,
     list_findings,
 )
+from upkeep.tasks.releases import declare_release, list_releases
 from upkeep.tasks.ssh import (
     SshError,
     fetch_host_key,
@@ -148,6 +151,11 @@ interfaces_app = typer.Typer(
     help="The interfaces customers depend on: probe the smoke checks, the daily status.",
 )
 app.add_typer(interfaces_app, name="interfaces")
+releases_app = typer.Typer(
+    no_args_is_help=True,
+    help="Releases: declared with their test report (the release flow is still to come).",
+)
+app.add_typer(releases_app, name="releases")
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -1452,6 +1460,80 @@ def interfaces_status(
             out.print(f"    outage: {o}", markup=False)
     if any(r.failing_now or not r.probes for r in outcome.rows):
         raise typer.Exit(3)
+
+
+@releases_app.command("declare")
+def releases_declare(
+    contract: Annotated[str, typer.Option(help="Contract code")],
+    system: Annotated[str, typer.Option(help="The system released (as in the inventory)")],
+    version: Annotated[str, typer.Option(help="The version released")],
+    changes: Annotated[
+        Path, typer.Option(help="A text file with the change list", exists=True, dir_okay=False)
+    ],
+    window: Annotated[str, typer.Option(help="YYYY-MM-DD HH:MM in the contract's timezone")],
+    test_report: Annotated[
+        Path, typer.Option(help="The test report: HTML, PDF or Markdown", dir_okay=False)
+    ],
+    canary: Annotated[
+        list[str] | None, typer.Option(help="A canary host (repeatable; default: the share)")
+    ] = None,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Declare a release: validated against the inventory (the system's hosts and release
+    settings, the window outside blackouts and in the future), stored with a copy of its test
+    report. Exit 1 naming every problem; nothing is stored then."""
+    declared = Declared(
+        contract=contract,
+        system=system,
+        version=version,
+        changes=changes.read_text(encoding="utf-8", errors="replace"),
+        window=window,
+        test_report=test_report,
+        canary=tuple(canary or ()),
+    )
+    settings = settings_or_exit()
+    try:
+        with db_session(settings) as session:
+            tz = ZoneInfo(active_contract(session, contract).timezone)
+            row = declare_release(
+                session=session, declared=declared, declared_by=requested_by or _whoami()
+            )
+            out.print(
+                f"release {row.id}: {row.system} {row.version} at "
+                f"{row.window_at.astimezone(tz).strftime('%Y-%m-%d %H:%M %Z')} on "
+                f"{', '.join(row.hosts)} (canary: {', '.join(row.canary_hosts)})",
+                markup=False,
+            )
+            out.print(
+                f"test report kept: {row.test_report_path} (sha256 {row.test_report_sha256})",
+                markup=False,
+            )
+    except ReleaseError as exc:
+        fail(f"release not declared: {exc}")
+
+
+@releases_app.command("show")
+def releases_show(
+    contract: Annotated[str | None, typer.Option(help="Only this contract")] = None,
+) -> None:
+    """The declared releases, by window."""
+    with db_session() as session:
+        if contract:
+            active_contract(session, contract)
+        rows = list_releases(session=session, contract=contract)
+        contracts = {c.id: c for c in session.exec(select(Contract))}
+    if not rows:
+        out.print("no releases declared", markup=False)
+        return
+    for r in rows:
+        c = contracts[r.contract_id]
+        when = r.window_at.astimezone(ZoneInfo(c.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+        out.print(
+            f"{r.id}  {c.code}  {r.system} {r.version}  {when}  {r.status}  hosts "
+            f"{', '.join(r.hosts)} (canary {', '.join(r.canary_hosts)})  declared by "
+            f"{r.declared_by}  report {r.test_report_name} sha256 {r.test_report_sha256[:12]}",
+            markup=False,
+        )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ def test_a_wrong_status_is_reported_before_a_slow_one() -> None:
 def test_a_url_with_credentials_is_refused() -> None:
     with pytest.raises(ValidationError, match="must not carry a user or password"):
         SmokeCheck(name="x", url="https://user:secret@api.example.com/")
+    with pytest.raises(ValidationError, match=r"secret in its query \(api_key, X-Auth\)"):
+        SmokeCheck(name="x", url="https://api.example.com/health?api_key=abc&X-Auth=1&v=2")
+    assert SmokeCheck(name="x", url="https://api.example.com/health?verbose=1&region=eu")
 
 
 def test_head_with_body_text_is_refused_and_names_are_unique() -> None:

@@ -410,3 +410,24 @@ def test_systems_and_their_smoke_checks_are_validated_and_named() -> None:
         1,
     )
     assert "system names must be unique in a contract: shop" in "\n".join(problems(twice))
+
+
+def test_release_settings_are_validated_and_named() -> None:
+    text = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        systems:\n"
+        "          - name: shop\n"
+        "            smoke_checks: [{name: a, url: 'https://shop.example/'}]\n"
+        "            release:\n"
+        "              release_command: 'switch --to {version} --host {host}'\n"
+        "              rollback_command: ''\n"
+        "              canary_share: 1.5\n"
+        "              checklist: [{name: disk, kind: automatic}]\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    msgs = "\n".join(problems(text))
+    assert "systems[0].release.release_command" in msgs and "only placeholder" in msgs
+    assert "systems[0].release.rollback_command" in msgs
+    assert "systems[0].release.canary_share" in msgs
+    assert "systems[0].release.checklist[0]" in msgs and "needs a check" in msgs

@@ -11,6 +11,7 @@ post-release verification. Pure: the probing itself is ``upkeep.tasks.interfaces
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,11 +19,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from upkeep.domain.releases import ReleaseSpec
+
 INTERFACE_CHECK = "interface"
 """The ``check`` of a finding about a failing smoke check (subject ``SYSTEM/CHECK``)."""
 MONITOR_RUN_KIND = "interface-monitor"
 STATUS_RUN_KIND = "interface-status"
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SECRET_QUERY = re.compile(r"token|key|secret|passw|auth|sig|session|credential", re.IGNORECASE)
+"""Query parameter names that carry a secret: refused in a smoke check's URL."""
 BODY_KEPT = 65536
 """How much of a response body a probe reads (a body text must appear within it)."""
 
@@ -52,6 +57,13 @@ class SmokeCheck(_Strict):
                 "a smoke check URL must not carry a user or password (it is stored, logged and "
                 "shown in reports): probe an endpoint that needs no login"
             )
+        secret = [k for k, _ in value.query_params() if SECRET_QUERY.search(k)]
+        if secret:
+            raise ValueError(
+                f"a smoke check URL must not carry a secret in its query ({', '.join(secret)}): "
+                "it is stored, logged and shown in reports; probe an endpoint that needs no "
+                "login"
+            )
         return value
 
     @model_validator(mode="after")
@@ -67,6 +79,8 @@ class SystemSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_RE)
     description: str = Field("", max_length=2000)
     smoke_checks: list[SmokeCheck] = Field(min_length=1)
+    release: ReleaseSpec | None = None
+    """How the system is released and rolled back (the release checklist)."""
 
     @field_validator("smoke_checks")
     @classmethod

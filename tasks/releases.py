@@ -1,0 +1,117 @@
+"""Declaring a release: validated against the inventory, stored with its test report.
+
+The decisions are ``upkeep.domain.releases``; this reads the contract, the system's hosts and
+blackouts, stores the row and keeps the test report file (copied under
+``UPKEEP_DATA_DIR/releases/<contract>/``, with its SHA-256) so that what the customer reviews is
+exactly what was declared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from upkeep.domain.contract import ContractView
+from upkeep.domain.releases import Declared, ReleaseError, ReleaseSpec, validate_release
+from upkeep.models import Host, Release, utcnow
+from upkeep.settings import get_settings
+from upkeep.tasks.records import get_contract
+from upkeep.tasks.render import safe_name
+
+
+def release_spec(view: ContractView, system: str) -> ReleaseSpec:
+    """The system's release settings; ReleaseError names what is missing."""
+    try:
+        spec = view.system(system)
+    except KeyError as exc:
+        raise ReleaseError(exc.args[0]) from None
+    if spec.release is None:
+        raise ReleaseError(
+            f"system {system} of {view.code} has no release settings (inventory: the system's "
+            "release: release_command, rollback_command, ...)"
+        )
+    return spec.release
+
+
+def _keep(source: Path, target: Path) -> str:
+    """Copy ``source`` to ``target`` whole (a temporary file renamed), mode 0640; its SHA-256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def declare_release(
+    *, session: Session, declared: Declared, declared_by: str, now: datetime | None = None
+) -> Release:
+    """Validate and store the release with its test report (ReleaseError naming every
+    problem; nothing is stored then)."""
+    contract = get_contract(session=session, code=declared.contract)
+    view = ContractView.of(contract)
+    spec = release_spec(view, declared.system)
+    hosts = session.exec(
+        select(Host).where(
+            Host.contract_id == view.id,
+            Host.system == declared.system,
+            col(Host.active).is_(True),
+        )
+    ).all()
+    valid = validate_release(
+        declared,
+        timezone=view.timezone,
+        system_hosts=[h.name for h in hosts],
+        spec=spec,
+        blackouts=view.blackout_days(),
+        now=now or utcnow(),
+    )
+    row = Release(
+        contract_id=view.id,
+        system=valid.system,
+        version=valid.version,
+        changes=valid.changes,
+        window_at=valid.window_utc,
+        hosts=list(valid.hosts),
+        canary_hosts=list(valid.canary),
+        test_report_path="",
+        test_report_sha256="",
+        test_report_name=valid.test_report.name,
+        declared_by=declared_by,
+    )
+    session.add(row)
+    session.flush()
+    target = (
+        get_settings().data_dir
+        / "releases"
+        / safe_name(view.code)
+        / f"{row.id}-{safe_name(valid.system)}-{safe_name(valid.version)}"
+        f"{valid.test_report.suffix.lower()}"
+    )
+    row.test_report_sha256 = _keep(valid.test_report, target)
+    row.test_report_path = str(target)
+    session.add(row)
+    return row
+
+
+def list_releases(*, session: Session, contract: str | None = None) -> list[Release]:
+    query = select(Release).order_by(col(Release.window_at), col(Release.id))
+    if contract:
+        query = query.where(Release.contract_id == get_contract(session=session, code=contract).id)
+    return list(session.exec(query))
+

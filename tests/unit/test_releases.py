@@ -1,0 +1,170 @@
+"""The release record, pure: the system's release settings as the inventory writes them, the
+commands with the version quoted in, and a declared release validated (window, blackouts,
+hosts, canary, test report)."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from upkeep.domain.cadence import Blackout
+from upkeep.domain.releases import (
+    ChecklistItem,
+    Declared,
+    ReleaseError,
+    ReleaseSpec,
+    canary_hosts,
+    command_problems,
+    render_command,
+    validate_release,
+)
+
+SPEC = ReleaseSpec(
+    release_command="/opt/app/bin/switch --to {version} --restart",
+    rollback_command="/opt/app/bin/switch --previous",
+)
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+HOSTS = ["app1", "app2", "app3", "app4", "app5"]
+
+
+def test_the_version_is_quoted_into_the_command() -> None:
+    assert render_command(SPEC.release_command, "2.4.1") == (
+        "/opt/app/bin/switch --to 2.4.1 --restart"
+    )
+    assert render_command("deploy 'release {version}'", "1.0") == "deploy 'release 1.0'"
+    for bad in ("1.0; rm -rf /", "$(id)", "1.0 --force", "", "../x"):
+        with pytest.raises(ReleaseError):
+            render_command(SPEC.release_command, bad)
+
+
+def test_a_rendered_command_splits_back_into_the_template_words() -> None:
+    line = render_command("run --tag=v{version} 'two words'", "1.2.3+b4~rc1")
+    assert shlex.split(line) == ["run", "--tag=v1.2.3+b4~rc1", "two words"]
+
+
+def test_commands_with_other_placeholders_or_bad_quoting_are_refused() -> None:
+    assert command_problems("deploy {host}") == [
+        "'{host}' uses {host}: the only placeholder is {version}"
+    ]
+    assert "cannot be split" in command_problems("deploy 'unclosed")[0]
+    assert command_problems("   ") == ["is empty"]
+    assert command_problems("echo {{literal}} {version}") == []
+    with pytest.raises(ValidationError, match="only placeholder is"):
+        ReleaseSpec(release_command="x {password}", rollback_command="y")
+
+
+def test_checklist_items_say_who_checks_them() -> None:
+    with pytest.raises(ValidationError, match="needs a check"):
+        ChecklistItem(name="disk", kind="automatic")
+    with pytest.raises(ValidationError, match="confirmed by a person"):
+        ChecklistItem(name="ops", kind="manual", description="x", check="hosts_healthy")
+    with pytest.raises(ValidationError, match="needs a description"):
+        ChecklistItem(name="ops", kind="manual")
+    with pytest.raises(ValidationError, match="unique: a"):
+        ReleaseSpec(
+            release_command="x",
+            rollback_command="y",
+            checklist=[
+                ChecklistItem(name="a", kind="automatic", check="hosts_healthy"),
+                ChecklistItem(name="a", kind="automatic", check="smoke_checks"),
+            ],
+        )
+
+
+def test_the_canary_is_a_share_of_the_hosts_never_all_of_them() -> None:
+    assert canary_hosts(HOSTS, 0.1, []) == ("app1",)
+    assert canary_hosts(HOSTS, 0.5, []) == ("app1", "app2", "app3")
+    assert canary_hosts(HOSTS, 0.99, []) == ("app1", "app2", "app3", "app4")
+    assert canary_hosts(["only"], 0.1, []) == ("only",)
+    assert canary_hosts(HOSTS, 0.1, ["app4", "app2"]) == ("app2", "app4")
+
+
+def _declared(tmp_path: Path, **changes: object) -> Declared:
+    report = tmp_path / "test-report.md"
+    if not report.exists():
+        report.write_text("# Test report\nall green\n")
+    values: dict[str, object] = {
+        "contract": "ACME",
+        "system": "shop",
+        "version": "2.4.1",
+        "changes": "- orders API: faster search\n",
+        "window": "2026-12-10 22:00",
+        "test_report": report,
+    }
+    values.update(changes)
+    return Declared(**values)  # type: ignore[arg-type]
+
+
+def _validate(declared: Declared, hosts: list[str] = HOSTS, blackouts=()) -> object:
+    return validate_release(
+        declared,
+        timezone="Europe/Berlin",
+        system_hosts=hosts,
+        spec=SPEC,
+        blackouts=list(blackouts),
+        now=NOW,
+    )
+
+
+def test_a_good_declaration_in_the_contract_timezone(tmp_path: Path) -> None:
+    valid = _validate(_declared(tmp_path))
+    assert valid.window_utc == datetime(2026, 12, 10, 21, 0, tzinfo=UTC)  # type: ignore[attr-defined]
+    assert valid.canary == ("app1",) and valid.hosts == tuple(HOSTS)  # type: ignore[attr-defined]
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
+    report = tmp_path / "notes.txt"
+    report.write_text("x")
+    with pytest.raises(ReleaseError) as info:
+        _validate(
+            _declared(
+                tmp_path,
+                version="2.4.1; reboot",
+                changes="  ",
+                window="10.12.2026 22:00",
+                test_report=report,
+                canary=("db1",),
+            )
+        )
+    text = str(info.value)
+    for expected in (
+        "version '2.4.1; reboot'",
+        "the change list is empty",
+        "write YYYY-MM-DD HH:MM (Europe/Berlin)",
+        "canary host(s) db1 are not hosts of system shop",
+        "HTML, PDF or Markdown",
+    ):
+        assert expected in text, text
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ("2026-12-01 22:00", "is not in the future"),
+        ("2027-03-28 02:30", "does not exist in Europe/Berlin"),  # the spring-forward gap
+        ("2026-12-24 20:00", "is a blackout day of the contract (Christmas Eve)"),
+    ],
+)
+def test_the_window_must_be_a_real_future_allowed_time(
+    tmp_path: Path, window: str, expected: str
+) -> None:
+    blackouts = [Blackout(date(2026, 12, 24), date(2026, 12, 24), "Christmas Eve")]
+    with pytest.raises(ReleaseError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        _validate(_declared(tmp_path, window=window), blackouts=blackouts)
+
+
+def test_hosts_canary_and_report_problems(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match="no active host of system shop"):
+        _validate(_declared(tmp_path), hosts=[])
+    with pytest.raises(ReleaseError, match="every host is a canary"):
+        _validate(_declared(tmp_path, canary=("a", "b")), hosts=["a", "b"])
+    with pytest.raises(ReleaseError, match="does not exist"):
+        _validate(_declared(tmp_path, test_report=tmp_path / "missing.pdf"))
+    empty = tmp_path / "empty.html"
+    empty.write_text("")
+    with pytest.raises(ReleaseError, match="is empty"):
+        _validate(_declared(tmp_path, test_report=empty))
