@@ -114,4 +114,3 @@ def list_releases(*, session: Session, contract: str | None = None) -> list[Rele
     if contract:
         query = query.where(Release.contract_id == get_contract(session=session, code=contract).id)
     return list(session.exec(query))
-

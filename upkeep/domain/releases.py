@@ -50,9 +50,7 @@ class ChecklistItem(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_RE)
     kind: Literal["automatic", "manual"]
     description: str = Field("", max_length=2000)
-    check: Literal["hosts_healthy", "backup_fresh", "smoke_checks"] | (
-        None
-    ) = None
+    check: Literal["hosts_healthy", "backup_fresh", "smoke_checks"] | (None) = None
 
     @model_validator(mode="after")
     def _check_matches_kind(self) -> ChecklistItem:
