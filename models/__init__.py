@@ -18,7 +18,7 @@ from upkeep.models.inspection import (
 from upkeep.models.interface import InterfaceProbe
 from upkeep.models.outbox import OutboxMessage, OutboxStatus
 from upkeep.models.patch import PatchPlan, PatchStep
-from upkeep.models.release import Release
+from upkeep.models.release import Release, ReleaseStep
 
 __all__ = [
     "AdvisoryRecord",
@@ -45,6 +45,7 @@ __all__ = [
     "PatchPlan",
     "PatchStep",
     "Release",
+    "ReleaseStep",
     "Outcome",
     "RunClaim",
     "RunStatus",

@@ -18,7 +18,7 @@ import httpx
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from upkeep.db import open_session
 from upkeep.domain.contract import ContractView
@@ -29,6 +29,7 @@ from upkeep.domain.interfaces import (
     Probe,
     Sample,
     SmokeCheck,
+    Verdict,
     figures,
     judge,
     status_headline,
@@ -102,6 +103,27 @@ def systems_to_probe(view: ContractView, only: list[str]) -> list[str]:
     return list(only) or [s.name for s in view.systems if s.smoke_checks]
 
 
+def record_probe(
+    db: Session, contract_id: int, run_id: int, system: str, check: SmokeCheck, probed: Probe
+) -> Verdict:
+    """What one probe of ``check`` means, recorded as an ``interfaceprobe`` row."""
+    verdict = judge(check, probed)
+    db.add(
+        InterfaceProbe(
+            contract_id=contract_id,
+            run_id=run_id,
+            system=system,
+            check=check.name,
+            url=str(check.url),
+            ok=verdict.ok,
+            status_code=probed.status,
+            latency_ms=probed.latency_ms,
+            reason=verdict.reason[:2000],
+        )
+    )
+    return verdict
+
+
 @task(name="probe-system", task_run_name="probe {system_name}")
 def probe_system(contract_code: str, system_name: str, run_id: int) -> list[CheckResult]:
     """Probe each smoke check of the system; record the probes; open, refresh or resolve
@@ -113,20 +135,7 @@ def probe_system(contract_code: str, system_name: str, run_id: int) -> list[Chec
         run = db.get(InspectionRun, run_id)
         assert run is not None
         for check, probed in seen:
-            verdict = judge(check, probed)
-            db.add(
-                InterfaceProbe(
-                    contract_id=run.contract_id,
-                    run_id=run_id,
-                    system=system.name,
-                    check=check.name,
-                    url=str(check.url),
-                    ok=verdict.ok,
-                    status_code=probed.status,
-                    latency_ms=probed.latency_ms,
-                    reason=verdict.reason[:2000],
-                )
-            )
+            verdict = record_probe(db, run.contract_id, run_id, system.name, check, probed)
             what = subject(system.name, check.name)
             change: Change = None
             if verdict.ok:

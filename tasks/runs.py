@@ -15,13 +15,19 @@ from pydantic import BaseModel
 
 
 def current_flow_run_id() -> str | None:
-    """The id of the flow run this code runs in, or None outside a flow run."""
+    """The id of the flow run this code runs in (also from inside one of its tasks), or None
+    outside a flow run."""
     try:
         ctx: Any = get_run_context()
     except RuntimeError:
         return None
     run = getattr(ctx, "flow_run", None)
-    return str(run.id) if run is not None else None
+    if run is not None:
+        return str(run.id)
+    # inside a task: the flow run the task run belongs to
+    task_run = getattr(ctx, "task_run", None)
+    flow_run_id = getattr(task_run, "flow_run_id", None)
+    return str(flow_run_id) if flow_run_id is not None else None
 
 
 def run_params() -> dict[str, Any]:

@@ -84,6 +84,7 @@ from upkeep.flows.patch_advisory import (
     patch_advisory,
     patch_fix,
 )
+from upkeep.flows.release import ReleaseOutcome, ReleaseParams, release
 from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, PatchStep, utcnow
@@ -1534,6 +1535,33 @@ def releases_show(
             f"{r.declared_by}  report {r.test_report_name} sha256 {r.test_report_sha256[:12]}",
             markup=False,
         )
+
+
+@releases_app.command("run")
+def releases_run(
+    release_id: Annotated[int, typer.Argument(help="The declared release (releases show)")],
+    soak_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Override the system's soak time")
+    ] = None,
+    email: Annotated[bool, typer.Option(help="Mail the result to the recipients")] = True,
+    requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+) -> None:
+    """Run the declared release: checks, the checklist confirmation, the release approval
+    (both answered in the Prefect UI, by the mailed code or on the approval page), then at the
+    window canary, soak, the rest, verification, rollback on failure. Exit 3 when it was
+    rolled back or the rollback failed, 1 when refused or stopped before releasing, 4
+    cancelled or rejected."""
+    settings_or_exit()
+    params = ReleaseParams(
+        release_id=release_id,
+        soak_seconds=soak_seconds,
+        email=email,
+        requested_by=requested_by or _whoami(),
+    )
+    outcome: ReleaseOutcome = _flow_result(release(params, return_state=True), ReleaseOutcome)
+    out.print(f"release {outcome.release_id}: {outcome.status}: {outcome.outcome}", markup=False)
+    if outcome.status != "released":
+        raise typer.Exit(3)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ SHOP: dict[str, Any] = {
 
 
 def test_declare_a_release_then_show_it(
-    engine, load_inventory, data_dir: Path, tmp_path: Path
+    prefect_server: str, engine, load_inventory, data_dir: Path, tmp_path: Path
 ) -> None:
     hosts = [host_entry(f"app{i}", None, system="shop") for i in (1, 2, 3)]
     load_inventory(
@@ -77,6 +77,13 @@ def test_declare_a_release_then_show_it(
     shown = upkeep("releases", "show", "--contract", "ACME", data_dir=data_dir)
     assert shown.returncode == 0, shown.stderr
     assert "shop 2.4.1  2099-12-10 22:00 CET  declared" in shown.stdout
+
+    env = {"PREFECT_API_URL": prefect_server}
+    early = upkeep("releases", "run", str(row.id), data_dir=data_dir, env=env)
+    assert early.returncode == 1, early.stdout + early.stderr
+    assert "window opens at 2099-12-10" in early.stderr and "at most 1:00:00 before" in early.stderr
+    missing = upkeep("releases", "run", "999", data_dir=data_dir, env=env)
+    assert missing.returncode == 1 and "no release 999" in missing.stderr
 
     no_release = upkeep(
         "releases", "declare", "--contract", "ACME", "--system", "crm", "--changes", str(changes),

@@ -18,9 +18,9 @@ from typing import Any
 from upkeep.domain.processes import FLOWS
 
 GATE_CALLS = {"request_approval", "suspend_flow_run", "pause_flow_run"}
-REPLAY_TESTED = {"inspection", "patch_advisory", "patch_fix"}
+REPLAY_TESTED = {"inspection", "patch_advisory", "patch_fix", "release"}
 """Processes with a gate, each covered by tests/flows/test_gate_replay.py (the inspection) or
-tests/flows/test_patch_replay.py (both patch flows)."""
+tests/flows/test_patch_replay.py (both patch flows) or test_release_replay.py."""
 
 
 def _code_objects(code: types.CodeType) -> list[types.CodeType]:

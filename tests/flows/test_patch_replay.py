@@ -121,6 +121,7 @@ def test_a_patch_plan_rejected_revised_and_approved_over_five_processes(
     assert plans[-1].approved_hash == plans[-1].plan_hash
     assert [h["host"] for h in plans[-1].plan["hosts"]] == ["web1"]
     assert patch_run.status == "completed"
+    assert patch_run.flow_run_id == str(run.id)  # written by a task: its flow run's id
     with Session(engine) as s:
         decided = [s.get(Approval, g.id) for g in (first, revision, second)]
     assert [(g.decision if g else None) for g in decided] == ["reject", "resubmit", "approve"]

@@ -168,3 +168,64 @@ def test_hosts_canary_and_report_problems(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ReleaseError, match="is empty"):
         _validate(_declared(tmp_path, test_report=empty))
+
+
+def test_the_rollback_clock_holds_only_when_verified_within_the_limit() -> None:
+    from datetime import timedelta
+
+    from upkeep.domain.releases import RollbackClock
+
+    start = datetime(2026, 12, 3, 22, 0, tzinfo=UTC)
+    kept = RollbackClock(start, start + timedelta(minutes=12), 60, True)
+    assert kept.kept and kept.text() == "rolled back and verified in 12.0 min (limit 60 min)"
+    late = RollbackClock(start, start + timedelta(minutes=75), 60, True)
+    assert not late.kept and "LATE, the limit is 60 min" in late.text()
+    unverified = RollbackClock(start, start + timedelta(seconds=3), 60, False)
+    assert not unverified.kept and unverified.text().startswith("rollback NOT verified after 3.0 s")
+
+
+def test_manual_items_must_all_be_confirmed_and_exist() -> None:
+    from upkeep.domain.releases import missing_confirmations
+
+    assert missing_confirmations(["a", "b"], ["b"]) == ["a"]
+    assert missing_confirmations(["a", "b"], ["a", "b"]) == []
+    with pytest.raises(ValueError, match="not checklist items: c"):
+        missing_confirmations(["a"], ["a", "c"])
+
+
+def test_the_approvers_evidence_escapes_what_people_typed() -> None:
+    from upkeep.domain.releases import release_markdown
+
+    text = release_markdown(
+        contract="ACME",
+        system="shop",
+        version="2.0",
+        changes="- fix <script>alert(1)</script> in *search*",
+        window="2026-12-10 22:00 CET",
+        hosts=["app1", "app2"],
+        canary=["app1"],
+        report_name="report_[x].md",
+        report_sha256="ab" * 32,
+        checks=[("smoke", True, "health: ok (HTTP 200 in 4 ms)")],
+        confirmed=[("db-migration", "confirmed by Eve")],
+    )
+    assert "<script>" not in text and "\\*search\\*" in text
+    assert "- ok: smoke: health: ok" in text and "db-migration: confirmed by Eve" in text
+
+
+def test_a_contract_with_release_settings_gets_a_release_deployment() -> None:
+    from upkeep.domain.contract import ContractView
+    from upkeep.domain.interfaces import SmokeCheck, SystemSpec
+    from upkeep.domain.processes import specs_for
+
+    check = SmokeCheck(name="h", url="https://shop.example/health")
+    plain = SystemSpec(name="shop", smoke_checks=[check])
+    released = SystemSpec(name="shop", smoke_checks=[check], release=SPEC)
+
+    def processes(system: SystemSpec) -> dict[str, object]:
+        view = ContractView(id=1, code="ACME", name="x", customer_id=1, systems=(system,))
+        return {s.process: s for s in specs_for(view)}
+
+    assert "release" not in processes(plain)
+    spec = processes(released)["release"]
+    assert spec.cadence is None and spec.parameters == {"params": {}}  # started by hand

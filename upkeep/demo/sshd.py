@@ -123,6 +123,10 @@ LogLevel {log_level}
 MaxStartups 200:30:400
 MaxSessions 50
 Subsystem sftp internal-sftp
+# bash reads ~/.bashrc for a command run by sshd only when SHLVL says it is the first shell:
+# a throwaway host runs commands in sshd's plain environment, not the user's interactive set-up
+# (which may be slow or hang: a pyenv rehash lock left by a killed command stalls every login).
+SetEnv SHLVL=1
 """
 
 

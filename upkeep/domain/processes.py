@@ -47,6 +47,7 @@ FLOWS = {
     "patch_fix": "upkeep.flows.patch_advisory:patch_fix",
     "interface_monitor": "upkeep.flows.interfaces:interface_monitor",
     "interface_status": "upkeep.flows.interfaces:interface_status",
+    "release": "upkeep.flows.release:release",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -59,6 +60,7 @@ TITLES = {
     "patch_fix": "Patch after a fault (started by hand: hosts, packages, symptom)",
     "interface_monitor": "Interface monitor",
     "interface_status": "Daily interface status",
+    "release": "Release (started by hand: the declared release's id)",
 }
 
 
@@ -96,6 +98,7 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         "patch_fix",
         "interface_monitor",
         "interface_status",
+        "release",
     ):
         cadence = cadences.get(process)
         if cadence is None and process == "service_report":
@@ -104,9 +107,13 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
             continue
         if process.startswith("interface_") and not (monitors and cadence):
             continue
+        if process == "release" and not any(s.release for s in contract.systems):
+            continue
         params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
         if process == "patch_fix":  # the engineer fills in hosts, packages and the symptom
             params = {"contract": contract.code}
+        elif process == "release":  # the engineer fills in the declared release's id
+            params = {}
         elif process == "interface_monitor":
             params["email_alerts"] = True
         elif process != "annual_plan":

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upkeep.domain.cadence import Blackout, blackout_on
+from upkeep.domain.markup import md_escape
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:-]{0,99}$")
@@ -112,6 +113,10 @@ class ReleaseSpec(_Strict):
     notice_hours: float = Field(24, ge=0, le=24 * 14)
     """The customer's notice goes out this long before the window."""
     effect_report_days: float = Field(3, gt=0, le=60)
+    backup_sources: list[str] = []
+    """The backup sources (their ``system``) whose verified backup the ``backup_fresh`` item
+    wants; empty: the one named like this system."""
+    backup_max_age_hours: float = Field(26, gt=0, le=24 * 90)
 
     @field_validator("release_command", "rollback_command")
     @classmethod
@@ -240,3 +245,88 @@ def validate_release(
         canary=canary_hosts(system_hosts, spec.canary_share, declared.canary),
         test_report=report,
     )
+
+
+RELEASE_GATE = "release"
+"""The release approvers' gate (the contract's gate policy ``release``: M of N, no
+self-approval unless allowed)."""
+CHECKLIST_GATE = "release-checklist"
+"""The engineer's confirmation of the manual checklist items."""
+
+
+@dataclass(frozen=True)
+class RollbackClock:
+    """From the failure detected to the rollback complete and verified, against the limit."""
+
+    detected_at: datetime
+    done_at: datetime
+    limit_minutes: float
+    verified: bool
+
+    @property
+    def minutes(self) -> float:
+        return (self.done_at - self.detected_at).total_seconds() / 60
+
+    @property
+    def kept(self) -> bool:
+        """The promise held: rolled back and verified within the limit."""
+        return self.verified and self.minutes <= self.limit_minutes
+
+    def text(self) -> str:
+        took = f"{self.minutes:.1f} min" if self.minutes >= 0.1 else (f"{self.minutes * 60:.1f} s")
+        if not self.verified:
+            return f"rollback NOT verified after {took} (limit {self.limit_minutes:g} min)"
+        if not self.kept:
+            return f"rolled back and verified in {took}: LATE, the limit is " + (
+                f"{self.limit_minutes:g} min"
+            )
+        return f"rolled back and verified in {took} (limit {self.limit_minutes:g} min)"
+
+
+def missing_confirmations(manual: Sequence[str], confirmed: Sequence[str]) -> list[str]:
+    """The manual items not confirmed; unknown names are an error (ValueError)."""
+    unknown = sorted(set(confirmed) - set(manual))
+    if unknown:
+        raise ValueError(
+            f"not checklist items: {', '.join(unknown)} (the items are: {', '.join(manual)})"
+        )
+    return [m for m in manual if m not in confirmed]
+
+
+def release_markdown(
+    *,
+    contract: str,
+    system: str,
+    version: str,
+    changes: str,
+    window: str,
+    hosts: Sequence[str],
+    canary: Sequence[str],
+    report_name: str,
+    report_sha256: str,
+    checks: Sequence[tuple[str, bool, str]],
+    confirmed: Sequence[tuple[str, str]],
+) -> str:
+    """What the release approvers see: the release, its test report, the checks' results and
+    who confirmed the manual items. Values are Markdown-escaped by the caller's renderer."""
+    lines = [
+        f"**Release:** {md_escape(system)} {md_escape(version)} for {md_escape(contract)}",
+        f"**Window:** {md_escape(window)}",
+        f"**Hosts:** {md_escape(', '.join(hosts))} (canary first: {md_escape(', '.join(canary))})",
+        f"**Test report:** {md_escape(report_name)} (sha256 `{report_sha256}`)",
+        "",
+        "**Changes:**",
+        "",
+        *[f"> {md_escape(line)}" for line in changes.splitlines() if line.strip()],
+        "",
+        "**Pre-release checks:**",
+        "",
+        *[
+            f"- {'ok' if ok else 'FAILED'}: {md_escape(name)}: {md_escape(summary)}"
+            for name, ok, summary in checks
+        ],
+    ]
+    if confirmed:
+        lines += ["", "**Confirmed by hand:**", ""]
+        lines += [f"- {md_escape(item)}: {md_escape(who)}" for item, who in confirmed]
+    return "\n".join(lines)

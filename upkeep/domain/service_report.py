@@ -38,6 +38,8 @@ PROCESS_NAMES: Mapping[str, str] = {
     "interface-monitor": "Interface monitor",
     "interface_status": "Daily interface status",
     "interface-status": "Daily interface status",
+    "release": "Release",
+    "release-check": "Pre-release host check",
 }
 """What a customer calls each process and run kind (process keys of the inventory and the
 ``kind`` of recorded runs)."""

@@ -1,0 +1,382 @@
+"""The release run's work: pre-release checks, releasing hosts over SSH, smoke checks, the
+rollback against its clock, the mail after; every step a :class:`~upkeep.models.ReleaseStep`.
+
+Commands are the system's release and rollback commands from the inventory with the version
+quoted in (``upkeep.domain.releases.render_command``); nothing else is put into them. The
+decisions are ``upkeep.domain.releases``; the flow is ``upkeep.flows.release``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import get_run_logger, task
+from sqlmodel import col, select
+
+from upkeep.db import open_session
+from upkeep.domain.checks.base import Severity
+from upkeep.domain.contract import ContractView
+from upkeep.domain.interfaces import SystemSpec
+from upkeep.domain.releases import ReleaseSpec, RollbackClock, render_command
+from upkeep.models import (
+    BackupVersion,
+    Contract,
+    Host,
+    InspectionRun,
+    Outcome,
+    Release,
+    ReleaseStep,
+    RunStatus,
+    utcnow,
+)
+from upkeep.settings import get_settings
+from upkeep.tasks.guards import Refused, refuse_if_running
+from upkeep.tasks.inspect import inspect_host_now, target_for
+from upkeep.tasks.interfaces import probe, record_probe
+from upkeep.tasks.notify import Mail, _one_line, _render_pair, mail_recipients
+from upkeep.tasks.records import finish_run, start_run, system_finding
+from upkeep.tasks.runs import current_flow_run_id
+from upkeep.tasks.ssh import SshError, SshSession
+
+RELEASE_RUN_KIND = "release"
+ROLLBACK_CHECK = "release-rollback"
+_TAIL = 4000
+
+
+def log_step(
+    release_id: int,
+    step: str,
+    ok: bool,
+    summary: str,
+    *,
+    host: str = "",
+    actor: str = "upkeep",
+    detail: dict[str, Any] | None = None,
+    started: Any = None,
+) -> None:
+    """One step of the release's record: who, when, on which host, what came of it."""
+    with open_session() as db:
+        db.add(
+            ReleaseStep(
+                release_id=release_id,
+                host=host,
+                step=step,
+                actor=actor[:200],
+                ok=ok,
+                summary=summary,
+                detail=detail or {},
+                started_at=started or utcnow(),
+                finished_at=utcnow(),
+            )
+        )
+
+
+def load_release(release_id: int) -> tuple[Release, ContractView, SystemSpec, ReleaseSpec]:
+    """The release row, its contract, system and release settings; LookupError naming what
+    is missing."""
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        if row is None:
+            raise LookupError(f"no release {release_id} (upkeep releases show lists them)")
+        contract = db.get(Contract, row.contract_id)
+        assert contract is not None
+        view = ContractView.of(contract)
+    try:
+        system = view.system(row.system)
+    except KeyError as exc:
+        raise LookupError(exc.args[0]) from None
+    if system.release is None:
+        raise LookupError(f"system {row.system} of {view.code} has no release settings any more")
+    return row, view, system, system.release
+
+
+def check_startable(release_id: int, me: str | None) -> None:
+    """Refused unless the release is declared (or is this very run's, replayed), and no other
+    release of the contract is under way (one at a time per contract)."""
+    row, view, _, _ = load_release(release_id)
+    mine = row.flow_run_id is not None and row.flow_run_id == me
+    if row.status != "declared" and not mine:
+        raise Refused(
+            f"release {release_id} is {row.status}, not declared: a release runs once "
+            "(declare a new one to try again)"
+        )
+    refuse_if_running("release", view.code, view.id, me)
+
+
+@task(name="start-release-run")
+def start_release_run(release_id: int, requested_by: str | None) -> int:
+    """The run's record; the release marked running by this flow run."""
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        assert row is not None
+        contract = db.get(Contract, row.contract_id)
+        assert contract is not None
+        run = start_run(
+            session=db,
+            contract=contract,
+            kind=RELEASE_RUN_KIND,
+            flow_run_id=current_flow_run_id(),
+            requested_by=requested_by,
+        )
+        row.status, row.flow_run_id = "running", current_flow_run_id()
+        db.add(row)
+        assert run.id is not None
+        return run.id
+
+
+def smoke(release_id: int, run_id: int, step: str) -> tuple[bool, str]:
+    """Probe the system's smoke checks now; each probe recorded; (all passed, summary)."""
+    row, _, system, _ = load_release(release_id)
+    started = utcnow()
+    results = []
+    with open_session() as db:
+        for check in system.smoke_checks:
+            verdict = record_probe(db, row.contract_id, run_id, system.name, check, probe(check))
+            results.append((check.name, verdict.ok, verdict.reason))
+    ok = all(r[1] for r in results)
+    summary = "; ".join(f"{n}: {'ok' if o else 'FAILED'} ({why})" for n, o, why in results)
+    log_step(release_id, step, ok, summary, detail={"checks": results}, started=started)
+    return ok, summary
+
+
+def _hosts_healthy(release_id: int, row: Release) -> tuple[bool, str]:
+    """The inspection catalogue on each target host (a run of its own per host check), no
+    critical finding and every host reached."""
+    problems = []
+    with open_session() as db:
+        contract = db.get(Contract, row.contract_id)
+        assert contract is not None
+        hosts = db.exec(
+            select(Host).where(Host.contract_id == row.contract_id, col(Host.name).in_(row.hosts))
+        ).all()
+        check_run = start_run(
+            session=db,
+            contract=contract,
+            kind="release-check",
+            flow_run_id=current_flow_run_id(),
+            requested_by="upkeep",
+        )
+        check_run_id, host_ids = check_run.id, [(h.id, h.name) for h in hosts]
+    assert check_run_id is not None
+    for host_id, name in host_ids:
+        assert host_id is not None
+        result = inspect_host_now(host_id, check_run_id)
+        if not result.reachable:
+            problems.append(f"{name} not reached: {result.error}")
+            continue
+        critical = [
+            f"{o.check} {o.subject}".strip()
+            for o in result.observed
+            if o.severity is Severity.CRITICAL
+        ]
+        if critical:
+            problems.append(f"{name} critical: {', '.join(critical)}")
+    with open_session() as db:
+        finish_run(session=db, run_id=check_run_id, status=RunStatus.COMPLETED)
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{len(host_ids)} host(s) inspected, nothing critical (run {check_run_id})"
+
+
+def _backup_fresh(row: Release, spec: ReleaseSpec) -> tuple[bool, str]:
+    """A good verified backup of each named source within ``backup_max_age_hours``."""
+    since = utcnow() - timedelta(hours=spec.backup_max_age_hours)
+    problems, seen = [], []
+    with open_session() as db:
+        for source in spec.backup_sources or [row.system]:
+            latest = db.exec(
+                select(BackupVersion)
+                .where(
+                    BackupVersion.contract_id == row.contract_id,
+                    BackupVersion.system == source,
+                    BackupVersion.outcome == Outcome.GOOD,
+                )
+                .order_by(col(BackupVersion.verified_at).desc())
+            ).first()
+            if latest is None or latest.verified_at < since:
+                when = latest.verified_at.isoformat() if latest else "never"
+                problems.append(
+                    f"{source}: no backup verified good in the last "
+                    f"{spec.backup_max_age_hours:g} h (last: {when})"
+                )
+            else:
+                seen.append(f"{source} verified {latest.verified_at.isoformat()}")
+    return (False, "; ".join(problems)) if problems else (True, "; ".join(seen))
+
+
+@task(name="release-pre-checks")
+def pre_checks(release_id: int, run_id: int) -> list[tuple[str, bool, str]]:
+    """The checklist's automatic items (the smoke checks when it names none), each recorded:
+    (item, passed, what was seen)."""
+    row, _, _, spec = load_release(release_id)
+    items = [(i.name, i.check) for i in spec.checklist if i.kind == "automatic"]
+    out = []
+    for name, check in items or [("smoke-checks", "smoke_checks")]:
+        started = utcnow()
+        if check == "smoke_checks":
+            ok, summary = smoke(release_id, run_id, f"check:{name}"[:32])
+            out.append((name, ok, summary))
+            continue
+        ok, summary = (
+            _hosts_healthy(release_id, row)
+            if check == "hosts_healthy"
+            else (_backup_fresh(row, spec))
+        )
+        log_step(release_id, f"check:{name}"[:32], ok, summary, started=started)
+        out.append((name, ok, summary))
+    return out
+
+
+def run_command(release_id: int, host_name: str, which: str, version: str) -> bool:
+    """The system's release or rollback command on one host over SSH; recorded."""
+    row, _, _, spec = load_release(release_id)
+    template = spec.release_command if which == "release" else spec.rollback_command
+    command = render_command(template, version)
+    settings = get_settings()
+    started = utcnow()
+    with open_session() as db:
+        host = db.exec(
+            select(Host).where(Host.contract_id == row.contract_id, Host.name == host_name)
+        ).one()
+    try:
+        with SshSession(target_for(host, settings), settings.ssh, settings.known_hosts_file) as ssh:
+            raw = ssh.run(command, timeout=spec.command_timeout_seconds)
+    except SshError as exc:
+        log_step(release_id, which, False, f"{command}: {exc}", host=host_name, started=started)
+        return False
+    ok = raw.exit_code == 0
+    log_step(
+        release_id,
+        which,
+        ok,
+        f"{command}: exit {raw.exit_code}",
+        host=host_name,
+        detail={
+            "command": command,
+            "exit_code": raw.exit_code,
+            "stdout": raw.stdout[-_TAIL:],
+            "stderr": raw.stderr[-_TAIL:],
+        },
+        started=started,
+    )
+    return ok
+
+
+def soak(release_id: int, run_id: int, seconds: float) -> tuple[bool, str]:
+    """Watch the smoke checks for ``seconds`` after the canary (every 30 s at most, and at
+    the end); the first failure ends the soak."""
+    deadline = time.monotonic() + seconds
+    rounds = 0
+    while True:
+        rounds += 1
+        ok, summary = smoke(release_id, run_id, "soak")
+        left = deadline - time.monotonic()
+        if not ok or left <= 0:
+            return ok, f"{rounds} round(s) over {seconds:g} s: {summary}"
+        time.sleep(min(30.0, left))  # the soak is a wait the contract asks for
+
+
+def roll_back(release_id: int, run_id: int, released: list[str], detected_at: Any) -> RollbackClock:
+    """Every released host back (latest first), then the smoke checks; the clock recorded;
+    a late or unverified rollback is a critical finding."""
+    row, _, _, spec = load_release(release_id)
+    logger = get_run_logger()
+    done = [run_command(release_id, h, "rollback", row.version) for h in reversed(released)]
+    verified = all(done) and smoke(release_id, run_id, "rollback-verify")[0]
+    clock = RollbackClock(detected_at, utcnow(), spec.rollback_limit_minutes, verified)
+    log_step(
+        release_id,
+        "rollback-clock",
+        clock.kept,
+        clock.text(),
+        detail={
+            "detected_at": detected_at.isoformat(),
+            "done_at": clock.done_at.isoformat(),
+            "minutes": round(clock.minutes, 4),
+            "limit_minutes": spec.rollback_limit_minutes,
+            "verified": verified,
+        },
+        started=detected_at,
+    )
+    if not clock.kept:
+        logger.error("release %s: %s", release_id, clock.text())
+        with open_session() as db:
+            run = db.get(InspectionRun, run_id)
+            assert run is not None
+            system_finding(
+                session=db,
+                run=run,
+                check=ROLLBACK_CHECK,
+                subject=f"{row.system} {row.version}",
+                severity=Severity.CRITICAL,
+                message=f"release {row.system} {row.version}: {clock.text()}",
+                evidence=f"release {release_id}, hosts {', '.join(released)}",
+                recommendation="Restore the previous version by hand now and tell the "
+                f"customer; the contract promises a rollback within {spec.rollback_limit_minutes:g}"
+                " minutes.",
+            )
+    return clock
+
+
+def finish_release(release_id: int, run_id: int, status: str) -> None:
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        assert row is not None
+        row.status, row.finished_at = status, utcnow()
+        db.add(row)
+        finish_run(
+            session=db,
+            run_id=run_id,
+            status=RunStatus.COMPLETED if status == "released" else RunStatus.FAILED,
+        )
+
+
+@task(name="mail-release-result")
+def mail_release_result(release_id: int, status: str, outcome: str) -> dict[str, Any]:
+    """The mail after the release: what was released, when, the verification's result."""
+    settings = get_settings()
+    row, view, _, _ = load_release(release_id)
+    tz = ZoneInfo(view.timezone)
+    with open_session() as db:
+        steps = db.exec(
+            select(ReleaseStep)
+            .where(ReleaseStep.release_id == release_id)
+            .order_by(col(ReleaseStep.id))
+        ).all()
+        rows = [
+            {
+                "when": s.started_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+                "host": s.host,
+                "step": s.step,
+                "actor": s.actor,
+                "ok": s.ok,
+                "summary": s.summary,
+            }
+            for s in steps
+        ]
+    headline = {
+        "released": f"Released: {row.system} {row.version} ({view.code})",
+        "rolled-back": f"Release ROLLED BACK: {row.system} {row.version} ({view.code})",
+    }.get(status, f"Release FAILED: {row.system} {row.version} ({view.code})")
+
+    def compose() -> Mail:
+        text, html = _render_pair(
+            settings.templates_dir,
+            "email/release_result.txt.j2",
+            "email/release_result.html.j2",
+            {
+                "headline": headline,
+                "contract_code": view.code,
+                "system": row.system,
+                "version": row.version,
+                "changes": row.changes,
+                "outcome": outcome,
+                "steps": rows,
+            },
+        )
+        return Mail(_one_line(f"[upkeep] {headline}"), text, html)
+
+    return mail_recipients(view.code, "release_result", compose, smtp=settings.smtp)
