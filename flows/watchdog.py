@@ -101,7 +101,7 @@ def approval_watchdog(now: datetime | None = None) -> WatchdogReport:
         record_run_ended(gate_id, reason)
         report.runs_ended.append(gate_id)
     with open_session() as db:
-        delivery = deliver_pending(session=db, smtp=settings.smtp)
+        delivery = deliver_pending(session=db, smtp=settings.smtp, now=now)
     if delivery.failed:
         logger.warning("notices kept in the outbox: %s", delivery.failed)
     return report

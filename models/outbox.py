@@ -32,4 +32,7 @@ class OutboxMessage(SQLModel, table=True):
     last_attempt_at: datetime | None = ts_field()
     last_error: str | None = None
     sent_at: datetime | None = ts_field()
+    not_before: datetime | None = ts_field()
+    """Not delivered before this time (a release notice N hours before its window); None: at
+    once."""
     created_at: datetime = created_field()

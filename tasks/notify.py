@@ -21,6 +21,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import make_msgid
@@ -32,7 +33,7 @@ import yagmail
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 from yagmail.headers import resolve_addresses
 from yagmail.message import prepare_message
@@ -149,8 +150,10 @@ def queue_message(
     text_body: str,
     html_body: str,
     attachments: Sequence[str | Path] = (),
+    not_before: datetime | None = None,
 ) -> OutboxMessage:
-    """Store one message as ``pending`` in the caller's transaction; sends nothing."""
+    """Store one message as ``pending`` in the caller's transaction (not delivered before
+    ``not_before`` when given); sends nothing."""
     if not recipients:
         raise ValueError("a message needs at least one recipient")
     message = OutboxMessage(
@@ -161,6 +164,7 @@ def queue_message(
         text_body=text_body,
         html_body=html_body,
         attachments=[str(a) for a in attachments],
+        not_before=not_before,
     )
     session.add(message)
     session.flush()
@@ -442,8 +446,11 @@ def _claim(session: Session, message: OutboxMessage) -> bool:
     return result.rowcount == 1
 
 
-def deliver_pending(*, session: Session, smtp: SmtpSettings, limit: int = 50) -> DeliveryReport:
-    """Try to send up to ``limit`` pending messages, oldest first, with yagmail.
+def deliver_pending(
+    *, session: Session, smtp: SmtpSettings, limit: int = 50, now: datetime | None = None
+) -> DeliveryReport:
+    """Try to send up to ``limit`` pending messages that are due (``not_before`` passed),
+    oldest first, with yagmail.
 
     Each attempt is counted (``attempts``, ``last_attempt_at``) and committed before sending.
     Success marks the message ``sent`` with ``sent_at``; any failure (server down, TLS or
@@ -454,9 +461,13 @@ def deliver_pending(*, session: Session, smtp: SmtpSettings, limit: int = 50) ->
     run sends it again. A retry after partly refused recipients goes to every recipient.
     """
     report = DeliveryReport()
+    due = now or utcnow()
     pending = session.exec(
         select(OutboxMessage)
-        .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
+        .where(
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            or_(col(OutboxMessage.not_before).is_(None), col(OutboxMessage.not_before) <= due),
+        )
         .order_by(col(OutboxMessage.created_at), col(OutboxMessage.id))
         .limit(limit)
     ).all()

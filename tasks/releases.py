@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from upkeep.domain.contract import ContractView
 from upkeep.domain.releases import Declared, ReleaseError, ReleaseSpec, validate_release
-from upkeep.models import Host, Release, utcnow
+from upkeep.models import Host, OutboxMessage, Release, utcnow
 from upkeep.settings import get_settings
+from upkeep.tasks.notify import queue_message, render_mail
 from upkeep.tasks.records import get_contract
 from upkeep.tasks.render import safe_name
 
@@ -60,9 +62,10 @@ def _keep(source: Path, target: Path) -> str:
 
 def declare_release(
     *, session: Session, declared: Declared, declared_by: str, now: datetime | None = None
-) -> Release:
-    """Validate and store the release with its test report (ReleaseError naming every
-    problem; nothing is stored then)."""
+) -> tuple[Release, OutboxMessage | None]:
+    """Validate and store the release with its test report, and queue the customer's notice
+    (ReleaseError naming every problem; nothing is stored then). The row and the notice (None
+    without report recipients)."""
     contract = get_contract(session=session, code=declared.contract)
     view = ContractView.of(contract)
     spec = release_spec(view, declared.system)
@@ -106,7 +109,54 @@ def declare_release(
     row.test_report_sha256 = _keep(valid.test_report, target)
     row.test_report_path = str(target)
     session.add(row)
-    return row
+    notice = queue_notice(session=session, view=view, spec=spec, row=row, impact=declared.impact)
+    return row, notice
+
+
+DEFAULT_IMPACT = "Short interruptions are possible while each host switches to the new version."
+
+
+def queue_notice(
+    *, session: Session, view: ContractView, spec: ReleaseSpec, row: Release, impact: str
+) -> OutboxMessage | None:
+    """The customer's notice of the release, in the outbox, due ``notice_hours`` before the
+    window (at once when that has passed); delivered by whatever delivers the outbox next
+    (the approval watchdog every few minutes, any run's mail, ``upkeep outbox send``).
+    None when the contract has no report recipients."""
+    if not view.report_recipients:
+        return None
+    tz = ZoneInfo(view.timezone)
+    due = row.window_at - timedelta(hours=spec.notice_hours)
+    window = row.window_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    subject = f"[upkeep] Release notice: {row.system} {row.version} on {window} ({view.code})"
+    mail = render_mail(
+        get_settings().templates_dir,
+        "release_notice",
+        subject,
+        {
+            "contract_name": view.name,
+            "contract_code": view.code,
+            "system": row.system,
+            "version": row.version,
+            "window": window,
+            "changes": row.changes,
+            "impact": impact.strip() or DEFAULT_IMPACT,
+            "hosts": row.hosts,
+            "canary": row.canary_hosts,
+            "rollback_minutes": spec.rollback_limit_minutes,
+            "soak_minutes": spec.soak_minutes,
+        },
+    )
+    return queue_message(
+        session=session,
+        contract_id=view.id,
+        kind="release_notice",
+        subject=mail.subject,
+        recipients=list(view.report_recipients),
+        text_body=mail.text,
+        html_body=mail.html,
+        not_before=due,
+    )
 
 
 def list_releases(*, session: Session, contract: str | None = None) -> list[Release]:

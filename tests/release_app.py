@@ -126,7 +126,7 @@ def declare_now(engine, tmp_path: Path, version: str) -> int:
     report.write_text(f"# Test report {version}\nall green\n")
     window = datetime.now(ZoneInfo(TZ)).strftime("%Y-%m-%d %H:%M")
     with Session(engine) as s:
-        row = declare_release(
+        row, _ = declare_release(
             session=s,
             declared=Declared("ACME", "shop", version, "- faster search", window, report),
             declared_by="Eve Engineer",

@@ -772,7 +772,12 @@ def outbox_list() -> None:
             esc(m.kind),
             esc(m.subject),
             esc(", ".join(m.recipients)),
-            esc(m.status),
+            esc(m.status)
+            + (
+                f" (due {m.not_before.strftime('%Y-%m-%d %H:%M UTC')})"
+                if m.not_before is not None and m.status == "pending"
+                else ""
+            ),
             str(m.attempts),
             esc(m.last_error or ""),
         )
@@ -781,7 +786,8 @@ def outbox_list() -> None:
 
 @outbox_app.command("send")
 def outbox_send() -> None:
-    """Try to deliver every pending message now."""
+    """Try to deliver every pending message that is due now (a release notice waits for its
+    time)."""
     settings = settings_or_exit()
     with db_session(settings) as session:
         report = deliver_pending(session=session, smtp=settings.smtp)
@@ -1478,6 +1484,9 @@ def releases_declare(
     canary: Annotated[
         list[str] | None, typer.Option(help="A canary host (repeatable; default: the share)")
     ] = None,
+    impact: Annotated[
+        str, typer.Option(help="What the customer may notice during the window (the notice)")
+    ] = "",
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
     """Declare a release: validated against the inventory (the system's hosts and release
@@ -1491,12 +1500,13 @@ def releases_declare(
         window=window,
         test_report=test_report,
         canary=tuple(canary or ()),
+        impact=impact,
     )
     settings = settings_or_exit()
     try:
         with db_session(settings) as session:
             tz = ZoneInfo(active_contract(session, contract).timezone)
-            row = declare_release(
+            row, notice = declare_release(
                 session=session, declared=declared, declared_by=requested_by or _whoami()
             )
             out.print(
@@ -1509,6 +1519,14 @@ def releases_declare(
                 f"test report kept: {row.test_report_path} (sha256 {row.test_report_sha256})",
                 markup=False,
             )
+            if notice is not None and notice.not_before is not None:
+                due = notice.not_before.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+                out.print(
+                    f"notice to {', '.join(notice.recipients)} queued in the outbox, due {due}",
+                    markup=False,
+                )
+            else:
+                err.print("no notice: the contract has no report recipients", markup=False)
     except ReleaseError as exc:
         fail(f"release not declared: {exc}")
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from tests.e2e.test_cli import upkeep
 from tests.flow_fixtures import host_entry
-from upkeep.models import Release
+from upkeep.models import OutboxMessage, Release
 
 pytestmark = pytest.mark.e2e
 
@@ -66,8 +66,11 @@ def test_declare_a_release_then_show_it(
     assert "shop 2.4.1 at 2099-12-10 22:00 CET on app1, app2, app3 (canary: app1, app2)" in (
         ok.stdout
     )
+    assert "notice to it@acme.example queued in the outbox, due 2099-12-09 22:00 CET" in ok.stdout
     with Session(engine) as s:
         (row,) = s.exec(select(Release)).all()
+        (notice,) = s.exec(select(OutboxMessage)).all()
+    assert notice.kind == "release_notice" and notice.status == "pending"
     kept = Path(row.test_report_path)
     assert kept.read_bytes() == report.read_bytes() and kept.is_relative_to(data_dir)
     assert row.test_report_sha256 == hashlib.sha256(report.read_bytes()).hexdigest()

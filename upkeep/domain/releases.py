@@ -148,6 +148,8 @@ class Declared:
     """``YYYY-MM-DD HH:MM`` in the contract's timezone."""
     test_report: Path
     canary: tuple[str, ...] = ()
+    impact: str = ""
+    """What the customer may notice during the window (for the notice)."""
 
 
 @dataclass(frozen=True)
