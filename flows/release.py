@@ -99,7 +99,7 @@ class ChecklistConfirmation(RunInput):
 
 def _check_start(release_id: int) -> None:
     check_startable(release_id, current_flow_run_id())
-    row, view, _, _ = load_release(release_id)
+    row = load_release(release_id)[0]
     if utcnow() < row.window_at - EARLY_START:
         raise Refused(
             f"release {release_id}'s window opens at {row.window_at.isoformat()}: a release run "

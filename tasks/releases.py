@@ -9,8 +9,6 @@ exactly what was declared.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,7 +21,7 @@ from upkeep.models import Host, OutboxMessage, Release, utcnow
 from upkeep.settings import get_settings
 from upkeep.tasks.notify import queue_message, render_mail
 from upkeep.tasks.records import get_contract
-from upkeep.tasks.render import safe_name
+from upkeep.tasks.render import safe_name, write_atomic
 
 
 def release_spec(view: ContractView, system: str) -> ReleaseSpec:
@@ -41,23 +39,10 @@ def release_spec(view: ContractView, system: str) -> ReleaseSpec:
 
 
 def _keep(source: Path, target: Path) -> str:
-    """Copy ``source`` to ``target`` whole (a temporary file renamed), mode 0640; its SHA-256."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return digest.hexdigest()
+    """Copy ``source`` to ``target`` whole (``write_atomic``, mode 0640); its SHA-256."""
+    data = source.read_bytes()
+    write_atomic(target, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def declare_release(

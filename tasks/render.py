@@ -191,16 +191,17 @@ def safe_name(value: str) -> str:
     return name
 
 
-def write_atomic(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` through a temporary file renamed over it (mode 0640).
+def write_atomic(target: Path, content: str | bytes) -> None:
+    """Write ``content`` (text as UTF-8, or bytes as they are) to ``target`` through a
+    temporary file renamed over it (mode 0640).
 
     A reader never sees half a file, and a rerun replaces the previous one whole.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
         # Reports describe a customer's infrastructure: owner and group only.

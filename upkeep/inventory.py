@@ -36,6 +36,7 @@ from upkeep.domain.contract import (
     policy_for,
 )
 from upkeep.domain.interfaces import SystemSpec
+from upkeep.domain.naming import repeated
 from upkeep.models import Contract, Customer, Host, utcnow
 
 Process = Literal[
@@ -105,8 +106,7 @@ class ContractSpec(_Strict):
     @field_validator("systems")
     @classmethod
     def _unique_systems(cls, value: list[SystemSpec]) -> list[SystemSpec]:
-        names = [s.name for s in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(item.name for item in value)
         if twice:
             raise ValueError(f"system names must be unique in a contract: {', '.join(twice)}")
         return value

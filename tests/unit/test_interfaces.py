@@ -152,3 +152,10 @@ def test_interface_cadences_without_checks_or_monitor_are_named_not_dropped() ->
         s.process for s in specs_for(status_only)
     }
     assert unsupported(status_only) == ["interface_status"]
+
+
+def test_repeated_names_are_found_once_each() -> None:
+    from upkeep.domain.naming import repeated
+
+    assert repeated(["b", "a", "b", "c", "a", "b"]) == ["a", "b"]
+    assert repeated([]) == [] and repeated(["x", "y"]) == []

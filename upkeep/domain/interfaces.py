@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from upkeep.domain.naming import repeated
 from upkeep.domain.releases import ReleaseSpec
 
 INTERFACE_CHECK = "interface"
@@ -85,8 +86,7 @@ class SystemSpec(_Strict):
     @field_validator("smoke_checks")
     @classmethod
     def _unique_names(cls, value: list[SmokeCheck]) -> list[SmokeCheck]:
-        names = [c.name for c in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(item.name for item in value)
         if twice:
             raise ValueError(f"smoke check names must be unique in a system: {', '.join(twice)}")
         return value

@@ -1,9 +1,10 @@
-"""Names and addresses built the same way by every process: Prefect artifact keys and the
-Prefect UI's address of a flow run. Pure."""
+"""Names and addresses built the same way by every process: Prefect artifact keys, the
+Prefect UI's address of a flow run, and names that must be unique. Pure."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 
 def artifact_key(*parts: object) -> str:
@@ -19,3 +20,12 @@ def run_url(ui_url: str | None, flow_run_id: object | None) -> str | None:
     if not ui_url or not flow_run_id:
         return None
     return f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted (empty: all unique)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for name in names:
+        (twice if name in seen else seen).add(name)
+    return sorted(twice)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from upkeep.domain.cadence import Blackout, blackout_on
 from upkeep.domain.markup import md_escape
+from upkeep.domain.naming import repeated
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:-]{0,99}$")
@@ -129,8 +130,7 @@ class ReleaseSpec(_Strict):
     @field_validator("checklist")
     @classmethod
     def _unique_items(cls, value: list[ChecklistItem]) -> list[ChecklistItem]:
-        names = [i.name for i in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(item.name for item in value)
         if twice:
             raise ValueError(f"checklist item names must be unique: {', '.join(twice)}")
         return value
