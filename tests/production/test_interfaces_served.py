@@ -74,7 +74,12 @@ def test_scheduled_probes_tell_the_customer_when_the_interface_breaks(
         ]
 
     wait_until("a scheduled status mail saying it is down", status_says_down, SCHEDULER_BOUND)
-    (run, *_) = completed_scheduled(prod_api, "interface-monitor", "iface")
+    # the alert is mailed before its run ends: wait for that run to complete
+    (run, *_) = wait_until(
+        "a scheduled interface-monitor run to complete",
+        lambda: completed_scheduled(prod_api, "interface-monitor", "iface"),
+        SCHEDULER_BOUND,
+    )
     assert run["parameters"]["params"]["requested_by"] == "schedule"
     engine = sa.create_engine(f"sqlite:///{served.workdir / 'data' / 'upkeep.db'}")
     try:
