@@ -298,6 +298,15 @@ def _apt_repo_locked() -> Iterator[LocalAptRepo]:
             raise RuntimeError("cleaning up the local apt repository: " + "; ".join(problems))
 
 
+@pytest.fixture(name="steady_packages")
+def steady_packages_fixture() -> Iterator[None]:
+    """The machine's package set does not change during the test: it holds the repository's
+    lock, so no test module installs or purges upkeep-canary meanwhile. For tests that compare
+    two scans of this machine (import it as ``steady_packages_fixture``)."""
+    with _exclusive(REPO_LOCK, REPO_LOCK_WAIT):
+        yield
+
+
 @pytest.fixture(scope="module", name="local_apt_repo")
 def local_apt_repo_fixture() -> Iterator[LocalAptRepo]:
     """upkeep-canary 1.0-1 installed from a local apt repository that also has 1.1-1."""

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from tests.apt_repo import steady_packages_fixture  # noqa: F401
 from tests.e2e.test_cli import upkeep
 from tests.flow_fixtures import host_entry, inventory_text
 from upkeep.demo.sshd import ThrowawaySshd
@@ -20,7 +21,9 @@ from upkeep.settings import Settings, SshSettings
 from upkeep.tasks.inventory_scan import record_scan, scan_host
 from upkeep.tasks.ssh import UnknownHostKey, trust_host_key
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("steady_packages")]
+"""The sshd hosts are this machine: two scans compare only if no patch test installs or purges
+its test package in between (another xdist worker may run one)."""
 
 
 def load_host(engine: sa.Engine, server: ThrowawaySshd) -> Host:
