@@ -205,7 +205,8 @@ def request_revision(
             raise GateClosed(f"{subject}: {closed_reason(state)}")
         asked = form.with_initial_data(description=describe(refusal_reasons(approval_id)))
         get_run_logger().info(
-            "plan rejected; waiting for the revision. Answer in the Prefect UI, or: %s",
+            "%s: waiting for the revision. Answer in the Prefect UI, or: %s",
+            subject,
             how_to_answer.replace("RUN", run_id),
         )
         try:

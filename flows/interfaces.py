@@ -3,12 +3,14 @@ the interface a customer's group depended on, the provider watched it and sent a
 that it was working).
 
 ``interface-monitor`` runs on the contract's ``interface_monitor`` cadence: it probes every
-system's smoke checks (HTTP endpoints, expected status, body text, latency bound) from upkeep,
-records each probe, opens a finding when a check fails (one finding however long it fails),
-resolves it when the check passes again, and mails the recipients when an interface goes down
-or comes back. ``interface-status`` (on ``interface_status``, by default daily at 08:00 for a
-contract that monitors) mails the figures of the last 24 hours, computed from the records:
-availability, response times, outages. Neither is held by blackouts: they only read.
+system's smoke checks (HTTP endpoints from upkeep: expected status, body text, latency bound;
+commands over SSH on each of the system's active hosts: expected exit status and output),
+records each probe, opens a finding when a check fails (one finding however long it fails, one
+per host for a command check), resolves it when the check passes again, and mails the
+recipients when an interface goes down or comes back. ``interface-status`` (on
+``interface_status``, by default daily at 08:00 for a contract that monitors) mails the
+figures of the last 24 hours, computed from the records: availability, response times,
+outages. Neither is held by blackouts: they only read.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def interface_monitor(params: MonitorParams) -> MonitorOutcome | State[Any]:
     publish_results(view.code, results)
     for r in results:
         if not r.ok:
-            logger.warning("%s/%s FAILED: %s", r.system, r.check, r.reason)
+            logger.warning("%s FAILED: %s", r.interface, r.reason)
     if params.email_alerts and any(r.change in ("down", "up") for r in results):
         mail_interface_alert(view.code, results)
     outcome = MonitorOutcome(run_id=run_id, results=results)

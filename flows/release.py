@@ -1,24 +1,37 @@
 """The release checklist (PROCESSES.md, section 4), for a release declared with
-``upkeep releases declare``.
+``upkeep releases declare`` (which starts this run through the contract's deployment).
+
+Before the window (the *review* part, started when the release is declared):
 
 1. Pre-release checks: the checklist's automatic items (the smoke checks green now, the target
    hosts healthy per the inspection catalogue, a verified backup fresh enough); a failure stops
    here with the reason.
 2. The manual items, confirmed by a named person through a typed form (cancel ends it).
-3. Release approval: the contract's release approvers at the ``release`` gate (M of N, no
-   self-approval unless the contract allows it), with the test report, the changes, the
-   checks' results and the confirmations as evidence.
-4. At the window: the release command on the canary hosts, the smoke checks, a soak watching
-   them, then the other hosts, and the verification straight after.
-5. On a failure: every released host rolled back at once against the clock (from the moment
+3. The customer's review of the test report at the ``release-test-report`` gate (its own
+   approvers, e.g. the customer's testers, else the contract's): the report is mailed to them
+   and shown (Markdown) at the gate; a rejection with a comment goes back to the engineer at
+   ``release-test-report-revision`` (a new report file, kept like the first, or cancel) and
+   the new report is reviewed again. Every decision names the report's hash.
+4. Release approval: the ``release`` gate's approvers (M of N, no self-approval unless the
+   contract allows it), with the test report, the changes, the checks' results and the
+   confirmations as evidence.
+
+The customer's notice was queued in the outbox when the release was declared, due
+``notice_hours`` before the window. With the window more than ``EARLY_START`` away the review
+run ends *approved* and Prefect's server holds the *window* run, scheduled ``WINDOW_LEAD``
+before the window (it survives restarts); with the window near, this run goes on:
+
+5. At the window: the automatic checks again, the release command on the canary hosts, the
+   smoke checks, a soak watching them, then the other hosts, and the verification straight
+   after. One release at a time per contract.
+6. On a failure: every released host rolled back at once against the clock (from the moment
    the failure was detected to the rollback complete and verified, the contract's limit, 1 hour
    by default); a late or unverified rollback is a critical finding.
-6. The mail after the release: what, when, every step and the result.
+7. The mail after the release: what, when, every step and the result.
+8. The effect report ``effect_report_days`` (3) later: a run of the contract's
+   ``release-effect`` deployment that Prefect's server holds (``upkeep.flows.release_effect``).
 
-A run may start up to an hour before the window (for the checks and the approval) and waits
-for the window before releasing. Every step is a ``releasestep`` row: who, when, what, the
-evidence. Not yet: the separate test-report review, the notice before the window, the effect
-report (see README).
+Every step is a ``releasestep`` row: who, when, what, the evidence.
 """
 
 from __future__ import annotations
@@ -35,29 +48,55 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from upkeep.domain.approval_form import describe_refusals
 from upkeep.domain.approvals import ApprovalRequest, ApprovalResult, Decision, GateClosed, Person
+from upkeep.domain.contract import ContractView
+from upkeep.domain.markup import md_escape
 from upkeep.domain.releases import (
     CHECKLIST_GATE,
     RELEASE_GATE,
+    TEST_REPORT_GATE,
+    TEST_REPORT_REVISION_GATE,
+    Declared,
+    ReleaseError,
+    in_inbox,
     missing_confirmations,
     release_markdown,
+    report_problems,
+    test_report_markdown,
 )
 from upkeep.flows.approvals import request_approval, request_revision
 from upkeep.flows.starting import start_or_refuse
 from upkeep.models import utcnow
+from upkeep.settings import get_settings
 from upkeep.tasks.approval_records import close_gates_on_end
 from upkeep.tasks.guards import Refused
+from upkeep.tasks.release_effect import schedule_effect_report
 from upkeep.tasks.release_run import (
+    REVIEW,
+    WINDOW,
+    WINDOW_LEAD,
     check_startable,
+    claim_window,
     finish_release,
     load_release,
     log_step,
     mail_release_result,
     pre_checks,
+    release_report,
     roll_back,
     run_command,
+    schedule_window,
+    set_running,
     smoke,
     soak,
     start_release_run,
+)
+from upkeep.tasks.releases import declare as declare_task
+from upkeep.tasks.releases import (
+    mail_test_report,
+    replace_test_report,
+    report_text,
+    revision_kept,
+    start_review_run,
 )
 from upkeep.tasks.runs import current_flow_run_id, run_namer
 
@@ -97,14 +136,32 @@ class ChecklistConfirmation(RunInput):
     note: str = Field("", max_length=2000, description="What you checked")
 
 
-def _check_start(release_id: int) -> None:
-    check_startable(release_id, current_flow_run_id())
+class TestReportRevision(RunInput):
+    """The engineer's answer to a rejected test report: a new report, or cancel the release."""
+
+    action: Literal["resubmit", "cancel"] = Field(
+        description="resubmit a new test report for review, or cancel the release"
+    )
+    engineer: str = Field(min_length=1, max_length=200, description="Your name")
+    test_report: str = Field(
+        "",
+        max_length=4000,
+        description="The new report's path on the machine running upkeep (HTML, PDF or Markdown)",
+    )
+    note: str = Field("", max_length=2000, description="What changed in the report")
+
+
+def _check_start(release_id: int) -> str:
+    """The part of the release this run does (``check_startable``); the window part starts at
+    most EARLY_START before the window."""
+    phase = check_startable(release_id, current_flow_run_id())
     row = load_release(release_id)[0]
-    if utcnow() < row.window_at - EARLY_START:
+    if phase == WINDOW and utcnow() < row.window_at - EARLY_START:
         raise Refused(
-            f"release {release_id}'s window opens at {row.window_at.isoformat()}: a release run "
-            f"starts at most {EARLY_START} before it"
+            f"release {release_id}'s window opens at {row.window_at.isoformat()}: the release "
+            f"itself starts at most {EARLY_START} before it"
         )
+    return phase
 
 
 @task(name="record-confirmation")
@@ -121,16 +178,132 @@ def record_confirmation(release_id: int, engineer: str, items: list[str], note: 
 
 
 @task(name="record-release-decision")
-def record_decision(release_id: int, result: ApprovalResult) -> None:
+def record_decision(release_id: int, result: ApprovalResult, step: str = "decision") -> None:
     log_step(
         release_id,
-        "decision",
+        step,
         result.decision is Decision.APPROVE,
         f"{result.decision.value} by {result.approver}"
         + (f": {result.comment}" if result.comment else ""),
         actor=result.approver,
         detail={"approval_id": result.approval_id, "decision": result.decision.value},
     )
+
+
+@task(name="record-report-revision")
+def record_report_revision(release_id: int, engineer: str, sha256: str, note: str) -> None:
+    log_step(
+        release_id,
+        "report-revised",
+        True,
+        f"new test report (sha256 {sha256[:12]})" + (f": {note}" if note else ""),
+        actor=engineer,
+        detail={"sha256": sha256, "note": note},
+    )
+
+
+def _request(
+    view: ContractView, gate: str, key: str, subject: str, evidence: str, requested_by: str | None
+) -> ApprovalRequest:
+    """A release gate's request: the gate's own approvers (else the contract's), its policy."""
+    return ApprovalRequest(
+        gate=gate,
+        key=key,
+        contract=view.code,
+        contract_id=view.id,
+        subject=subject,
+        evidence=evidence,
+        approvers=[Person(**p.model_dump()) for p in view.approvers_for(gate)],
+        backup_approver=Person(**view.backup_approver.model_dump())
+        if view.backup_approver
+        else None,
+        requested_by=requested_by,
+        policy=view.policy(gate),
+        timezone=view.timezone,
+    )
+
+
+def _revise_report(release_id: int, view: ContractView, rejection: str, round_no: int) -> bool:
+    """The engineer's new test report after a rejection (kept, recorded): True; cancelled:
+    False."""
+
+    def describe(problems: list[str]) -> str:
+        refused = describe_refusals(problems, heading="Your earlier answer was refused")
+        return "\n".join(
+            [
+                f"**The customer rejected the test report:** {md_escape(rejection)}",
+                "",
+                *([refused, ""] if refused else []),
+                "Put the revised report (HTML, PDF or Markdown) in upkeep's report inbox, give "
+                "its name and resubmit; or cancel the release.",
+            ]
+        )
+
+    def check(answer: TestReportRevision) -> TestReportRevision:
+        if answer.action == "resubmit" and not answer.test_report.strip():
+            raise ValueError("resubmit needs the new test report's path")
+        if not revision_kept(release_id, round_no):  # a replay finds it kept already
+            try:
+                problems = report_problems(in_inbox(answer.test_report, get_settings().inbox))
+            except ReleaseError as exc:
+                problems = [str(exc)]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return answer
+
+    answer = request_revision(
+        form=TestReportRevision,
+        gate=TEST_REPORT_REVISION_GATE,
+        key=f"{TEST_REPORT_REVISION_GATE}-{release_id}-r{round_no}",
+        contract_id=view.id,
+        subject=f"revise the test report of release {release_id}",
+        describe=describe,
+        revise=check,
+        how_to_answer="the Prefect UI's form of run RUN",
+    )
+    if answer is None:
+        return False
+    sha = replace_test_report(release_id, answer.test_report, answer.engineer, round_no)
+    record_report_revision(release_id, answer.engineer, sha, answer.note)
+    return True
+
+
+def _review_test_report(release_id: int, view: ContractView, requested_by: str | None) -> bool:
+    """The customer's review of the test report, round after round: approved (True), or the
+    engineer cancelled after a rejection (False). Each round's report is mailed to the
+    reviewers and shown (Markdown) at the gate; every decision is recorded with its hash."""
+    round_no = 0
+    while True:
+        round_no += 1
+        row = load_release(release_id)[0]
+        mail_test_report(release_id, row.test_report_sha256, round_no)
+        tz = ZoneInfo(view.timezone)
+        result = request_approval(
+            _request(
+                view,
+                TEST_REPORT_GATE,
+                f"{TEST_REPORT_GATE}-{release_id}-r{round_no}",
+                f"test report of {row.system} {row.version} ({view.code})",
+                test_report_markdown(
+                    contract=view.code,
+                    system=row.system,
+                    version=row.version,
+                    changes=row.changes,
+                    window=row.window_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"),
+                    report_name=row.test_report_name,
+                    report_sha256=row.test_report_sha256,
+                    report_text=report_text(row),
+                    round_no=round_no,
+                ),
+                requested_by,
+            )
+        )
+        record_decision(release_id, result, f"report-review:{row.test_report_sha256[:12]}")
+        if result.decision is Decision.APPROVE:
+            return True
+        rejection = f"{result.approver}: {result.comment}"
+        if not _revise_report(release_id, view, rejection, round_no):
+            return False
 
 
 def _confirm(release_id: int, manual: list[str], contract_id: int, subject: str) -> str | None:
@@ -174,7 +347,7 @@ def _wait_for_window(release_id: int) -> None:
     left = (row.window_at - utcnow()).total_seconds()
     if left > 0:
         get_run_logger().info("waiting %.0f s for the window (%s)", left, row.window_at)
-        time.sleep(left)  # at most EARLY_START: the run may not start earlier
+        time.sleep(left)  # at most EARLY_START: the window part may not start earlier
 
 
 def _execute(release_id: int, run_id: int, soak_seconds: float) -> tuple[str, str]:
@@ -212,7 +385,9 @@ def _execute(release_id: int, run_id: int, soak_seconds: float) -> tuple[str, st
     return "released", f"released to {', '.join(row.hosts)} and verified: {summary}"
 
 
-def _ended(release_id: int, run_id: int, status: str, message: str, cancelled: bool) -> State[Any]:
+def _ended(
+    release_id: int, run_id: int, status: str, message: str, cancelled: bool = False
+) -> State[Any]:
     finish_release(release_id, run_id, status)
     return (Cancelled if cancelled else Failed)(message=message)
 
@@ -225,37 +400,80 @@ def _ended(release_id: int, run_id: int, status: str, message: str, cancelled: b
     on_crashed=[close_gates_on_end],
 )
 def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
-    """Checks, confirmations, approval, canary, soak, the rest, verification, rollback, mail."""
-    logger = get_run_logger()
-    refused = start_or_refuse(lambda: _check_start(params.release_id))
-    if isinstance(refused, State):
-        return refused
-    row, view, _, spec = load_release(params.release_id)
+    """Before the window: checks, confirmations, the customer's test-report review, the
+    release approval; with the window still far, Prefect's server starts the rest as a run of
+    its own. At the window: checks again, canary, soak, the rest, verification, rollback,
+    mail."""
+    phase = start_or_refuse(lambda: _check_start(params.release_id))
+    if isinstance(phase, State):
+        return phase
     rid = params.release_id
-    subject = f"release {row.system} {row.version} ({view.code})"
-    run_id = start_release_run(rid, params.requested_by)
+    if phase == REVIEW:
+        reviewed = _review(params)
+        if isinstance(reviewed, State | ReleaseOutcome):
+            return reviewed
+        run_id = reviewed
+    else:
+        run_id = start_release_run(rid, params.requested_by, "running")
+        checks = pre_checks(rid, run_id, "window")
+        failed = [f"{name}: {summary}" for name, ok, summary in checks if not ok]
+        if failed:
+            return _ended(
+                rid, run_id, "checks-failed", "checks at the window failed: " + "; ".join(failed)
+            )
+    claimed = start_or_refuse(lambda: claim_window(rid, current_flow_run_id()))
+    if isinstance(claimed, State):
+        return claimed  # the release stays approved: run it again once the other one ended
+    _wait_for_window(rid)
+    spec = load_release(rid)[3]
+    soak_seconds = spec.soak_minutes * 60 if params.soak_seconds is None else params.soak_seconds
+    status, outcome = _execute(rid, run_id, soak_seconds)
+    finish_release(rid, run_id, status)
+    report = release_report(rid, status, outcome)
+    if params.email:
+        mail_release_result(rid, report)
+    schedule_effect_report(rid)  # the +N-day effect report, a run Prefect's server holds
+    result_model = ReleaseOutcome(release_id=rid, run_id=run_id, status=status, outcome=outcome)
+    if status != "released":
+        return Failed(message=f"release {status}: {outcome}", data=result_model)
+    return result_model
 
-    checks = pre_checks(rid, run_id)
+
+def _review(params: ReleaseParams) -> int | ReleaseOutcome | State[Any]:
+    """Checks, confirmations, the test report's review and the release approval. The run's
+    record id to go on with the release now (the window is near), the outcome when Prefect
+    will start the window part by itself (or the operator must), or the state that ended it."""
+    logger = get_run_logger()
+    rid = params.release_id
+    row, view, _, spec = load_release(rid)
+    subject = f"release {row.system} {row.version} ({view.code})"
+    run_id = start_release_run(rid, params.requested_by, "reviewing")
+
+    checks = pre_checks(rid, run_id, "review")
     failed = [f"{name}: {summary}" for name, ok, summary in checks if not ok]
     if failed:
         logger.error("pre-release checks failed: %s", "; ".join(failed))
         return _ended(
-            rid, run_id, "checks-failed", "pre-release checks failed: " + "; ".join(failed), False
+            rid, run_id, "checks-failed", "pre-release checks failed: " + "; ".join(failed)
         )
 
     manual = [i.name for i in spec.checklist if i.kind == "manual"]
     try:
         confirmed_by = _confirm(rid, manual, view.id, subject) if manual else ""
         if confirmed_by is None:
-            return _ended(rid, run_id, "cancelled", "cancelled at the checklist", True)
+            return _ended(rid, run_id, "cancelled", "cancelled at the checklist", cancelled=True)
+        if not _review_test_report(rid, view, params.requested_by):
+            return _ended(
+                rid, run_id, "cancelled", "cancelled after the test report's rejection", True
+            )
+        row = load_release(rid)[0]  # the reviewed report may be a revision
         result = request_approval(
-            ApprovalRequest(
-                gate=RELEASE_GATE,
-                key=f"{RELEASE_GATE}-{rid}",
-                contract=view.code,
-                contract_id=view.id,
-                subject=subject,
-                evidence=release_markdown(
+            _request(
+                view,
+                RELEASE_GATE,
+                f"{RELEASE_GATE}-{rid}",
+                subject,
+                release_markdown(
                     contract=view.code,
                     system=row.system,
                     version=row.version,
@@ -270,13 +488,7 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
                     checks=checks,
                     confirmed=[(m, f"confirmed by {confirmed_by}") for m in manual],
                 ),
-                approvers=[Person(**p.model_dump()) for p in view.approvers],
-                backup_approver=Person(**view.backup_approver.model_dump())
-                if view.backup_approver
-                else None,
-                requested_by=params.requested_by,
-                policy=view.policy(RELEASE_GATE),
-                timezone=view.timezone,
+                params.requested_by,
             )
         )
     except GateClosed as exc:
@@ -287,14 +499,86 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
         return _ended(
             rid, run_id, "rejected", f"rejected by {result.approver}: {result.comment}", True
         )
+    if row.window_at - utcnow() <= EARLY_START:
+        set_running(rid)
+        return run_id
+    scheduled = schedule_window(rid, run_id, params.requested_by)
+    when = (row.window_at - WINDOW_LEAD).astimezone(ZoneInfo(view.timezone))
+    outcome = (
+        f"approved; Prefect starts the release (run {scheduled}) at {when:%Y-%m-%d %H:%M %Z}"
+        if scheduled
+        else f"approved; nothing serves release/{view.code.lower()}: run `upkeep releases run "
+        f"{rid}` within the hour before the window ({when:%Y-%m-%d %H:%M %Z})"
+    )
+    return ReleaseOutcome(release_id=rid, run_id=run_id, status="approved", outcome=outcome)
 
-    _wait_for_window(rid)
-    soak_seconds = spec.soak_minutes * 60 if params.soak_seconds is None else params.soak_seconds
-    status, outcome = _execute(rid, run_id, soak_seconds)
-    finish_release(rid, run_id, status)
-    if params.email:
-        mail_release_result(rid, status, outcome)
-    result_model = ReleaseOutcome(release_id=rid, run_id=run_id, status=status, outcome=outcome)
-    if status != "released":
-        return Failed(message=f"release {status}: {outcome}", data=result_model)
-    return result_model
+
+class DeclareParams(BaseModel):
+    """A release as the engineer declares it in the Prefect UI (the ``release-declare``
+    deployment's form); the same checks as ``upkeep releases declare``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contract: str = Field(description="Contract code (set by the deployment)")
+    system: str = Field(min_length=1, description="The system released (as in the inventory)")
+    version: str = Field(min_length=1, description="The version released")
+    changes: str = Field(min_length=1, description="The change list")
+    window: str = Field(description="YYYY-MM-DD HH:MM in the contract's timezone")
+    test_report: str = Field(
+        min_length=1,
+        description="The test report's name in upkeep's report inbox (UPKEEP_REPORT_INBOX: "
+        "HTML, PDF or Markdown); upkeep keeps a copy",
+    )
+    declared_by: str = Field(min_length=1, max_length=200, description="Your name")
+    canary: list[str] = Field(
+        default_factory=list, description="Canary hosts (default: the system's canary share)"
+    )
+    impact: str = Field("", description="What the customer may notice during the window")
+    start: bool = Field(True, description="Start the release's review run now")
+
+
+class Declaration(BaseModel):
+    release_id: int
+    notice_due: str | None
+    review_run: str | None
+    """The release run started on the contract's deployment (None: not started)."""
+
+
+@flow(
+    name="release-declare",
+    flow_run_name=run_namer("release declare", lambda p: str(p.get("version"))),
+    persist_result=True,
+)
+def declare(params: DeclareParams) -> Declaration | State[Any]:
+    """Declare a release from the UI's form and start its run (checks, the checklist, the
+    customer's test-report review, the approval; then Prefect starts the release before the
+    window). A declaration with problems fails naming each; nothing is stored then."""
+    logger = get_run_logger()
+    try:
+        report = in_inbox(params.test_report, get_settings().inbox)
+        rid, due = declare_task(
+            Declared(
+                contract=params.contract,
+                system=params.system,
+                version=params.version,
+                changes=params.changes,
+                window=params.window,
+                test_report=report,
+                canary=tuple(params.canary),
+                impact=params.impact,
+            ),
+            params.declared_by,
+        )
+    except (ReleaseError, LookupError) as exc:
+        logger.error("release not declared: %s", exc)
+        return Failed(message=f"release not declared: {exc}")
+    run = start_review_run(rid, params.contract, params.declared_by) if params.start else None
+    if params.start and run is None:
+        logger.warning(
+            "release %s declared but not started: nothing serves release/%s; start it with "
+            "upkeep releases run %s",
+            rid,
+            params.contract.lower(),
+            rid,
+        )
+    return Declaration(release_id=rid, notice_due=due, review_run=run)

@@ -517,6 +517,7 @@ def send_codes(
 def request_of(gate: Approval, contract: Contract) -> ApprovalRequest:
     """The request a pending gate was opened with, rebuilt from its records and contract."""
     view = ContractView.of(contract)
+    policy = GatePolicy.model_validate(gate.policy or {})
     return ApprovalRequest(
         gate=gate.gate,
         key=gate.gate_key or gate.gate,
@@ -524,10 +525,10 @@ def request_of(gate: Approval, contract: Contract) -> ApprovalRequest:
         contract_id=view.id,
         subject=gate.subject,
         evidence=gate.evidence,
-        approvers=list(view.approvers),
+        approvers=list(policy.approvers or view.approvers),
         backup_approver=view.backup_approver,
         requested_by=gate.requested_by,
-        policy=GatePolicy.model_validate(gate.policy or {}),
+        policy=policy,
         timezone=view.timezone,
     )
 

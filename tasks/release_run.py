@@ -9,17 +9,23 @@ decisions are ``upkeep.domain.releases``; the flow is ``upkeep.flows.release``.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from sqlmodel import col, select
 
 from upkeep.db import open_session
 from upkeep.domain.checks.base import Severity
 from upkeep.domain.contract import ContractView
 from upkeep.domain.interfaces import SystemSpec
+from upkeep.domain.markup import md_escape
+from upkeep.domain.naming import artifact_key
+from upkeep.domain.processes import deployment_name
 from upkeep.domain.releases import ReleaseSpec, RollbackClock, render_command
 from upkeep.models import (
     BackupVersion,
@@ -35,13 +41,18 @@ from upkeep.models import (
 from upkeep.settings import get_settings
 from upkeep.tasks.guards import Refused, refuse_if_running
 from upkeep.tasks.inspect import inspect_host_now, target_for
-from upkeep.tasks.interfaces import probe, record_probe
+from upkeep.tasks.interfaces import probe_checks, probed_on, record_probe, system_hosts
 from upkeep.tasks.notify import Mail, _one_line, _render_pair, mail_recipients
 from upkeep.tasks.records import finish_run, start_run, system_finding
-from upkeep.tasks.runs import current_flow_run_id
+from upkeep.tasks.render import safe_name, write_atomic
+from upkeep.tasks.runs import current_flow_run_id, schedule_deployment_run
 from upkeep.tasks.ssh import SshError, SshSession
 
 RELEASE_RUN_KIND = "release"
+REVIEW_RUN_KIND = "release-review"
+WINDOW_LEAD = timedelta(minutes=15)
+"""The window run starts this long before the window: the automatic checks run again, then
+it waits for the window."""
 ROLLBACK_CHECK = "release-rollback"
 _TAIL = 4000
 
@@ -93,22 +104,46 @@ def load_release(release_id: int) -> tuple[Release, ContractView, SystemSpec, Re
     return row, view, system, system.release
 
 
-def check_startable(release_id: int, me: str | None) -> None:
-    """Refused unless the release is declared (or is this very run's, replayed), and no other
-    release of the contract is under way (one at a time per contract)."""
-    row, view, _, _ = load_release(release_id)
+REVIEW = "review"
+WINDOW = "window"
+
+
+def check_startable(release_id: int, me: str | None) -> str:
+    """Which part of the release this run does: ``review`` (a declared release: checks,
+    confirmations, the test report's review, the approval) or ``window`` (an approved one:
+    checks again, then the release). Refused for a release that has run, or that is approved
+    with its window run already scheduled by Prefect (it starts by itself); a run replayed
+    after a resume goes on with its part."""
+    row, _, _, _ = load_release(release_id)
     mine = row.flow_run_id is not None and row.flow_run_id == me
-    if row.status != "declared" and not mine:
+    if row.status == "declared" or (mine and row.status == "reviewing"):
+        return REVIEW
+    if row.status == "approved" and (mine or row.flow_run_id is None):
+        return WINDOW
+    if mine and row.status == "running":
+        return WINDOW
+    if row.status == "approved":
         raise Refused(
-            f"release {release_id} is {row.status}, not declared: a release runs once "
-            "(declare a new one to try again)"
+            f"release {release_id} is approved and its window run {row.flow_run_id} is "
+            "scheduled: Prefect starts it by itself before the window (cancel that run first "
+            "to start the release another way)"
         )
+    raise Refused(
+        f"release {release_id} is {row.status}, not declared: a release runs once "
+        "(declare a new one to try again)"
+    )
+
+
+def claim_window(release_id: int, me: str | None) -> None:
+    """One release at a time per contract: AlreadyRunning names the other release run."""
+    _, view, _, _ = load_release(release_id)
     refuse_if_running("release", view.code, view.id, me)
 
 
 @task(name="start-release-run")
-def start_release_run(release_id: int, requested_by: str | None) -> int:
-    """The run's record; the release marked running by this flow run."""
+def start_release_run(release_id: int, requested_by: str | None, status: str) -> int:
+    """The run's record (kind ``release`` at the window, ``release-review`` before); the
+    release marked ``status`` by this flow run."""
     with open_session() as db:
         row = db.get(Release, release_id)
         assert row is not None
@@ -117,25 +152,74 @@ def start_release_run(release_id: int, requested_by: str | None) -> int:
         run = start_run(
             session=db,
             contract=contract,
-            kind=RELEASE_RUN_KIND,
+            kind=RELEASE_RUN_KIND if status == "running" else REVIEW_RUN_KIND,
             flow_run_id=current_flow_run_id(),
             requested_by=requested_by,
         )
-        row.status, row.flow_run_id = "running", current_flow_run_id()
+        row.status, row.flow_run_id = status, current_flow_run_id()
         db.add(row)
         assert run.id is not None
         return run.id
 
 
+@task(name="release-set-running")
+def set_running(release_id: int) -> None:
+    """Approved with the window near: this run goes on to release."""
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        assert row is not None
+        row.status = "running"
+        db.add(row)
+
+
+@task(name="schedule-release-window")
+def schedule_window(release_id: int, run_id: int, requested_by: str | None) -> str | None:
+    """After the approval, with the window still far: a run of the contract's ``release``
+    deployment that Prefect's server starts ``WINDOW_LEAD`` before the window (kept by the
+    server: it survives restarts). The release is ``approved``, its flow run that one; the
+    review run's record completed. None when nothing serves the deployment: the release
+    waits, approved, for ``upkeep releases run ID`` within the hour before its window."""
+    row, view, _, _ = load_release(release_id)
+    at = row.window_at - WINDOW_LEAD
+    scheduled = schedule_deployment_run(
+        f"release/{deployment_name(view.code)}",
+        {"params": {"release_id": release_id, "requested_by": requested_by}},
+        at,
+        tags=["upkeep", f"contract:{view.code}", "process:release"],
+    )
+    with open_session() as db:
+        stored = db.get(Release, release_id)
+        assert stored is not None
+        stored.status, stored.flow_run_id = "approved", scheduled
+        db.add(stored)
+        finish_run(session=db, run_id=run_id, status=RunStatus.COMPLETED)
+    when = at.astimezone(ZoneInfo(view.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    log_step(
+        release_id,
+        "scheduled",
+        scheduled is not None,
+        f"the window run {scheduled} starts at {when}"
+        if scheduled
+        else f"no deployment release/{deployment_name(view.code)} serves the release: run "
+        f"`upkeep releases run {release_id}` within the hour before the window ({when})",
+        detail={"flow_run_id": scheduled, "at": at.isoformat()},
+    )
+    return scheduled
+
+
 def smoke(release_id: int, run_id: int, step: str) -> tuple[bool, str]:
-    """Probe the system's smoke checks now; each probe recorded; (all passed, summary)."""
+    """Probe the system's smoke checks now (a command check on each of the release's target
+    hosts); each probe recorded; (all passed, summary)."""
     row, _, system, _ = load_release(release_id)
     started = utcnow()
+    hosts = system_hosts(row.contract_id, system.name, row.hosts)
     results = []
     with open_session() as db:
-        for check in system.smoke_checks:
-            verdict = record_probe(db, row.contract_id, run_id, system.name, check, probe(check))
-            results.append((check.name, verdict.ok, verdict.reason))
+        for check, probed in probe_checks(system.smoke_checks, hosts):
+            verdict = record_probe(db, row.contract_id, run_id, system.name, check, probed)
+            host = probed_on(probed)
+            name = f"{check.name}@{host}" if host else check.name
+            results.append((name, verdict.ok, verdict.reason))
     ok = all(r[1] for r in results)
     summary = "; ".join(f"{n}: {'ok' if o else 'FAILED'} ({why})" for n, o, why in results)
     log_step(release_id, step, ok, summary, detail={"checks": results}, started=started)
@@ -208,16 +292,19 @@ def _backup_fresh(row: Release, spec: ReleaseSpec) -> tuple[bool, str]:
 
 
 @task(name="release-pre-checks")
-def pre_checks(release_id: int, run_id: int) -> list[tuple[str, bool, str]]:
-    """The checklist's automatic items (the smoke checks when it names none), each recorded:
-    (item, passed, what was seen)."""
+def pre_checks(release_id: int, run_id: int, phase: str) -> list[tuple[str, bool, str]]:
+    """The checklist's automatic items (the smoke checks when it names none), each recorded
+    (``check:ITEM`` before the review, ``window-check:ITEM`` again at the window): (item,
+    passed, what was seen)."""
     row, _, _, spec = load_release(release_id)
     items = [(i.name, i.check) for i in spec.checklist if i.kind == "automatic"]
+    prefix = "window-check" if phase == WINDOW else "check"
     out = []
     for name, check in items or [("smoke-checks", "smoke_checks")]:
         started = utcnow()
+        step = f"{prefix}:{name}"[:32]
         if check == "smoke_checks":
-            ok, summary = smoke(release_id, run_id, f"check:{name}"[:32])
+            ok, summary = smoke(release_id, run_id, step)
             out.append((name, ok, summary))
             continue
         ok, summary = (
@@ -225,7 +312,7 @@ def pre_checks(release_id: int, run_id: int) -> list[tuple[str, bool, str]]:
             if check == "hosts_healthy"
             else (_backup_fresh(row, spec))
         )
-        log_step(release_id, f"check:{name}"[:32], ok, summary, started=started)
+        log_step(release_id, step, ok, summary, started=started)
         out.append((name, ok, summary))
     return out
 
@@ -334,9 +421,36 @@ def finish_release(release_id: int, run_id: int, status: str) -> None:
         )
 
 
-@task(name="mail-release-result")
-def mail_release_result(release_id: int, status: str, outcome: str) -> dict[str, Any]:
-    """The mail after the release: what was released, when, the verification's result."""
+def report_file(kind: str, contract_code: str, release_id: int, tz: ZoneInfo) -> Path:
+    """A new file per report (a second report of the same release is kept beside the first):
+    ``<reports>/<contract>/<year>/<kind>-<contract>-<release>-<time>-<run>.html``."""
+    now = datetime.now(tz)
+    code = safe_name(contract_code)
+    run = (current_flow_run_id() or "by-hand")[:8]
+    return (
+        get_settings().reports
+        / code
+        / f"{now:%Y}"
+        / f"{kind}-{code}-{release_id}-{now:%Y-%m-%d-%H%M%S}-{run}.html"
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """The report after the release, rendered: the mail's subject line and both parts, and
+    the page kept under the reports directory (the HTML part)."""
+
+    headline: str
+    text: str
+    html: str
+    page: str
+
+
+@task(name="release-report")
+def release_report(release_id: int, status: str, outcome: str) -> ReleaseReport:
+    """The report after the release (what was released, when, every step with who, the
+    verification's result): an HTML page under the reports directory and a Prefect artifact;
+    the ``report`` step says where."""
     settings = get_settings()
     row, view, _, _ = load_release(release_id)
     tz = ZoneInfo(view.timezone)
@@ -361,22 +475,54 @@ def mail_release_result(release_id: int, status: str, outcome: str) -> dict[str,
         "released": f"Released: {row.system} {row.version} ({view.code})",
         "rolled-back": f"Release ROLLED BACK: {row.system} {row.version} ({view.code})",
     }.get(status, f"Release FAILED: {row.system} {row.version} ({view.code})")
+    text, html = _render_pair(
+        settings.templates_dir,
+        "email/release_result.txt.j2",
+        "email/release_result.html.j2",
+        {
+            "headline": headline,
+            "contract_code": view.code,
+            "system": row.system,
+            "version": row.version,
+            "changes": row.changes,
+            "outcome": outcome,
+            "steps": rows,
+        },
+    )
+    page = report_file("release", view.code, release_id, tz)
+    write_atomic(page, html)
+    create_markdown_artifact(
+        markdown="\n".join(
+            [
+                f"## {md_escape(headline)}",
+                "",
+                md_escape(outcome),
+                "",
+                "| When | Step | Host | Who | Result |",
+                "|---|---|---|---|---|",
+                *[
+                    f"| {r['when']} | {md_escape(r['step'])} | {md_escape(r['host'])} | "
+                    f"{md_escape(r['actor'])} | {'ok' if r['ok'] else 'FAILED'} |"
+                    for r in rows
+                ],
+                "",
+                f"The report: {md_escape(str(page))}",
+            ]
+        ),
+        key=artifact_key("release", view.code),
+        description=md_escape(f"release {row.system} {row.version} ({view.code}): {status}"),
+    )
+    log_step(release_id, "report", True, f"the report: {page}", detail={"path": str(page)})
+    return ReleaseReport(_one_line(f"[upkeep] {headline}"), text, html, str(page))
+
+
+@task(name="mail-release-result")
+def mail_release_result(release_id: int, report: ReleaseReport) -> dict[str, Any]:
+    """The report to the contract's recipients, the page attached (queued in the outbox
+    first)."""
+    code = load_release(release_id)[1].code
 
     def compose() -> Mail:
-        text, html = _render_pair(
-            settings.templates_dir,
-            "email/release_result.txt.j2",
-            "email/release_result.html.j2",
-            {
-                "headline": headline,
-                "contract_code": view.code,
-                "system": row.system,
-                "version": row.version,
-                "changes": row.changes,
-                "outcome": outcome,
-                "steps": rows,
-            },
-        )
-        return Mail(_one_line(f"[upkeep] {headline}"), text, html)
+        return Mail(report.headline, report.text, report.html, (report.page,))
 
-    return mail_recipients(view.code, "release_result", compose, smtp=settings.smtp)
+    return mail_recipients(code, "release_result", compose, smtp=get_settings().smtp)

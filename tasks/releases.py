@@ -13,15 +13,27 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from prefect import task
 from sqlmodel import Session, col, select
 
+from upkeep.db import open_session
 from upkeep.domain.contract import ContractView
-from upkeep.domain.releases import Declared, ReleaseError, ReleaseSpec, validate_release
-from upkeep.models import Host, OutboxMessage, Release, utcnow
+from upkeep.domain.processes import deployment_name
+from upkeep.domain.releases import (
+    TEST_REPORT_GATE,
+    Declared,
+    ReleaseError,
+    ReleaseSpec,
+    in_inbox,
+    report_problems,
+    validate_release,
+)
+from upkeep.models import Contract, Host, OutboxMessage, Release, utcnow
 from upkeep.settings import get_settings
-from upkeep.tasks.notify import queue_message, render_mail
+from upkeep.tasks.notify import queue_and_deliver, queue_message, render_mail
 from upkeep.tasks.records import get_contract
 from upkeep.tasks.render import safe_name, write_atomic
+from upkeep.tasks.runs import schedule_deployment_run
 
 
 def release_spec(view: ContractView, system: str) -> ReleaseSpec:
@@ -149,3 +161,102 @@ def list_releases(*, session: Session, contract: str | None = None) -> list[Rele
     if contract:
         query = query.where(Release.contract_id == get_contract(session=session, code=contract).id)
     return list(session.exec(query))
+
+
+@task(name="mail-test-report")
+def mail_test_report(release_id: int, sha256: str, round_no: int) -> list[str]:
+    """The test report to the people who review it (the ``release-test-report`` gate's
+    approvers), attached, once per report (``sha256``) and round; their codes follow in the
+    gate's own mail. The addresses it went to."""
+    settings = get_settings()
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        assert row is not None and row.test_report_sha256 == sha256
+        view = ContractView.of(db.get_one(Contract, row.contract_id))
+    reviewers = view.approvers_for(TEST_REPORT_GATE)
+    window = row.window_at.astimezone(ZoneInfo(view.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    mail = render_mail(
+        settings.templates_dir,
+        "release_test_report",
+        f"[upkeep] Test report for review: {row.system} {row.version} ({view.code})",
+        {
+            "contract_name": view.name,
+            "contract_code": view.code,
+            "system": row.system,
+            "version": row.version,
+            "window": window,
+            "changes": row.changes,
+            "report_name": row.test_report_name,
+            "sha256": sha256,
+            "round_no": round_no,
+        },
+        attachments=[row.test_report_path],
+    )
+    recipients = [p.email for p in reviewers]
+    queue_and_deliver(
+        smtp=settings.smtp,
+        contract_id=view.id,
+        kind="release_test_report",
+        subject=mail.subject,
+        recipients=recipients,
+        text_body=mail.text,
+        html_body=mail.html,
+        attachments=mail.attachments,
+    )
+    return recipients
+
+
+def report_text(row: Release) -> str | None:
+    """A Markdown test report's text (shown inline to its reviewers); None for HTML or PDF."""
+    if not row.test_report_path.lower().endswith(".md"):
+        return None
+    return Path(row.test_report_path).read_text(encoding="utf-8", errors="replace")
+
+
+def revision_kept(release_id: int, round_no: int) -> bool:
+    """Whether the report revised after rejection ``round_no`` is kept already."""
+    with open_session() as db:
+        row = db.get(Release, release_id)
+    return row is not None and Path(row.test_report_path).stem.endswith(f"-r{round_no}")
+
+
+@task(name="replace-test-report")
+def replace_test_report(release_id: int, source: str, engineer: str, round_no: int) -> str:
+    """The engineer's new test report after a rejection, kept like the first (a new file
+    under the release's name, its SHA-256 on the row); the new hash. Checked again here: the
+    file must still exist."""
+    path = in_inbox(source, get_settings().inbox)
+    problems = report_problems(path)
+    if problems:
+        raise ReleaseError("; ".join(problems))
+    with open_session() as db:
+        row = db.get(Release, release_id)
+        assert row is not None
+        old = Path(row.test_report_path)
+        target = old.with_name(f"{old.stem}-r{round_no}{path.suffix.lower()}")
+        row.test_report_sha256 = _keep(path, target)
+        row.test_report_path, row.test_report_name = str(target), path.name
+        db.add(row)
+        return row.test_report_sha256
+
+
+def start_review_run(release_id: int, contract_code: str, requested_by: str) -> str | None:
+    """The declared release's run, started now on the contract's ``release`` deployment; its
+    id, or None when nothing serves that deployment."""
+    return schedule_deployment_run(
+        f"release/{deployment_name(contract_code)}",
+        {"params": {"release_id": release_id, "requested_by": requested_by}},
+        utcnow(),
+        tags=["upkeep", f"contract:{contract_code}", "process:release"],
+    )
+
+
+@task(name="declare-release")
+def declare(declared: Declared, declared_by: str) -> tuple[int, str | None]:
+    """Declare (validated, the report kept, the notice queued; ReleaseError names every
+    problem and nothing is stored): the release's id and when its notice is due."""
+    with open_session() as db:
+        row, notice = declare_release(session=db, declared=declared, declared_by=declared_by)
+        assert row.id is not None
+        due = notice.not_before.isoformat() if notice and notice.not_before else None
+        return row.id, due

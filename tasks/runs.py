@@ -7,9 +7,13 @@ Every flow takes its parameters as one model under ``params`` and names its runs
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from prefect.client.schemas.objects import FlowRun
 from prefect.context import get_run_context
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
@@ -55,3 +59,27 @@ def run_namer(
 
     name.__name__ = f"{what.replace(' ', '_').replace('-', '_')}_run_name"
     return name
+
+
+def schedule_deployment_run(
+    deployment: str, parameters: Mapping[str, Any], at: datetime, *, tags: list[str] | None = None
+) -> str | None:
+    """A flow run of ``deployment`` (``FLOW/NAME``) that Prefect's server starts at ``at``
+    (kept in the server's database, so it survives restarts of upkeep serve and of the
+    server); its id, or None when the server has no such deployment (nothing served it: the
+    caller says how to start the work by hand). Never a subflow of the calling run."""
+    try:
+        run = cast(
+            FlowRun,
+            run_deployment(
+                name=deployment,
+                parameters=dict(parameters),
+                scheduled_time=at,
+                timeout=0,
+                as_subflow=False,
+                tags=tags,
+            ),
+        )  # called from sync code: the FlowRun itself, never a coroutine
+    except ObjectNotFound:
+        return None
+    return str(run.id)

@@ -26,14 +26,23 @@ class DeployedRun:
     """One run of a deployment of ``flow``, executed process by process like a runner."""
 
     def __init__(
-        self, api: str, env: dict[str, str], log: Path, flow: Any, parameters: dict[str, Any]
+        self,
+        api: str,
+        env: dict[str, str],
+        log: Path,
+        flow: Any,
+        parameters: dict[str, Any],
+        run_id: UUID | None = None,
     ) -> None:
         self.api, self.env, self.log = api.rstrip("/"), env, log
+        if run_id is not None:  # a run the server already holds (e.g. one upkeep scheduled)
+            self.id: UUID = run_id
+            return
         name = f"replay-{uuid.uuid4().hex[:8]}"
         flow.to_deployment(name=name, parameters=parameters).apply()
         from prefect.deployments import run_deployment
 
-        self.id: UUID = run_deployment(f"{flow.name}/{name}", timeout=0).id
+        self.id = run_deployment(f"{flow.name}/{name}", timeout=0).id
 
     def execute(self) -> Any:
         """Run the flow run in a fresh process until it suspends or ends; its state."""
@@ -119,15 +128,17 @@ def retry(run: DeployedRun) -> Any:
 @pytest.fixture
 def deploy(
     prefect_server: str, flow_env: Any, data_dir: Path, tmp_path: Path
-) -> Iterator[Callable[[Any, dict[str, Any]], DeployedRun]]:
+) -> Iterator[Callable[..., DeployedRun]]:
     """``deploy(flow, parameters)``: a new run of a new deployment of ``flow`` on the session's
-    Prefect server, not yet executed; runs left unfinished are cancelled afterwards."""
+    Prefect server, not yet executed (``deploy(None, {}, run_id)``: that existing run); runs
+    left unfinished are cancelled afterwards."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({"PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "prefect")})
     runs: list[DeployedRun] = []
 
-    def make(flow: Any, parameters: dict[str, Any]) -> DeployedRun:
-        run = DeployedRun(prefect_server, env, data_dir.parent / "engine.log", flow, parameters)
+    def make(flow: Any, parameters: dict[str, Any], run_id: UUID | None = None) -> DeployedRun:
+        log = data_dir.parent / "engine.log"
+        run = DeployedRun(prefect_server, env, log, flow, parameters, run_id)
         runs.append(run)
         return run
 

@@ -71,6 +71,11 @@ def paused(flow_run_id: str) -> bool:
     return bool(state and state.is_paused())
 
 
+RESUME_BOUND = 240.0
+"""How long an answer waits for the run's new form: a run that just left its previous pause
+may take long on a loaded machine to open the next one (CI saw more than 90 s)."""
+
+
 def answer(gate: Approval, **run_input: Any) -> None:
     """Resume the gate's run with ``run_input`` once its form is up (as a person would)."""
     wait_until("the gate to pause", lambda: paused(gate.flow_run_id))
@@ -84,7 +89,7 @@ def answer(gate: Approval, **run_input: Any) -> None:
             raise
         return True
 
-    wait_until("the resume form", resumed)
+    wait_until("the resume form", resumed, timeout=RESUME_BOUND)
 
 
 def events(engine: sa.Engine, gate_id: int) -> list[tuple[str, str | None]]:

@@ -94,7 +94,22 @@ def release_app_fixture(tmp_path: Path) -> Iterator[ReleaseApp]:
     server.server_close()
 
 
-def load_shop(load_inventory, sshd_servers, app: ReleaseApp, **release: Any) -> None:
+CORA = "cora@acme.example"
+REVIEWER = {"name": "Cora Customer", "email": CORA}
+"""The customer's tester who reviews test reports (the ``release-test-report`` gate's own
+approver); the release approvers are the contract's (Alice)."""
+
+
+def load_shop(
+    load_inventory,
+    sshd_servers,
+    app: ReleaseApp,
+    extra_hosts: list[dict[str, Any]] | None = None,
+    **release: Any,
+) -> None:
+    """Contract ACME with the system ``shop`` on app1 and app2 (the first two sshd servers,
+    plus ``extra_hosts``), released by the app's switch script; ``release`` overrides the
+    system's release settings."""
     spec = {
         "release_command": f"{app.switch} {{version}}",
         "rollback_command": f"{app.switch} --previous",
@@ -106,7 +121,11 @@ def load_shop(load_inventory, sshd_servers, app: ReleaseApp, **release: Any) -> 
     }
     a, b = sshd_servers[0], sshd_servers[1]
     load_inventory(
-        [host_entry("app1", a, system="shop"), host_entry("app2", b, system="shop")],
+        [
+            host_entry("app1", a, system="shop"),
+            host_entry("app2", b, system="shop"),
+            *(extra_hosts or []),
+        ],
         trust=[a, b],
         systems=[
             {
@@ -117,6 +136,7 @@ def load_shop(load_inventory, sshd_servers, app: ReleaseApp, **release: Any) -> 
                 "release": spec,
             }
         ],
+        gate_policies={"release-test-report": {"approvers": [REVIEWER]}},
     )
 
 

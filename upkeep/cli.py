@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import typer
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 from rich.table import Table
 from sqlmodel import Session, col, select
@@ -58,6 +60,7 @@ from upkeep.domain.contract import ContractView
 from upkeep.domain.markup import markdown_plain
 from upkeep.domain.patching import PatchPlan as PatchPlanModel
 from upkeep.domain.patching import render_plan_markdown
+from upkeep.domain.processes import deployment_name
 from upkeep.domain.releases import Declared, ReleaseError
 from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
@@ -85,6 +88,7 @@ from upkeep.flows.patch_advisory import (
     patch_fix,
 )
 from upkeep.flows.release import ReleaseOutcome, ReleaseParams, release
+from upkeep.flows.release_effect import EffectOutcome, EffectParams, release_effect
 from upkeep.flows.sweep import SweepParams, run_sweep
 from upkeep.inventory import InventoryError, apply_inventory, approver_warnings, load_inventory_file
 from upkeep.models import Approval, Contract, Customer, Host, OutboxMessage, PatchStep, utcnow
@@ -113,6 +117,7 @@ from upkeep.tasks.records import (
     list_findings,
 )
 from upkeep.tasks.releases import declare_release, list_releases
+from upkeep.tasks.runs import schedule_deployment_run
 from upkeep.tasks.ssh import (
     SshError,
     fetch_host_key,
@@ -1429,9 +1434,7 @@ def interfaces_check(
     )
     for r in outcome.results:
         change = f" ({r.change})" if r.change else ""
-        out.print(
-            f"{r.system}/{r.check}: {'ok' if r.ok else 'FAILED'}{change}: {r.reason}", markup=False
-        )
+        out.print(f"{r.interface}: {'ok' if r.ok else 'FAILED'}{change}: {r.reason}", markup=False)
     if outcome.failing:
         raise typer.Exit(3)
 
@@ -1488,10 +1491,20 @@ def releases_declare(
         str, typer.Option(help="What the customer may notice during the window (the notice)")
     ] = "",
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
+    start: Annotated[
+        bool,
+        typer.Option(
+            help="Start the release's run now through its Prefect deployment (checks, the "
+            "checklist, the test report's review, the approval)"
+        ),
+    ] = True,
 ) -> None:
     """Declare a release: validated against the inventory (the system's hosts and release
     settings, the window outside blackouts and in the future), stored with a copy of its test
-    report. Exit 1 naming every problem; nothing is stored then."""
+    report, the customer's notice queued; then its run is started on the Prefect server that
+    serves the contract (upkeep serve), which asks for the confirmations and approvals and
+    has Prefect start the release itself before the window. Exit 1 naming every problem;
+    nothing is stored then."""
     declared = Declared(
         contract=contract,
         system=system,
@@ -1527,8 +1540,54 @@ def releases_declare(
                 )
             else:
                 err.print("no notice: the contract has no report recipients", markup=False)
+            rid, code = row.id, active_contract(session, contract).code
     except ReleaseError as exc:
         fail(f"release not declared: {exc}")
+    if start:
+        assert rid is not None
+        _start_release_review(rid, code, requested_by or _whoami())
+
+
+def _start_release_review(release_id: int, contract_code: str, requested_by: str) -> None:
+    """The declared release's run, started now on the contract's ``release`` deployment; when
+    nothing serves it (or the Prefect API is down), how to start it instead."""
+    deployment = f"release/{deployment_name(contract_code)}"
+    url = PREFECT_API_URL.value()
+    if not url or not api_healthy(url):
+        err.print(
+            f"release {release_id} not started: no Prefect API answers (PREFECT_API_URL="
+            f"{url or 'unset'}); start it with `upkeep releases run {release_id}`, or from the "
+            f"Prefect UI's {deployment} once upkeep serve runs",
+            markup=False,
+        )
+        return
+    try:
+        run_id = schedule_deployment_run(
+            deployment,
+            {"params": {"release_id": release_id, "requested_by": requested_by}},
+            datetime.now(UTC),
+            tags=["upkeep", f"contract:{contract_code}", "process:release"],
+        )
+    except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
+        err.print(
+            f"release {release_id} not started: the Prefect API did not answer ({exc}); start "
+            f"it with `upkeep releases run {release_id}` or from the UI's {deployment}",
+            markup=False,
+        )
+        return
+    if run_id is None:
+        err.print(
+            f"release {release_id} not started: nothing serves {deployment} (upkeep serve); "
+            f"start it with `upkeep releases run {release_id}`",
+            markup=False,
+        )
+        return
+    out.print(
+        f"release run {run_id} started ({deployment}): it asks for the checklist, the test "
+        "report's review and the release approval, then Prefect starts the release before "
+        "the window",
+        markup=False,
+    )
 
 
 @releases_app.command("show")
@@ -1564,11 +1623,13 @@ def releases_run(
     email: Annotated[bool, typer.Option(help="Mail the result to the recipients")] = True,
     requested_by: Annotated[str | None, typer.Option("--as", help="Your name")] = None,
 ) -> None:
-    """Run the declared release: checks, the checklist confirmation, the release approval
-    (both answered in the Prefect UI, by the mailed code or on the approval page), then at the
-    window canary, soak, the rest, verification, rollback on failure. Exit 3 when it was
-    rolled back or the rollback failed, 1 when refused or stopped before releasing, 4
-    cancelled or rejected."""
+    """Run the declared release here: checks, the checklist confirmation, the customer's
+    test-report review and the release approval (answered in the Prefect UI, by the mailed
+    code or on the approval page); with the window more than an hour away the run ends
+    approved and Prefect starts the release before the window (when upkeep serve serves the
+    contract; else run this again within the hour before it); then canary, soak, the rest,
+    verification, rollback on failure. Exit 0 released or approved, 3 rolled back or the
+    rollback failed, 1 refused or stopped before releasing, 4 cancelled or rejected."""
     settings_or_exit()
     params = ReleaseParams(
         release_id=release_id,
@@ -1578,8 +1639,25 @@ def releases_run(
     )
     outcome: ReleaseOutcome = _flow_result(release(params, return_state=True), ReleaseOutcome)
     out.print(f"release {outcome.release_id}: {outcome.status}: {outcome.outcome}", markup=False)
-    if outcome.status != "released":
+    if outcome.status not in ("released", "approved"):
         raise typer.Exit(3)
+
+
+@releases_app.command("effect")
+def releases_effect(
+    release_id: Annotated[int, typer.Argument(help="The finished release (releases show)")],
+    email: Annotated[bool, typer.Option(help="Mail the report to the recipients")] = True,
+) -> None:
+    """The release's effect report now: the key figures of the days before the release and of
+    the days after it (smoke-check availability and response times, outages, findings opened,
+    system-log errors) as an HTML report, an artifact and the customer's mail. A finished
+    release schedules it by itself for effect_report_days later when upkeep serve serves the
+    contract. Exit 1 when refused (no such release, not finished, nothing released)."""
+    settings_or_exit()
+    params = EffectParams(release_id=release_id, email=email)
+    outcome: EffectOutcome = _flow_result(release_effect(params, return_state=True), EffectOutcome)
+    out.print(outcome.headline, markup=False)
+    out.print(f"report: {outcome.report_path}", markup=False)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,16 @@ class ContractSpec(_Strict):
     """Systems and the smoke checks of the interfaces the customer depends on."""
     hosts: list[HostSpec] = []
 
+    @field_validator("approval_policy")
+    @classmethod
+    def _no_default_approvers(cls, value: GatePolicy) -> GatePolicy:
+        if value.approvers:
+            raise ValueError(
+                "approval_policy cannot name approvers (the contract's approvers answer every "
+                "gate): name a gate's own approvers under gate_policies.GATE.approvers"
+            )
+        return value
+
     @field_validator("systems")
     @classmethod
     def _unique_systems(cls, value: list[SystemSpec]) -> list[SystemSpec]:

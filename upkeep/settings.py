@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     """Where flows persist task results (what lets a suspended run resume without redoing
     work). Default: ``<data_dir>/results``. Several machines need shared storage: set
     Prefect's PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK to a saved filesystem block instead."""
+    report_inbox: Path | None = None
+    """Where test reports given in the Prefect UI's forms (declaring a release, revising its
+    test report) must be: a name there, or a path inside it; nothing else on the machine can
+    be sent to a customer that way. Default: ``<data_dir>/report-inbox``. The CLI takes any
+    path its user can read."""
     templates_dir: Path = TEMPLATES_DIR
     sweep_concurrency: int = Field(10, ge=1, le=500)
     prefect_ui_url: str = "http://127.0.0.1:4200"
@@ -157,6 +162,8 @@ class Settings(BaseSettings):
             self.result_dir = self.data_dir / "results"
         if self.known_hosts is None:
             self.known_hosts = self.data_dir / "known_hosts"
+        if self.report_inbox is None:
+            self.report_inbox = self.data_dir / "report-inbox"
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.data_dir / 'upkeep.db'}"
         return self
@@ -170,6 +177,11 @@ class Settings(BaseSettings):
     def reports(self) -> Path:
         assert self.report_dir is not None
         return self.report_dir
+
+    @property
+    def inbox(self) -> Path:
+        assert self.report_inbox is not None
+        return self.report_inbox.expanduser().resolve()
 
     @property
     def known_hosts_file(self) -> Path:

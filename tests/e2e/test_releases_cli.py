@@ -81,7 +81,16 @@ def test_declare_a_release_then_show_it(
     assert shown.returncode == 0, shown.stderr
     assert "shop 2.4.1  2099-12-10 22:00 CET  declared" in shown.stdout
 
+    assert f"release {row.id} not started: " in ok.stderr  # nothing serves the contract here
+    assert f"start it with `upkeep releases run {row.id}`" in ok.stderr
+
     env = {"PREFECT_API_URL": prefect_server}
+    with Session(engine) as s:  # as if reviewed and approved: only the window part is left
+        stored = s.get(Release, row.id)
+        assert stored is not None
+        stored.status = "approved"
+        s.add(stored)
+        s.commit()
     early = upkeep("releases", "run", str(row.id), data_dir=data_dir, env=env)
     assert early.returncode == 1, early.stdout + early.stderr
     assert "window opens at 2099-12-10" in early.stderr and "at most 1:00:00 before" in early.stderr

@@ -11,17 +11,32 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from tests.flow_fixtures import wait_for_code
+from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, Background, answer, pending
 from tests.release_app import (  # noqa: F401 (fixture)
+    CORA,
     ReleaseApp,
     declare_now,
     load_shop,
     release_app_fixture,
 )
-from upkeep.domain.releases import CHECKLIST_GATE, RELEASE_GATE
+from upkeep.domain.releases import (
+    CHECKLIST_GATE,
+    RELEASE_GATE,
+    TEST_REPORT_GATE,
+    TEST_REPORT_REVISION_GATE,
+)
 from upkeep.flows.release import ReleaseParams, release
-from upkeep.models import Finding, Release, ReleaseStep
+from upkeep.models import (
+    ApprovalEvent,
+    Finding,
+    Host,
+    HostResult,
+    InspectionRun,
+    Release,
+    ReleaseStep,
+)
+from upkeep.settings import get_settings
 
 pytestmark = pytest.mark.flows
 
@@ -37,6 +52,11 @@ def _through_the_gates(engine, smtp_server) -> None:
     form = pending(engine, CHECKLIST_GATE)
     answer(form, action="confirm", engineer="Eve Engineer", confirmed=[])
     answer(form, action="confirm", engineer="Eve Engineer", confirmed=["db-migration"])
+    review = pending(engine, TEST_REPORT_GATE)
+    assert "all green" in review.evidence  # a Markdown report is shown inline
+    answer(
+        review, decision="approve", approver="Cora Customer", code=wait_for_code(smtp_server, CORA)
+    )
     gate = pending(engine, RELEASE_GATE)
     assert "**Test report:** report-" in gate.evidence and "sha256" in gate.evidence
     assert "db-migration: confirmed by Eve Engineer" in gate.evidence
@@ -93,6 +113,8 @@ def test_a_good_version_goes_canary_then_all_and_is_verified(
     assert ("decision", "", True, "Alice Owner") in steps
     assert _status(engine, rid) == "released"
     assert "[upkeep] Released: shop 2.0 (ACME)" in _mails(smtp_server)
+    (page,) = [a for a in _attachments_to(smtp_server, "it@acme.example") if a.endswith(".html")]
+    assert page.startswith(f"release-ACME-{rid}-")  # the report page, kept and attached
     # a release runs once
     again = release(ReleaseParams(release_id=rid), return_state=True)
     assert again.is_failed() and "is released, not declared" in again.message
@@ -153,3 +175,139 @@ def test_failing_pre_checks_stop_before_anything_is_asked_or_released(
     assert "backup: shop: no backup verified good in the last 26 h (last: never)" in (state.message)
     assert release_app.current() == "1.0" and _status(engine, rid) == "checks-failed"
     assert _mails(smtp_server) == []
+
+
+def _attachments_to(smtp_server, email: str) -> list[str]:
+    """The attachment file names of every mail to ``email``, oldest first."""
+    names = []
+    for m in list(smtp_server.handler.received):
+        if email in m.rcpt_tos:
+            names += [p.get_filename() for p in m.message().walk() if p.get_filename()]
+    return names
+
+
+def test_a_rejected_test_report_is_revised_and_only_release_approvers_approve_the_release(
+    engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, tmp_path: Path
+) -> None:
+    load_shop(load_inventory, sshd_servers, release_app)
+    rid = declare_now(engine, tmp_path, "2.0")
+    run = _run(rid)
+    answer(
+        pending(engine, CHECKLIST_GATE),
+        action="confirm",
+        engineer="Eve Engineer",
+        confirmed=["db-migration"],
+    )
+    first = pending(engine, TEST_REPORT_GATE)
+    answer(
+        first,
+        decision="reject",
+        approver="Cora Customer",
+        code=wait_for_code(smtp_server, CORA),
+        comment="no load test",
+    )
+    revision = pending(engine, TEST_REPORT_REVISION_GATE)
+    assert "no load test" in revision.evidence
+    elsewhere = tmp_path / "report-2.0-load.html"  # not in the report inbox: refused
+    elsewhere.write_text("<h1>Load test</h1><p>p95 120 ms</p>")
+    answer(revision, action="resubmit", engineer="Eve Engineer", test_report=str(elsewhere))
+    inbox = get_settings().inbox
+    missing = inbox / "gone.md"
+    answer(revision, action="resubmit", engineer="Eve Engineer", test_report="gone.md")
+    revised = inbox / "report-2.0-load.html"
+    revised.parent.mkdir(parents=True, exist_ok=True)
+    revised.write_text(elsewhere.read_text())
+    answer(
+        revision,
+        action="resubmit",
+        engineer="Eve Engineer",
+        test_report="report-2.0-load.html",
+        note="load test added",
+    )
+    second = pending(engine, TEST_REPORT_GATE, after=first.id or 0)
+    assert "report-2.0-load.html" in second.evidence and "revision 2" in second.evidence
+    answer(
+        second,
+        decision="approve",
+        approver="Cora Customer",
+        code=wait_for_code(smtp_server, CORA, 2),
+    )
+    gate = pending(engine, RELEASE_GATE)
+    assert "report-2.0-load.html" in gate.evidence
+    # Cora reviews test reports; she is no release approver: the gate's form refuses her name
+    with pytest.raises(RuntimeError, match="'Cora Customer' is not one of"):
+        answer(gate, decision="approve", approver="Cora Customer", code="ABCDE-FGHJK")
+    answer(gate, decision="approve", approver="Alice Owner", code=wait_for_code(smtp_server, ALICE))
+    state = run.state(timeout=180)
+    assert state.is_completed(), state.message
+    assert release_app.current() == "2.0"
+    with Session(engine) as s:
+        row = s.get(Release, rid)
+        assert row is not None
+        assert row.test_report_name == "report-2.0-load.html"
+        assert Path(row.test_report_path).read_text() == revised.read_text()
+        assert row.test_report_path != str(revised)  # kept by upkeep, not the engineer's file
+        refused = s.exec(
+            select(ApprovalEvent).where(
+                ApprovalEvent.approval_id == revision.id, ApprovalEvent.kind == "refused"
+            )
+        ).all()
+    assert [e.detail for e in refused] == [
+        f"test report {str(elsewhere)!r} is not in the report inbox {inbox}: copy it there "
+        "(UPKEEP_REPORT_INBOX) and give its name",
+        f"test report {missing} does not exist (a file on the machine running upkeep)",
+    ]
+    steps = _steps(engine, rid)
+    reviews = [s for s in steps if s[0].startswith("report-review:")]
+    assert [(ok, actor) for _, _, ok, actor in reviews] == [
+        (False, "Cora Customer"),
+        (True, "Cora Customer"),
+    ]
+    assert reviews[0][0] != reviews[1][0]  # each decision names the hash it saw
+    assert ("report-revised", "", True, "Eve Engineer") in steps
+    assert _attachments_to(smtp_server, CORA) == ["1-shop-2.0.md", "1-shop-2.0-r1.html"]
+    assert _attachments_to(smtp_server, ALICE) == []
+
+
+def test_a_test_report_rejected_then_cancelled_releases_nothing(
+    engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, tmp_path: Path
+) -> None:
+    load_shop(load_inventory, sshd_servers, release_app, checklist=[])
+    rid = declare_now(engine, tmp_path, "2.0")
+    run = _run(rid)
+    answer(
+        pending(engine, TEST_REPORT_GATE),
+        decision="reject",
+        approver="Cora Customer",
+        code=wait_for_code(smtp_server, CORA),
+        comment="tests are missing",
+    )
+    answer(pending(engine, TEST_REPORT_REVISION_GATE), action="cancel", engineer="Eve Engineer")
+    state = run.state(timeout=120)
+    assert state.is_cancelled() and "rejection" in (state.message or "")
+    assert _status(engine, rid) == "cancelled" and release_app.current() == "1.0"
+    assert codes_sent(smtp_server, ALICE) == []  # the release approval was never asked
+
+
+def test_a_target_host_not_reached_fails_hosts_healthy_after_the_others_were_inspected(
+    engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, tmp_path: Path
+) -> None:
+    load_shop(
+        load_inventory,
+        sshd_servers,
+        release_app,
+        extra_hosts=[host_entry("app3", None, system="shop")],  # a closed port
+        checklist=[{"name": "hosts", "kind": "automatic", "check": "hosts_healthy"}],
+    )
+    rid = declare_now(engine, tmp_path, "2.0")
+    state = release(ReleaseParams(release_id=rid, soak_seconds=0), return_state=True)
+    assert state.is_failed() and "app3 not reached" in (state.message or "")
+    assert release_app.current() == "1.0" and _status(engine, rid) == "checks-failed"
+    with Session(engine) as s:
+        (check_run,) = s.exec(select(InspectionRun).where(InspectionRun.kind == "release-check"))
+        inspected = {
+            r.host_id for r in s.exec(select(HostResult).where(HostResult.run_id == check_run.id))
+        }
+        hosts = {h.id: h.name for h in s.exec(select(Host))}
+    assert {hosts[i] for i in inspected} >= {"app1", "app2"}  # the catalogue ran on each
+    assert codes_sent(smtp_server, CORA) == []  # nothing was asked

@@ -1,8 +1,8 @@
 """The release flow's gates replay correctly in deployment runs (the rule in
 ``upkeep.flows``): each execution a fresh ``python -m prefect.engine`` process, every answer
 through the UI's REST resume call. The checklist form, a refused approval and the approval
-re-run the flow from the top: the pre-checks, the confirmation and the decision are recorded
-once, the release runs once, the approver got one code."""
+re-run the flow from the top: the pre-checks, the confirmation, the test report's review and
+the decision are recorded once, the release runs once, each approver got one code."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from tests.flow_fixtures import codes_sent, wait_for_code
 from tests.inspection_helpers import ALICE
 from tests.release_app import (  # noqa: F401 (fixture)
+    CORA,
     ReleaseApp,
     declare_now,
     load_shop,
@@ -37,7 +38,7 @@ def _probes(engine) -> int:
         return len(s.exec(select(InterfaceProbe)).all())
 
 
-def test_a_release_confirmed_refused_and_approved_over_four_processes(
+def test_a_release_confirmed_reviewed_refused_and_approved_over_five_processes(
     engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, deploy,
     tmp_path: Path,
 ) -> None:  # fmt: skip
@@ -49,12 +50,17 @@ def test_a_release_confirmed_refused_and_approved_over_four_processes(
     probes = _probes(engine)
 
     state = run.answer(action="confirm", engineer="Eve Engineer", confirmed=["db-migration"])
+    assert state.name == "Suspended", state  # at the test report's review
+    review_code = wait_for_code(smtp_server, CORA)
+    state = run.answer(decision="approve", approver="Cora Customer", code=review_code)
     assert state.name == "Suspended", state  # at the release gate
     code = wait_for_code(smtp_server, ALICE)
     assert run.answer(decision="approve", approver="Alice Owner", code="ABCDE-FGHJK").name == (
         "Suspended"
     )
-    assert _steps(engine) == [("check:smoke", ""), ("confirmed", "")]
+    steps = _steps(engine)
+    assert steps[:2] == [("check:smoke", ""), ("confirmed", "")] and len(steps) == 3
+    assert steps[2][0].startswith("report-review:")
     assert _probes(engine) == probes  # the pre-checks did not run again
     assert release_app.current() == "1.0"
 
@@ -64,11 +70,15 @@ def test_a_release_confirmed_refused_and_approved_over_four_processes(
     assert _steps(engine) == [
         ("check:smoke", ""),
         ("confirmed", ""),
+        steps[2],
         ("decision", ""),
         ("release", "app1"),
         ("smoke-canary", ""),
         ("soak", ""),
         ("release", "app2"),
         ("verify", ""),
+        ("report", ""),
+        ("effect-scheduled", ""),  # no release-effect deployment here: says how, by hand
     ]
     assert codes_sent(smtp_server, ALICE) == [code]
+    assert codes_sent(smtp_server, CORA) == [review_code]

@@ -74,9 +74,10 @@ def operator_env(prod_api: Api, client_key: KeyPair) -> Callable[[Path, int], di
 def serve_upkeep(
     tmp_path: Path, prod_api: Api, client_key: KeyPair, sshd: ThrowawaySshd
 ) -> Iterator[ServeUpkeep]:
-    """``serve_upkeep(contract, **contract_fields)``: load an inventory whose one host is the
-    session's sshd, trust its key with ``upkeep hosts trust``, start ``upkeep serve``; stopped
-    (and its deployments removed from the server) after the test."""
+    """``serve_upkeep(contract, host_fields=None, **contract_fields)``: load an inventory whose
+    one host (web1, with ``host_fields``) is the session's sshd, trust its key with ``upkeep
+    hosts trust``, start ``upkeep serve``; stopped (and its deployments removed from the
+    server) after the test."""
     started: list[Served] = []
     sinks: list[MailSink] = []
 
@@ -86,6 +87,7 @@ def serve_upkeep(
         env: dict[str, str] | None = None,
         api: Api | None = None,
         serve: bool = True,
+        host_fields: dict[str, Any] | None = None,
         **fields: Any,
     ) -> Served:
         api = api or prod_api
@@ -102,6 +104,7 @@ def serve_upkeep(
         )
         started.append(served)
         host = {"name": "web1", "address": sshd.address, "port": sshd.port, "tags": ["web"]}
+        host |= host_fields or {}
         (workdir / "inventory.yaml").write_text(inventory(contract, [host], **fields))
         for args in (
             ("inventory", "load", "inventory.yaml"),

@@ -3,13 +3,16 @@ probe means, and the figures over many probes."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from upkeep.domain.interfaces import (
+    CommandProbe,
     Probe,
     Sample,
     SmokeCheck,
@@ -18,7 +21,10 @@ from upkeep.domain.interfaces import (
     judge,
     percentile,
     status_headline,
+    subject,
 )
+
+COMMAND_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "smoke_commands"
 
 CHECK = SmokeCheck(
     name="orders", url="https://api.example.com/health", body_contains='"status":"ok"'
@@ -70,6 +76,137 @@ def test_head_with_body_text_is_refused_and_names_are_unique() -> None:
         )
     with pytest.raises(ValidationError, match="url"):
         SmokeCheck(name="x", url="ftp://a.example/")
+
+
+def test_a_command_check_is_split_and_quoted_never_filled_in() -> None:
+    check = SmokeCheck(
+        name="queue", command="sh -c 'test -s /srv/shop/queue.ok && echo ready' {version} $HOME"
+    )
+    assert check.runs_on_hosts and check.url is None
+    assert (
+        check.command_line == "sh -c 'test -s /srv/shop/queue.ok && echo ready' '{version}' '$HOME'"
+    )
+    assert check.target == check.command_line
+    http = SmokeCheck(name="orders", url="https://api.example.com/health")
+    assert not http.runs_on_hosts and http.target == "https://api.example.com/health"
+    with pytest.raises(ValueError, match="HTTP check, not a command"):
+        http.command_line  # noqa: B018 (the property raises)
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "message"),
+    [
+        (
+            {"command": "pg_isready", "method": "HEAD"},
+            ("method",),
+            "method is for an HTTP check (url), not a command check: a command check takes "
+            "expect_output, expect_exit",
+        ),
+        ({"command": "pg_isready", "expect_status": 200}, ("expect_status",), "HTTP check"),
+        ({"command": "pg_isready", "body_contains": "ok"}, ("body_contains",), "HTTP check"),
+        ({"command": "pg_isready", "max_latency_ms": 50}, ("max_latency_ms",), "HTTP check"),
+        (
+            {"url": "https://a.example/", "expect_output": "ok"},
+            ("expect_output",),
+            "expect_output is for a command check (command), not an HTTP check",
+        ),
+        ({"url": "https://a.example/", "expect_exit": 0}, ("expect_exit",), "command check"),
+        ({"url": "https://a.example/", "command": "true"}, (), "either url (an HTTP endpoint"),
+        ({}, (), "neither is set"),
+        ({"command": "psql -c 'select 1"}, ("command",), "cannot be split like a shell line"),
+        ({"command": "   "}, ("command",), "at least 1 character"),
+        (
+            {"command": "env PGPASSWORD=hunter2 psql -Atc 'select 1'"},
+            ("command",),
+            "must not carry a secret (PGPASSWORD=...)",
+        ),
+        ({"command": "check --api-key=abc"}, ("command",), "secret (--api-key=...)"),
+        (
+            {"command": "curl -fsS https://ops:pw@shop.example/health"},
+            ("command",),
+            "URL with a user or password",
+        ),
+        ({"command": "true", "expect_exit": 256}, ("expect_exit",), "less than or equal to 255"),
+    ],
+)
+def test_a_check_of_one_kind_refuses_the_other_kinds_fields(
+    fields: dict[str, Any], where: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SmokeCheck(name="x", **fields)
+    errors = [(e["loc"], e["msg"]) for e in caught.value.errors()]
+    assert any(loc == where and message in msg for loc, msg in errors), errors
+
+
+def test_stored_checks_validate_again_without_the_other_kinds_defaults() -> None:
+    shop = SystemSpec(
+        name="shop",
+        smoke_checks=[
+            SmokeCheck(name="db", command="pg_isready -q", expect_exit=0),
+            SmokeCheck(name="orders", url="https://shop.example/health"),
+        ],
+    )
+    stored = shop.model_dump(mode="json", exclude_none=True)
+    assert set(stored["smoke_checks"][0]) == {
+        "name",
+        "command",
+        "expect_exit",
+        "timeout_seconds",
+        "severity",
+    }
+    assert "expect_exit" not in stored["smoke_checks"][1]
+    assert stored["smoke_checks"][1]["method"] == "GET"
+    assert SystemSpec.model_validate(stored) == shop
+    old = {"name": "orders", "url": "https://a.example/", "method": "GET", "expect_status": 200}
+    assert SmokeCheck.model_validate(old).expect_status == 200  # stored before command checks
+
+
+def _command_cases() -> list[Any]:
+    cases = []
+    for path in sorted(COMMAND_FIXTURES.glob("*.json")):
+        data = json.loads(path.read_text())
+        for i, expect in enumerate(data["checks"]):
+            cases.append(pytest.param(data, expect, id=f"{path.stem}-{i}"))
+    return cases
+
+
+@pytest.mark.parametrize(("fixture", "expect"), _command_cases())
+def test_a_command_result_is_judged_on_captured_output(
+    fixture: dict[str, Any], expect: dict[str, Any]
+) -> None:
+    fields = {k: expect[k] for k in ("expect_output", "expect_exit") if k in expect}
+    check = SmokeCheck(name="t", command=fixture["command"], **fields)
+    stdout = fixture.get("stdout")
+    if stdout is None:  # raw bytes, decoded as the SSH layer decodes them
+        stdout = bytes.fromhex(fixture["stdout_hex"]).decode("utf-8", errors="replace")
+    probed = CommandProbe(
+        host="app1",
+        exit_code=fixture["exit_code"],
+        stdout=stdout,
+        stderr=fixture["stderr"],
+        latency_ms=None if fixture.get("error") else 12.3,
+        error=fixture.get("error"),
+        error_kind=fixture.get("error_kind"),
+    )
+    verdict = judge(check, probed)
+    assert verdict.ok is expect["ok"], verdict.reason
+    for part in expect["reason"]:
+        assert part in verdict.reason, verdict.reason
+    assert "app1" in verdict.reason
+    assert "\n" not in verdict.reason and "\x1b" not in verdict.reason
+
+
+def test_a_long_output_is_quoted_short() -> None:
+    check = SmokeCheck(name="t", command="journalctl -u shop -n 500", expect_output="Started")
+    verdict = judge(check, CommandProbe("app1", 0, "x" * 10_000, "e" * 5000 + "FATAL: disk full"))
+    assert not verdict.ok and len(verdict.reason) < 600
+    assert "x" * 160 + "…'" in verdict.reason
+    assert "'…" in verdict.reason and "FATAL: disk full'" in verdict.reason  # stderr: its end
+
+
+def test_a_command_subject_names_the_host() -> None:
+    assert subject("shop", "queue", "app1") == "shop/queue@app1"
+    assert subject("shop", "orders") == "shop/orders"
 
 
 def test_percentile_is_a_measured_value() -> None:

@@ -412,6 +412,49 @@ def test_systems_and_their_smoke_checks_are_validated_and_named() -> None:
     assert "system names must be unique in a contract: shop" in "\n".join(problems(twice))
 
 
+def test_command_smoke_checks_are_validated_and_named() -> None:
+    systems = (
+        "        systems:\n"
+        "          - name: shop\n"
+        "            smoke_checks:\n"
+        "              - {name: db, command: 'pg_isready -q', expect_status: 200}\n"
+        "              - {name: web, url: 'https://shop.example/', expect_output: ok}\n"
+        "              - {name: both, url: 'https://shop.example/', command: 'true'}\n"
+        "              - {name: leak, command: 'env PGPASSWORD=x psql -c \"select 1\"'}\n"
+    )
+    text = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        systems + "        hosts:\n          - name: web1",
+        1,
+    )
+    msgs = problems(text)
+    assert any(
+        m.startswith("inv.yaml:")
+        and "systems[0].smoke_checks[0].expect_status: " in m
+        and "is for an HTTP check (url), not a command check" in m
+        for m in msgs
+    ), msgs
+    assert any(
+        "systems[0].smoke_checks[1].expect_output: " in m and "not an HTTP check" in m for m in msgs
+    ), msgs
+    assert any("systems[0].smoke_checks[2]: " in m and "not both" in m for m in msgs), msgs
+    assert any(
+        "systems[0].smoke_checks[3].command: " in m and "secret (PGPASSWORD=...)" in m for m in msgs
+    ), msgs
+    good = GOOD.replace(
+        "        hosts:\n          - name: web1",
+        "        systems:\n          - name: shop\n            smoke_checks:\n"
+        '              - {name: db, command: "pg_isready -h 127.0.0.1", '
+        "expect_output: accepting connections, severity: major}\n"
+        "        hosts:\n          - name: web1",
+        1,
+    )
+    (shop,) = parse_inventory(good, "inv.yaml").customers[0].contracts[0].systems
+    (db,) = shop.smoke_checks
+    assert db.command == "pg_isready -h 127.0.0.1" and db.url is None and db.expect_exit == 0
+    assert db.command_line == "pg_isready -h 127.0.0.1"
+
+
 def test_release_settings_are_validated_and_named() -> None:
     text = GOOD.replace(
         "        hosts:\n          - name: web1",

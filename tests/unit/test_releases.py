@@ -226,6 +226,13 @@ def test_a_contract_with_release_settings_gets_a_release_deployment() -> None:
         view = ContractView(id=1, code="ACME", name="x", customer_id=1, systems=(system,))
         return {s.process: s for s in specs_for(view)}
 
-    assert "release" not in processes(plain)
+    assert not {"release", "release_declare", "release_effect"} & set(processes(plain))
+    declare = processes(released)["release_declare"]  # the UI's form: contract filled in
+    assert declare.cadence is None and declare.parameters == {"params": {"contract": "ACME"}}
+    assert declare.flow == "upkeep.flows.release:declare"
     spec = processes(released)["release"]
     assert spec.cadence is None and spec.parameters == {"params": {}}  # started by hand
+    effect = processes(released)["release_effect"]  # scheduled by the release, per release
+    assert effect.cadence is None and effect.parameters == {"params": {}}
+    assert effect.flow == "upkeep.flows.release_effect:release_effect" and effect.name == "acme"
+    assert "process:release_effect" in effect.tags

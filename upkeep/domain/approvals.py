@@ -488,12 +488,14 @@ def approver_warnings(
     """For ``inventory load``: gates these approvers could leave unapprovable. Pure.
 
     ``policies`` maps where the policy is written (``approval_policy``,
-    ``gate_policies.inspection-plan``) to the policy in force there.
+    ``gate_policies.inspection-plan``) to the policy in force there; a policy that names its
+    own ``approvers`` is checked against them instead of ``approvers``.
     """
-    typed = [Person.model_validate(p) for p in approvers]
+    contract_people = [Person.model_validate(p) for p in approvers]
     backup_person = Person.model_validate(backup) if backup is not None else None
     warnings: list[str] = []
     for where, policy in policies.items():
+        typed = list(policy.approvers) or contract_people
         never = unapprovable(typed, backup_person, policy, None)
         if never is not None:
             warnings.append(f"{where}: {never}")

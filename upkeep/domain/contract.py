@@ -52,6 +52,10 @@ class GatePolicy(BaseModel):
     """Then the backup approver gets a code too. None: never escalate."""
     expire_after_hours: float = Field(72, gt=0)
     """Then the gate expires and the run ends."""
+    approvers: tuple[PersonSpec, ...] = ()
+    """Who answers this gate instead of the contract's approvers (e.g. the customer's release
+    approvers, or who reviews a test report); empty: the contract's approvers. The backup
+    approver stays the contract's."""
     max_failed_attempts: int = Field(3, ge=1, le=20)
     """Wrong codes typed under one approver's name before that approver's code is replaced.
 
@@ -253,10 +257,20 @@ class ContractView(BaseModel):
 
     @property
     def people(self) -> tuple[PersonSpec, ...]:
-        """Everyone who may answer one of the contract's gates: the approvers, then the backup
-        approver (when there is one)."""
+        """Everyone who may answer one of the contract's gates: the approvers, each gate's own
+        approvers, then the backup approver (when there is one); each person once."""
         backup = (self.backup_approver,) if self.backup_approver is not None else ()
-        return self.approvers + backup
+        everyone = self.approvers + tuple(
+            p for policy in self.gate_policies.values() for p in policy.approvers
+        )
+        seen: dict[tuple[str, str], PersonSpec] = {}
+        for person in everyone + backup:
+            seen.setdefault((person.name.casefold(), person.email.lower()), person)
+        return tuple(seen.values())
+
+    def approvers_for(self, gate: str) -> tuple[PersonSpec, ...]:
+        """Who answers ``gate``: the gate's own approvers, else the contract's."""
+        return self.policy(gate).approvers or self.approvers
 
     @property
     def threshold_overrides(self) -> dict[str, Any]:

@@ -48,6 +48,8 @@ FLOWS = {
     "interface_monitor": "upkeep.flows.interfaces:interface_monitor",
     "interface_status": "upkeep.flows.interfaces:interface_status",
     "release": "upkeep.flows.release:release",
+    "release_declare": "upkeep.flows.release:declare",
+    "release_effect": "upkeep.flows.release_effect:release_effect",
 }
 TITLES = {
     "inspection": "Health inspection",
@@ -61,6 +63,9 @@ TITLES = {
     "interface_monitor": "Interface monitor",
     "interface_status": "Daily interface status",
     "release": "Release (started by hand: the declared release's id)",
+    "release_declare": "Declare a release (the form: system, version, changes, window, test "
+    "report; starts its review)",
+    "release_effect": "Release effect report (scheduled by the release, or by hand: its id)",
 }
 
 
@@ -99,6 +104,8 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
         "interface_monitor",
         "interface_status",
         "release",
+        "release_declare",
+        "release_effect",
     ):
         cadence = cadences.get(process)
         if cadence is None and process == "service_report":
@@ -107,13 +114,17 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
             continue
         if process.startswith("interface_") and not (monitors and cadence):
             continue
-        if process == "release" and not any(s.release for s in contract.systems):
+        if process in ("release", "release_declare", "release_effect") and not any(
+            s.release for s in contract.systems
+        ):
             continue
         params: dict[str, Any] = {"contract": contract.code, "requested_by": "schedule"}
         if process == "patch_fix":  # the engineer fills in hosts, packages and the symptom
             params = {"contract": contract.code}
-        elif process == "release":  # the engineer fills in the declared release's id
+        elif process in ("release", "release_effect"):  # the release's id, given per run
             params = {}
+        elif process == "release_declare":  # the engineer fills in the form
+            params = {"contract": contract.code}
         elif process == "interface_monitor":
             params["email_alerts"] = True
         elif process != "annual_plan":

@@ -227,12 +227,7 @@ def validate_release(
     elif system_hosts and set(declared.canary) >= set(system_hosts) and len(system_hosts) > 1:
         problems.append("every host is a canary: leave at least one for after the canary")
     report = declared.test_report
-    if report.suffix.lower() not in REPORT_SUFFIXES:
-        problems.append(f"test report {report.name}: HTML, PDF or Markdown ({report.suffix})")
-    elif not report.is_file():
-        problems.append(f"test report {report} does not exist")
-    elif report.stat().st_size == 0:
-        problems.append(f"test report {report} is empty")
+    problems += report_problems(report)
     if problems:
         raise ReleaseError("; ".join(problems))
     assert local is not None
@@ -248,6 +243,39 @@ def validate_release(
         test_report=report,
     )
 
+
+def in_inbox(given: str, inbox: Path) -> Path:
+    """A test report named in a UI form: a name in ``inbox`` or a path inside it, resolved
+    (symbolic links followed); ReleaseError for anything outside. Pure but for resolving."""
+    path = Path(given.strip())
+    resolved = (inbox / path).resolve() if not path.is_absolute() else path.resolve()
+    if not resolved.is_relative_to(inbox):
+        raise ReleaseError(
+            f"test report {given!r} is not in the report inbox {inbox}: copy it there "
+            "(UPKEEP_REPORT_INBOX) and give its name"
+        )
+    return resolved
+
+
+def report_problems(report: Path) -> list[str]:
+    """What is wrong with a test report file (empty: nothing)."""
+    if report.suffix.lower() not in REPORT_SUFFIXES:
+        suffix = report.suffix or "no suffix"
+        return [f"test report {report.name}: HTML, PDF or Markdown ({suffix})"]
+    if not report.is_file():
+        return [f"test report {report} does not exist (a file on the machine running upkeep)"]
+    if report.stat().st_size == 0:
+        return [f"test report {report} is empty"]
+    return []
+
+
+TEST_REPORT_GATE = "release-test-report"
+"""The customer's review of the test report (gate policy ``release-test-report``: its own
+approvers, e.g. the customer's testers, or the contract's)."""
+TEST_REPORT_REVISION_GATE = "release-test-report-revision"
+"""The engineer's answer to a rejected test report: a new report, or cancel the release."""
+MARKDOWN_SHOWN = 20_000
+"""How much of a Markdown test report its reviewers see inline (the whole file is mailed)."""
 
 RELEASE_GATE = "release"
 """The release approvers' gate (the contract's gate policy ``release``: M of N, no
@@ -331,4 +359,43 @@ def release_markdown(
     if confirmed:
         lines += ["", "**Confirmed by hand:**", ""]
         lines += [f"- {md_escape(item)}: {md_escape(who)}" for item, who in confirmed]
+    return "\n".join(lines)
+
+
+def test_report_markdown(
+    *,
+    contract: str,
+    system: str,
+    version: str,
+    changes: str,
+    window: str,
+    report_name: str,
+    report_sha256: str,
+    report_text: str | None,
+    round_no: int,
+) -> str:
+    """What the customer's reviewers see at the test-report gate: the release, the changes and
+    the report (a Markdown report inline, escaped; HTML and PDF go as the mail's attachment)."""
+    lines = [
+        f"**Test report for review:** {md_escape(system)} {md_escape(version)} for "
+        f"{md_escape(contract)}" + (f" (revision {round_no})" if round_no > 1 else ""),
+        f"**Window:** {md_escape(window)}",
+        f"**File:** {md_escape(report_name)} (sha256 `{report_sha256}`), attached to the mail "
+        "that brought your code",
+        "",
+        "**Changes:**",
+        "",
+        *[f"> {md_escape(line)}" for line in changes.splitlines() if line.strip()],
+    ]
+    if report_text is not None:
+        shown = report_text[:MARKDOWN_SHOWN]
+        lines += ["", "**The report:**", ""]
+        lines += [f"> {md_escape(line)}" if line.strip() else ">" for line in shown.splitlines()]
+        if len(report_text) > MARKDOWN_SHOWN:
+            lines += ["", f"(first {MARKDOWN_SHOWN} characters; the whole file is attached)"]
+    lines += [
+        "",
+        "Approve if the tests cover the changes; reject with a comment to send the report back "
+        "to the engineer.",
+    ]
     return "\n".join(lines)
