@@ -37,7 +37,7 @@ Every step is a ``releasestep`` row: who, when, what, the evidence.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -71,12 +71,14 @@ from upkeep.tasks.approval_records import close_gates_on_end
 from upkeep.tasks.guards import Refused
 from upkeep.tasks.release_effect import schedule_effect_report
 from upkeep.tasks.release_run import (
+    RECOVER,
     REVIEW,
     WINDOW,
     WINDOW_LEAD,
     check_startable,
     claim_window,
     finish_release,
+    interrupted,
     load_release,
     log_step,
     mail_release_result,
@@ -408,6 +410,8 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
     if isinstance(phase, State):
         return phase
     rid = params.release_id
+    touched: list[str] = []
+    last: datetime | None = None
     if phase == REVIEW:
         reviewed = _review(params)
         if isinstance(reviewed, State | ReleaseOutcome):
@@ -415,19 +419,27 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
         run_id = reviewed
     else:
         run_id = start_release_run(rid, params.requested_by, "running")
-        checks = pre_checks(rid, run_id, "window")
-        failed = [f"{name}: {summary}" for name, ok, summary in checks if not ok]
-        if failed:
-            return _ended(
-                rid, run_id, "checks-failed", "checks at the window failed: " + "; ".join(failed)
-            )
+        touched, last = interrupted(rid) if phase == RECOVER else ([], None)
+        if not touched:  # at the window (or interrupted before any host was touched)
+            checks = pre_checks(rid, run_id, WINDOW)
+            failed = [f"{name}: {summary}" for name, ok, summary in checks if not ok]
+            if failed:
+                return _ended(
+                    rid,
+                    run_id,
+                    "checks-failed",
+                    "checks at the window failed: " + "; ".join(failed),
+                )
     claimed = start_or_refuse(lambda: claim_window(rid, current_flow_run_id()))
     if isinstance(claimed, State):
         return claimed  # the release stays approved: run it again once the other one ended
-    _wait_for_window(rid)
-    spec = load_release(rid)[3]
-    soak_seconds = spec.soak_minutes * 60 if params.soak_seconds is None else params.soak_seconds
-    status, outcome = _execute(rid, run_id, soak_seconds)
+    if touched:
+        status, outcome = _recover(rid, run_id, touched, last)
+    else:
+        _wait_for_window(rid)
+        spec = load_release(rid)[3]
+        soak = spec.soak_minutes * 60 if params.soak_seconds is None else params.soak_seconds
+        status, outcome = _execute(rid, run_id, soak)
     finish_release(rid, run_id, status)
     report = release_report(rid, status, outcome)
     if params.email:
@@ -437,6 +449,23 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
     if status != "released":
         return Failed(message=f"release {status}: {outcome}", data=result_model)
     return result_model
+
+
+def _recover(
+    release_id: int, run_id: int, touched: list[str], last: datetime | None
+) -> tuple[str, str]:
+    """A release run interrupted while releasing (the process or the machine died): every
+    host whose release command was started is rolled back, against the clock from the last
+    step recorded (the failure happened at most then); (status, what happened)."""
+    detected = last or utcnow()
+    why = (
+        f"the release run was interrupted after starting the release on {', '.join(touched)} "
+        f"(last step recorded {detected:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    log_step(release_id, "failure", False, why, started=detected)
+    clock = roll_back(release_id, run_id, touched, detected)
+    status = "rolled-back" if clock.verified else "rollback-failed"
+    return status, f"{why}; {clock.text()}"
 
 
 def _review(params: ReleaseParams) -> int | ReleaseOutcome | State[Any]:

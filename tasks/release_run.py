@@ -39,7 +39,7 @@ from upkeep.models import (
     utcnow,
 )
 from upkeep.settings import get_settings
-from upkeep.tasks.guards import Refused, refuse_if_running
+from upkeep.tasks.guards import Refused, refuse_if_running, run_info
 from upkeep.tasks.inspect import inspect_host_now, target_for
 from upkeep.tasks.interfaces import probe_checks, probed_on, record_probe, system_hosts
 from upkeep.tasks.notify import Mail, _one_line, _render_pair, mail_recipients
@@ -106,22 +106,33 @@ def load_release(release_id: int) -> tuple[Release, ContractView, SystemSpec, Re
 
 REVIEW = "review"
 WINDOW = "window"
+RECOVER = "recover"
 
 
 def check_startable(release_id: int, me: str | None) -> str:
     """Which part of the release this run does: ``review`` (a declared release: checks,
-    confirmations, the test report's review, the approval) or ``window`` (an approved one:
-    checks again, then the release). Refused for a release that has run, or that is approved
-    with its window run already scheduled by Prefect (it starts by itself); a run replayed
-    after a resume goes on with its part."""
+    confirmations, the test report's review, the approval), ``window`` (an approved one:
+    checks again, then the release) or ``recover`` (a release whose run was interrupted while
+    releasing: this run, re-executed, or a new one once that run has ended). Refused for a
+    release that has run, one whose run is still under way, or one approved with its window
+    run already scheduled by Prefect (it starts by itself); a run replayed after a resume
+    goes on with its part."""
     row, _, _, _ = load_release(release_id)
     mine = row.flow_run_id is not None and row.flow_run_id == me
+    if row.status in ("reviewing", "running") and not mine and row.flow_run_id is not None:
+        holder = run_info(row.flow_run_id)
+        if holder is not None and holder.active:
+            raise Refused(
+                f"release {release_id} is {row.status} in run {holder.name} ({holder.id}, "
+                f"{holder.state}): wait for it, or cancel it first"
+            )
+        mine = True  # that run ended without finishing the release: this one takes over
     if row.status == "declared" or (mine and row.status == "reviewing"):
         return REVIEW
     if row.status == "approved" and (mine or row.flow_run_id is None):
         return WINDOW
     if mine and row.status == "running":
-        return WINDOW
+        return RECOVER
     if row.status == "approved":
         raise Refused(
             f"release {release_id} is approved and its window run {row.flow_run_id} is "
@@ -132,6 +143,23 @@ def check_startable(release_id: int, me: str | None) -> str:
         f"release {release_id} is {row.status}, not declared: a release runs once "
         "(declare a new one to try again)"
     )
+
+
+def interrupted(release_id: int) -> tuple[list[str], datetime | None]:
+    """What an interrupted release run left: the hosts whose release command was started
+    (finished or not), in order, and when the last step was recorded."""
+    with open_session() as db:
+        steps = db.exec(
+            select(ReleaseStep)
+            .where(ReleaseStep.release_id == release_id)
+            .order_by(col(ReleaseStep.id))
+        ).all()
+    hosts: list[str] = []
+    for step in steps:
+        if step.step == "release" and step.host not in hosts:
+            hosts.append(step.host)
+    last = max((s.finished_at or s.started_at for s in steps), default=None)
+    return hosts, last
 
 
 def claim_window(release_id: int, me: str | None) -> None:
@@ -323,33 +351,50 @@ def run_command(release_id: int, host_name: str, which: str, version: str) -> bo
     template = spec.release_command if which == "release" else spec.rollback_command
     command = render_command(template, version)
     settings = get_settings()
-    started = utcnow()
     with open_session() as db:
         host = db.exec(
             select(Host).where(Host.contract_id == row.contract_id, Host.name == host_name)
         ).one()
+        # recorded before the command runs: a run interrupted now leaves an unfinished step
+        # that says this host may be changed (``interrupted``)
+        step = ReleaseStep(
+            release_id=release_id,
+            host=host_name,
+            step=which,
+            ok=False,
+            summary=f"{command}: started, not finished",
+            detail={"command": command},
+        )
+        db.add(step)
+        db.flush()
+        step_id = step.id
     try:
         with SshSession(target_for(host, settings), settings.ssh, settings.known_hosts_file) as ssh:
             raw = ssh.run(command, timeout=spec.command_timeout_seconds)
     except SshError as exc:
-        log_step(release_id, which, False, f"{command}: {exc}", host=host_name, started=started)
+        _end_step(step_id, False, f"{command}: {exc}", {"command": command})
         return False
     ok = raw.exit_code == 0
-    log_step(
-        release_id,
-        which,
+    _end_step(
+        step_id,
         ok,
         f"{command}: exit {raw.exit_code}",
-        host=host_name,
-        detail={
+        {
             "command": command,
             "exit_code": raw.exit_code,
             "stdout": raw.stdout[-_TAIL:],
             "stderr": raw.stderr[-_TAIL:],
         },
-        started=started,
     )
     return ok
+
+
+def _end_step(step_id: int | None, ok: bool, summary: str, detail: dict[str, Any]) -> None:
+    with open_session() as db:
+        step = db.get(ReleaseStep, step_id)
+        assert step is not None
+        step.ok, step.summary, step.detail, step.finished_at = ok, summary, detail, utcnow()
+        db.add(step)
 
 
 def soak(release_id: int, run_id: int, seconds: float) -> tuple[bool, str]:

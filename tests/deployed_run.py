@@ -59,6 +59,17 @@ class DeployedRun:
         assert proc.returncode == 0 or self.state().is_final(), self.log.read_text()[-4000:]
         return self.state()
 
+    def start(self) -> subprocess.Popen[bytes]:
+        """Run the flow run in a fresh process in the background (to kill it mid-run)."""
+        out = self.log.open("a")
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect.engine"],
+            env={**self.env, "PREFECT__FLOW_RUN_ID": str(self.id)},
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
     def state(self) -> Any:
         from prefect.client.orchestration import get_client
 

@@ -5,7 +5,8 @@ the system's release and rollback command (a plain module: import ``release_app_
 
 Versions: ``1.0`` (installed, healthy), ``2.0`` (healthy), ``3.0-bad`` (no health page: the
 canary's smoke check fails), ``4.0-late`` (healthy on the canary; releasing it to the second
-host breaks it: a failure after the full release).
+host breaks it: a failure after the full release), ``5.0-hang`` (switched, then the release
+command hangs: for killing the release run mid-release).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ fi
 [ -d "versions/$target" ] || { echo "no version $target" >&2; exit 3; }
 ln -sfn "versions/$target" current.tmp
 mv -T current.tmp current
+# 5.0-hang: switched, then the command never ends (the release run is killed meanwhile)
+if [ -f "versions/$target/hang" ]; then sleep 120; fi
 """
 
 
@@ -74,12 +77,13 @@ class _Quiet(SimpleHTTPRequestHandler):
 @pytest.fixture(name="release_app")
 def release_app_fixture(tmp_path: Path) -> Iterator[ReleaseApp]:
     root = tmp_path / "app"
-    for version in ("1.0", "2.0", "3.0-bad", "4.0-late"):
+    for version in ("1.0", "2.0", "3.0-bad", "4.0-late", "5.0-hang"):
         d = root / "versions" / version
         d.mkdir(parents=True)
         if version != "3.0-bad":
             (d / "health").write_text(f'{{"status":"ok","version":"{version}"}}')
     (root / "versions" / "4.0-late" / "break-on-second").write_text("")
+    (root / "versions" / "5.0-hang" / "hang").write_text("")
     (root / "current").symlink_to(root / "versions" / "1.0")
     (root / "switch").write_text(SWITCH)
     (root / "switch").chmod(0o755)
