@@ -83,6 +83,7 @@ from upkeep.tasks.release_run import (
     log_step,
     mail_release_result,
     pre_checks,
+    record_baseline,
     release_report,
     roll_back,
     run_command,
@@ -440,6 +441,8 @@ def release(params: ReleaseParams) -> ReleaseOutcome | State[Any]:
         spec = load_release(rid)[3]
         soak = spec.soak_minutes * 60 if params.soak_seconds is None else params.soak_seconds
         status, outcome = _execute(rid, run_id, soak)
+    if status == "released":
+        record_baseline(rid)  # before it ends: the next release compares with this
     finish_release(rid, run_id, status)
     report = release_report(rid, status, outcome)
     if params.email:

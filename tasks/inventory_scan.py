@@ -9,6 +9,7 @@ says what changed since the host's previous one.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import cast
 
 from sqlmodel import Session, col, select
@@ -75,23 +76,31 @@ def stored_packages(inventory: HostInventory) -> list[Installed]:
     ]
 
 
-def previous_inventory(*, session: Session, host_id: int) -> HostInventory | None:
-    """The host's latest stored inventory, or None."""
+def previous_inventory(
+    *, session: Session, host_id: int, at: datetime | None = None
+) -> HostInventory | None:
+    """The host's latest stored inventory (taken at or before ``at`` when given), or None."""
+    query = select(HostInventory).where(HostInventory.host_id == host_id)
+    if at is not None:
+        query = query.where(col(HostInventory.taken_at) <= at)
     return session.exec(
-        select(HostInventory)
-        .where(HostInventory.host_id == host_id)
-        .order_by(col(HostInventory.taken_at).desc(), col(HostInventory.id).desc())
+        query.order_by(col(HostInventory.taken_at).desc(), col(HostInventory.id).desc())
     ).first()
 
 
 def record_scan(
-    session: Session, host: Host, scan: Scan, flow_run_id: str | None = None
+    session: Session,
+    host: Host,
+    scan: Scan,
+    flow_run_id: str | None = None,
+    since: datetime | None = None,
 ) -> tuple[HostInventory, Changes | None]:
     """Store ``scan`` as the host's newest inventory; the changes since its previous one
-    (None for the host's first). A host whose ecosystem changed (reinstalled) shows every
-    package as removed and added, with ``platform_before`` set."""
+    (or since the last one taken at or before ``since``; None when there is none). A host
+    whose ecosystem changed (reinstalled) shows every package as removed and added, with
+    ``platform_before`` set."""
     assert host.id is not None
-    before = previous_inventory(session=session, host_id=host.id)
+    before = previous_inventory(session=session, host_id=host.id, at=since)
     record = HostInventory(
         host_id=host.id,
         contract_id=host.contract_id,

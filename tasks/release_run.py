@@ -42,6 +42,7 @@ from upkeep.settings import get_settings
 from upkeep.tasks.guards import Refused, refuse_if_running, run_info
 from upkeep.tasks.inspect import inspect_host_now, target_for
 from upkeep.tasks.interfaces import probe_checks, probed_on, record_probe, system_hosts
+from upkeep.tasks.inventory_scan import ScanUnreadable, record_scan, scan_host
 from upkeep.tasks.notify import Mail, _one_line, _render_pair, mail_recipients
 from upkeep.tasks.records import finish_run, start_run, system_finding
 from upkeep.tasks.render import safe_name, write_atomic
@@ -319,6 +320,66 @@ def _backup_fresh(row: Release, spec: ReleaseSpec) -> tuple[bool, str]:
     return (False, "; ".join(problems)) if problems else (True, "; ".join(seen))
 
 
+def _config_changes(release_id: int, row: Release) -> tuple[bool, str]:
+    """What changed on each target host since the last release of this system: its packages
+    (and kernel, OS) scanned now over SSH against its inventory from before that release
+    ended; the scan is kept as the host's newest inventory. Evidence for the approvers, not
+    a verdict: it fails only for a host that could not be scanned."""
+    settings = get_settings()
+    with open_session() as db:
+        last = db.exec(
+            select(Release)
+            .where(
+                Release.contract_id == row.contract_id,
+                Release.system == row.system,
+                Release.status == "released",
+                Release.id != release_id,
+            )
+            .order_by(col(Release.finished_at).desc())
+        ).first()
+        hosts = db.exec(
+            select(Host).where(Host.contract_id == row.contract_id, col(Host.name).in_(row.hosts))
+        ).all()
+    since = f"release {last.id} ({last.version})" if last else "the last inventory"
+    seen, problems = [], []
+    for host in sorted(hosts, key=lambda h: h.name):
+        try:
+            scan = scan_host(host, settings)
+        except (SshError, ScanUnreadable) as exc:
+            problems.append(f"{host.name} not scanned: {exc}")
+            continue
+        with open_session() as db:
+            _, found = record_scan(
+                db,
+                host,
+                scan,
+                flow_run_id=current_flow_run_id(),
+                since=last.finished_at if last else None,
+            )
+        if found is None:
+            seen.append(f"{host.name}: nothing from before {since} to compare (now recorded)")
+        elif found.empty:
+            seen.append(f"{host.name}: no package changed since {since}")
+        else:
+            counts = ", ".join(f"{n} {what}" for what, n in found.counts().items() if n)
+            shown = "; ".join(found.lines()[:10])
+            more = f" (+{len(found.lines()) - 10} more)" if len(found.lines()) > 10 else ""
+            seen.append(f"{host.name}: {counts} since {since}: {shown}{more}")
+    return (not problems), "; ".join(problems + seen)
+
+
+@task(name="release-baseline")
+def record_baseline(release_id: int) -> None:
+    """After a release verified good, when the checklist compares configurations: each
+    target host's inventory now, the baseline the next release compares with."""
+    row, _, _, spec = load_release(release_id)
+    if not any(i.check == "config_changes" for i in spec.checklist):
+        return
+    started = utcnow()
+    ok, summary = _config_changes(release_id, row)
+    log_step(release_id, "baseline", ok, summary, started=started)
+
+
 @task(name="release-pre-checks")
 def pre_checks(release_id: int, run_id: int, phase: str) -> list[tuple[str, bool, str]]:
     """The checklist's automatic items (the smoke checks when it names none), each recorded
@@ -335,11 +396,12 @@ def pre_checks(release_id: int, run_id: int, phase: str) -> list[tuple[str, bool
             ok, summary = smoke(release_id, run_id, step)
             out.append((name, ok, summary))
             continue
-        ok, summary = (
-            _hosts_healthy(release_id, row)
-            if check == "hosts_healthy"
-            else (_backup_fresh(row, spec))
-        )
+        if check == "hosts_healthy":
+            ok, summary = _hosts_healthy(release_id, row)
+        elif check == "config_changes":
+            ok, summary = _config_changes(release_id, row)
+        else:
+            ok, summary = _backup_fresh(row, spec)
         log_step(release_id, step, ok, summary, started=started)
         out.append((name, ok, summary))
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
+from tests.apt_repo import steady_packages_fixture  # noqa: F401
 from tests.flow_fixtures import codes_sent, host_entry, wait_for_code
 from tests.inspection_helpers import ALICE, Background, answer, pending
 from tests.release_app import (  # noqa: F401 (fixture)
@@ -31,6 +32,7 @@ from upkeep.models import (
     ApprovalEvent,
     Finding,
     Host,
+    HostInventory,
     HostResult,
     InspectionRun,
     Release,
@@ -311,3 +313,61 @@ def test_a_target_host_not_reached_fails_hosts_healthy_after_the_others_were_ins
         hosts = {h.id: h.name for h in s.exec(select(Host))}
     assert {hosts[i] for i in inspected} >= {"app1", "app2"}  # the catalogue ran on each
     assert codes_sent(smtp_server, CORA) == []  # nothing was asked
+
+
+def _review_and_approve(engine, smtp_server, nth: int, seen: list[str]) -> None:
+    """Cora approves the test report, Alice the release (their ``nth`` codes); ``seen`` gets
+    the release gate's evidence."""
+    answer(
+        pending(engine, TEST_REPORT_GATE),
+        decision="approve",
+        approver="Cora Customer",
+        code=wait_for_code(smtp_server, CORA, nth),
+    )
+    gate = pending(engine, RELEASE_GATE)
+    seen.append(gate.evidence)
+    answer(
+        gate,
+        decision="approve",
+        approver="Alice Owner",
+        code=wait_for_code(smtp_server, ALICE, nth),
+    )
+
+
+@pytest.mark.usefixtures("steady_packages")  # the hosts are this machine: its packages
+def test_configuration_changes_since_the_last_release_are_shown_to_the_approvers(
+    engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, tmp_path: Path
+) -> None:
+    load_shop(
+        load_inventory,
+        sshd_servers,
+        release_app,
+        checklist=[{"name": "config", "kind": "automatic", "check": "config_changes"}],
+    )
+    first = declare_now(engine, tmp_path, "2.0")
+    run = _run(first)
+    seen: list[str] = []
+    _review_and_approve(engine, smtp_server, 1, seen)
+    assert "app1: nothing from before the last inventory to compare (now recorded)" in seen[0]
+    assert run.state(timeout=180).is_completed()
+    assert ("baseline", "", True, "upkeep") in _steps(engine, first)
+    # Since that release, one package "appeared" on app1: its baseline lacks it.
+    with Session(engine) as s:
+        app1 = s.exec(select(Host).where(Host.name == "app1")).one()
+        baseline = s.exec(
+            select(HostInventory)
+            .where(HostInventory.host_id == app1.id)
+            .order_by(col(HostInventory.id).desc())
+        ).first()
+        assert baseline is not None
+        gone = baseline.packages[0]["name"]
+        baseline.packages = baseline.packages[1:]
+        s.add(baseline)
+        s.commit()
+    second = declare_now(engine, tmp_path, "1.0")
+    run = _run(second)
+    _review_and_approve(engine, smtp_server, 2, seen)
+    assert f"app1: 1 added since release {first} (2.0): + {gone}" in seen[1]
+    assert f"app2: no package changed since release {first} (2.0)" in seen[1]
+    assert run.state(timeout=180).is_completed()
+    assert release_app.current() == "1.0"

@@ -34,7 +34,7 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:-]{0,99}$")
 """A release version: letters, digits and ``. _ + ~ : -``, starting with a letter or digit."""
 PLACEHOLDERS = frozenset({"version"})
 REPORT_SUFFIXES = (".html", ".htm", ".pdf", ".md")
-AUTOMATIC_CHECKS = ("hosts_healthy", "backup_fresh", "smoke_checks")
+AUTOMATIC_CHECKS = ("hosts_healthy", "backup_fresh", "smoke_checks", "config_changes")
 
 
 class ReleaseError(ValueError):
@@ -52,7 +52,7 @@ class ChecklistItem(_Strict):
     name: str = Field(min_length=1, max_length=64, pattern=NAME_RE)
     kind: Literal["automatic", "manual"]
     description: str = Field("", max_length=2000)
-    check: Literal["hosts_healthy", "backup_fresh", "smoke_checks"] | (None) = None
+    check: Literal["hosts_healthy", "backup_fresh", "smoke_checks", "config_changes"] | None = None
 
     @model_validator(mode="after")
     def _check_matches_kind(self) -> ChecklistItem:
