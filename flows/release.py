@@ -58,6 +58,7 @@ from upkeep.domain.releases import (
     Declared,
     ReleaseError,
     in_inbox,
+    local_time,
     missing_confirmations,
     release_markdown,
     report_problems,
@@ -280,7 +281,6 @@ def _review_test_report(release_id: int, view: ContractView, requested_by: str |
         round_no += 1
         row = load_release(release_id)[0]
         mail_test_report(release_id, row.test_report_sha256, round_no)
-        tz = ZoneInfo(view.timezone)
         result = request_approval(
             _request(
                 view,
@@ -292,7 +292,7 @@ def _review_test_report(release_id: int, view: ContractView, requested_by: str |
                     system=row.system,
                     version=row.version,
                     changes=row.changes,
-                    window=row.window_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z"),
+                    window=local_time(row.window_at, view.timezone),
                     report_name=row.test_report_name,
                     report_sha256=row.test_report_sha256,
                     report_text=report_text(row),
@@ -510,9 +510,7 @@ def _review(params: ReleaseParams) -> int | ReleaseOutcome | State[Any]:
                     system=row.system,
                     version=row.version,
                     changes=row.changes,
-                    window=row.window_at.astimezone(ZoneInfo(view.timezone)).strftime(
-                        "%Y-%m-%d %H:%M %Z"
-                    ),
+                    window=local_time(row.window_at, view.timezone),
                     hosts=row.hosts,
                     canary=row.canary_hosts,
                     report_name=row.test_report_name,

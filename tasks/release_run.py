@@ -146,15 +146,22 @@ def check_startable(release_id: int, me: str | None) -> str:
     )
 
 
+def steps_of(release_id: int) -> list[ReleaseStep]:
+    """The release's record, oldest step first."""
+    with open_session() as db:
+        return list(
+            db.exec(
+                select(ReleaseStep)
+                .where(ReleaseStep.release_id == release_id)
+                .order_by(col(ReleaseStep.id))
+            )
+        )
+
+
 def interrupted(release_id: int) -> tuple[list[str], datetime | None]:
     """What an interrupted release run left: the hosts whose release command was started
     (finished or not), in order, and when the last step was recorded."""
-    with open_session() as db:
-        steps = db.exec(
-            select(ReleaseStep)
-            .where(ReleaseStep.release_id == release_id)
-            .order_by(col(ReleaseStep.id))
-        ).all()
+    steps = steps_of(release_id)
     hosts: list[str] = []
     for step in steps:
         if step.step == "release" and step.host not in hosts:
@@ -561,23 +568,17 @@ def release_report(release_id: int, status: str, outcome: str) -> ReleaseReport:
     settings = get_settings()
     row, view, _, _ = load_release(release_id)
     tz = ZoneInfo(view.timezone)
-    with open_session() as db:
-        steps = db.exec(
-            select(ReleaseStep)
-            .where(ReleaseStep.release_id == release_id)
-            .order_by(col(ReleaseStep.id))
-        ).all()
-        rows = [
-            {
-                "when": s.started_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
-                "host": s.host,
-                "step": s.step,
-                "actor": s.actor,
-                "ok": s.ok,
-                "summary": s.summary,
-            }
-            for s in steps
-        ]
+    rows = [
+        {
+            "when": s.started_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+            "host": s.host,
+            "step": s.step,
+            "actor": s.actor,
+            "ok": s.ok,
+            "summary": s.summary,
+        }
+        for s in steps_of(release_id)
+    ]
     headline = {
         "released": f"Released: {row.system} {row.version} ({view.code})",
         "rolled-back": f"Release ROLLED BACK: {row.system} {row.version} ({view.code})",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from prefect import task
 from sqlmodel import Session, col, select
@@ -25,6 +25,7 @@ from upkeep.domain.releases import (
     ReleaseError,
     ReleaseSpec,
     in_inbox,
+    local_time,
     report_problems,
     validate_release,
 )
@@ -110,6 +111,19 @@ def declare_release(
     return row, notice
 
 
+def mail_context(view: ContractView, row: Release) -> dict[str, Any]:
+    """What every release mail says: the contract, the system and version, the window (in the
+    contract's timezone) and the changes."""
+    return {
+        "contract_name": view.name,
+        "contract_code": view.code,
+        "system": row.system,
+        "version": row.version,
+        "window": local_time(row.window_at, view.timezone),
+        "changes": row.changes,
+    }
+
+
 DEFAULT_IMPACT = "Short interruptions are possible while each host switches to the new version."
 
 
@@ -122,21 +136,15 @@ def queue_notice(
     None when the contract has no report recipients."""
     if not view.report_recipients:
         return None
-    tz = ZoneInfo(view.timezone)
     due = row.window_at - timedelta(hours=spec.notice_hours)
-    window = row.window_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    window = local_time(row.window_at, view.timezone)
     subject = f"[upkeep] Release notice: {row.system} {row.version} on {window} ({view.code})"
     mail = render_mail(
         get_settings().templates_dir,
         "release_notice",
         subject,
         {
-            "contract_name": view.name,
-            "contract_code": view.code,
-            "system": row.system,
-            "version": row.version,
-            "window": window,
-            "changes": row.changes,
+            **mail_context(view, row),
             "impact": impact.strip() or DEFAULT_IMPACT,
             "hosts": row.hosts,
             "canary": row.canary_hosts,
@@ -174,18 +182,12 @@ def mail_test_report(release_id: int, sha256: str, round_no: int) -> list[str]:
         assert row is not None and row.test_report_sha256 == sha256
         view = ContractView.of(db.get_one(Contract, row.contract_id))
     reviewers = view.approvers_for(TEST_REPORT_GATE)
-    window = row.window_at.astimezone(ZoneInfo(view.timezone)).strftime("%Y-%m-%d %H:%M %Z")
     mail = render_mail(
         settings.templates_dir,
         "release_test_report",
         f"[upkeep] Test report for review: {row.system} {row.version} ({view.code})",
         {
-            "contract_name": view.name,
-            "contract_code": view.code,
-            "system": row.system,
-            "version": row.version,
-            "window": window,
-            "changes": row.changes,
+            **mail_context(view, row),
             "report_name": row.test_report_name,
             "sha256": sha256,
             "round_no": round_no,

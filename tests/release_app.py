@@ -159,3 +159,26 @@ def declare_now(engine, tmp_path: Path, version: str) -> int:
         s.commit()
         assert row.id is not None
         return row.id
+
+
+def review_and_approve(engine, smtp_server, nth: int = 1) -> str:
+    """Cora approves the test report, then Alice the release, each with their ``nth`` mailed
+    code, as the run asks; the release gate's evidence."""
+    from tests.flow_fixtures import wait_for_code
+    from tests.inspection_helpers import ALICE, answer, pending
+    from upkeep.domain.releases import RELEASE_GATE, TEST_REPORT_GATE
+
+    answer(
+        pending(engine, TEST_REPORT_GATE),
+        decision="approve",
+        approver="Cora Customer",
+        code=wait_for_code(smtp_server, CORA, nth),
+    )
+    gate = pending(engine, RELEASE_GATE)
+    answer(
+        gate,
+        decision="approve",
+        approver="Alice Owner",
+        code=wait_for_code(smtp_server, ALICE, nth),
+    )
+    return gate.evidence

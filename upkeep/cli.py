@@ -61,7 +61,7 @@ from upkeep.domain.markup import markdown_plain
 from upkeep.domain.patching import PatchPlan as PatchPlanModel
 from upkeep.domain.patching import render_plan_markdown
 from upkeep.domain.processes import deployment_name
-from upkeep.domain.releases import Declared, ReleaseError
+from upkeep.domain.releases import Declared, ReleaseError, local_time
 from upkeep.domain.report_time import human
 from upkeep.flows.annual_plan import annual_plan, plan_summary, write_plan_files
 from upkeep.flows.backup_verification import BackupOutcome, BackupParams, backup_verification
@@ -1605,7 +1605,7 @@ def releases_show(
         return
     for r in rows:
         c = contracts[r.contract_id]
-        when = r.window_at.astimezone(ZoneInfo(c.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+        when = local_time(r.window_at, c.timezone)
         out.print(
             f"{r.id}  {c.code}  {r.system} {r.version}  {when}  {r.status}  hosts "
             f"{', '.join(r.hosts)} (canary {', '.join(r.canary_hosts)})  declared by "

@@ -20,6 +20,7 @@ from tests.release_app import (  # noqa: F401 (fixture)
     declare_now,
     load_shop,
     release_app_fixture,
+    review_and_approve,
 )
 from upkeep.domain.releases import (
     CHECKLIST_GATE,
@@ -315,25 +316,6 @@ def test_a_target_host_not_reached_fails_hosts_healthy_after_the_others_were_ins
     assert codes_sent(smtp_server, CORA) == []  # nothing was asked
 
 
-def _review_and_approve(engine, smtp_server, nth: int, seen: list[str]) -> None:
-    """Cora approves the test report, Alice the release (their ``nth`` codes); ``seen`` gets
-    the release gate's evidence."""
-    answer(
-        pending(engine, TEST_REPORT_GATE),
-        decision="approve",
-        approver="Cora Customer",
-        code=wait_for_code(smtp_server, CORA, nth),
-    )
-    gate = pending(engine, RELEASE_GATE)
-    seen.append(gate.evidence)
-    answer(
-        gate,
-        decision="approve",
-        approver="Alice Owner",
-        code=wait_for_code(smtp_server, ALICE, nth),
-    )
-
-
 @pytest.mark.usefixtures("steady_packages")  # the hosts are this machine: its packages
 def test_configuration_changes_since_the_last_release_are_shown_to_the_approvers(
     engine, load_inventory, sshd_servers, release_app: ReleaseApp, smtp_server, tmp_path: Path
@@ -346,9 +328,8 @@ def test_configuration_changes_since_the_last_release_are_shown_to_the_approvers
     )
     first = declare_now(engine, tmp_path, "2.0")
     run = _run(first)
-    seen: list[str] = []
-    _review_and_approve(engine, smtp_server, 1, seen)
-    assert "app1: nothing from before the last inventory to compare (now recorded)" in seen[0]
+    evidence = review_and_approve(engine, smtp_server)
+    assert "app1: nothing from before the last inventory to compare (now recorded)" in evidence
     assert run.state(timeout=180).is_completed()
     assert ("baseline", "", True, "upkeep") in _steps(engine, first)
     # Since that release, one package "appeared" on app1: its baseline lacks it.
@@ -366,8 +347,8 @@ def test_configuration_changes_since_the_last_release_are_shown_to_the_approvers
         s.commit()
     second = declare_now(engine, tmp_path, "1.0")
     run = _run(second)
-    _review_and_approve(engine, smtp_server, 2, seen)
-    assert f"app1: 1 added since release {first} (2.0): + {gone}" in seen[1]
-    assert f"app2: no package changed since release {first} (2.0)" in seen[1]
+    evidence = review_and_approve(engine, smtp_server, 2)
+    assert f"app1: 1 added since release {first} (2.0): + {gone}" in evidence
+    assert f"app2: no package changed since release {first} (2.0)" in evidence
     assert run.state(timeout=180).is_completed()
     assert release_app.current() == "1.0"

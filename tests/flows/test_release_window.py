@@ -17,16 +17,15 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Scheduled
 from sqlmodel import Session, col, select
 
-from tests.flow_fixtures import wait_for_code
-from tests.inspection_helpers import ALICE, Background, answer, pending
+from tests.inspection_helpers import Background
 from tests.release_app import (  # noqa: F401 (fixture)
-    CORA,
     TZ,
     ReleaseApp,
     load_shop,
     release_app_fixture,
+    review_and_approve,
 )
-from upkeep.domain.releases import RELEASE_GATE, TEST_REPORT_GATE, Declared
+from upkeep.domain.releases import Declared
 from upkeep.flows.release import ReleaseParams, release
 from upkeep.models import Release, ReleaseStep
 from upkeep.tasks.release_run import WINDOW_LEAD
@@ -67,18 +66,7 @@ def test_an_approved_release_far_from_its_window_is_started_by_prefect(
     rid = _declare_in(engine, tmp_path, hours=3)
     params = ReleaseParams(release_id=rid, requested_by="Eve Engineer", soak_seconds=0)
     review = Background(lambda: release(params, return_state=True))
-    answer(
-        pending(engine, TEST_REPORT_GATE),
-        decision="approve",
-        approver="Cora Customer",
-        code=wait_for_code(smtp_server, CORA),
-    )
-    answer(
-        pending(engine, RELEASE_GATE),
-        decision="approve",
-        approver="Alice Owner",
-        code=wait_for_code(smtp_server, ALICE),
-    )
+    review_and_approve(engine, smtp_server)
     state = review.state(timeout=120)
     assert state.is_completed(), state.message
     outcome = state.result()
@@ -140,18 +128,7 @@ def test_without_a_deployment_an_approved_release_waits_for_a_run_by_hand(
     rid = _declare_in(engine, tmp_path, hours=3)
     params = ReleaseParams(release_id=rid, requested_by="Eve Engineer", soak_seconds=0)
     review = Background(lambda: release(params, return_state=True))
-    answer(
-        pending(engine, TEST_REPORT_GATE),
-        decision="approve",
-        approver="Cora Customer",
-        code=wait_for_code(smtp_server, CORA),
-    )
-    answer(
-        pending(engine, RELEASE_GATE),
-        decision="approve",
-        approver="Alice Owner",
-        code=wait_for_code(smtp_server, ALICE),
-    )
+    review_and_approve(engine, smtp_server)
     state = review.state(timeout=120)
     assert state.is_completed(), state.message
     assert f"run `upkeep releases run {rid}`" in state.result().outcome

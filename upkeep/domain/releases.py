@@ -257,6 +257,12 @@ def in_inbox(given: str, inbox: Path) -> Path:
     return resolved
 
 
+def local_time(at: datetime, timezone: str) -> str:
+    """A release's time as the customer reads it: ``YYYY-MM-DD HH:MM TZ`` in the contract's
+    timezone."""
+    return at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def report_problems(report: Path) -> list[str]:
     """What is wrong with a test report file (empty: nothing)."""
     if report.suffix.lower() not in REPORT_SUFFIXES:
