@@ -69,6 +69,10 @@ def test_a_declared_release_is_reviewed_approved_and_released_by_the_served_wind
         ],
         gate_policies={"release-test-report": {"approvers": [CORA]}},
     )
+    # served with it: the UI's declaration form and the effect report, both started per release
+    declare = prod_api.deployment("release-declare", "relsrv")
+    assert declare["parameters"] == {"params": {"contract": "RELSRV"}}
+    assert prod_api.deployment("release-effect", "relsrv")["parameters"] == {"params": {}}
     changes, report = tmp_path / "changes.txt", tmp_path / "report.md"
     changes.write_text("- faster search\n")
     report.write_text("# Test report 2.0\nall green\n")
