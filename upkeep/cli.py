@@ -116,6 +116,7 @@ from upkeep.tasks.records import (
     hosts_in_scope,
     list_findings,
 )
+from upkeep.tasks.release_effect import finished_release
 from upkeep.tasks.releases import declare_release, list_releases
 from upkeep.tasks.runs import schedule_deployment_run
 from upkeep.tasks.ssh import (
@@ -1654,6 +1655,10 @@ def releases_effect(
     release schedules it by itself for effect_report_days later when upkeep serve serves the
     contract. Exit 1 when refused (no such release, not finished, nothing released)."""
     settings_or_exit()
+    try:  # refused here without starting a flow run (or a temporary Prefect server)
+        finished_release(release_id)
+    except (Refused, LookupError) as exc:
+        fail(f"no effect report: {exc.args[0] if exc.args else exc}")
     params = EffectParams(release_id=release_id, email=email)
     outcome: EffectOutcome = _flow_result(release_effect(params, return_state=True), EffectOutcome)
     out.print(outcome.headline, markup=False)
