@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from tests.polling import wait_until
 from tests.production.stack import Api, ServeUpkeep
 from tests.release_app import ReleaseApp, release_app_fixture  # noqa: F401 (fixture)
 from upkeep.models import Release, ReleaseStep
@@ -69,10 +70,20 @@ def test_a_declared_release_is_reviewed_approved_and_released_by_the_served_wind
         ],
         gate_policies={"release-test-report": {"approvers": [CORA]}},
     )
-    # served with it: the UI's declaration form and the effect report, both started per release
-    declare = prod_api.deployment("release-declare", "relsrv")
+
+    # served with it (registered a moment after the inspection): the UI's declaration form
+    # and the effect report, both started per release
+    def registered(flow: str) -> dict[str, Any] | None:
+        try:
+            return prod_api.deployment(flow, "relsrv")
+        except httpx.HTTPStatusError:
+            return None
+
+    declare = wait_until("release-declare/relsrv registered", lambda: registered("release-declare"))
     assert declare["parameters"] == {"params": {"contract": "RELSRV"}}
-    assert prod_api.deployment("release-effect", "relsrv")["parameters"] == {"params": {}}
+    effect = wait_until("release-effect/relsrv registered", lambda: registered("release-effect"))
+    assert effect["parameters"] == {"params": {}}
+    wait_until("release/relsrv registered", lambda: registered("release"))
     changes, report = tmp_path / "changes.txt", tmp_path / "report.md"
     changes.write_text("- faster search\n")
     report.write_text("# Test report 2.0\nall green\n")
