@@ -97,10 +97,10 @@ from upkeep.tasks.release_run import (
 from upkeep.tasks.releases import declare as declare_task
 from upkeep.tasks.releases import (
     mail_test_report,
+    release_run_at,
     replace_test_report,
     report_text,
     revision_kept,
-    start_review_run,
 )
 from upkeep.tasks.runs import current_flow_run_id, run_namer
 
@@ -602,7 +602,7 @@ def declare(params: DeclareParams) -> Declaration | State[Any]:
     except (ReleaseError, LookupError) as exc:
         logger.error("release not declared: %s", exc)
         return Failed(message=f"release not declared: {exc}")
-    run = start_review_run(rid, params.contract, params.declared_by) if params.start else None
+    run = release_run_at(rid, params.contract, params.declared_by) if params.start else None
     if params.start and run is None:
         logger.warning(
             "release %s declared but not started: nothing serves release/%s; start it with "

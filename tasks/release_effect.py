@@ -368,10 +368,11 @@ def schedule_effect_report(release_id: int) -> str | None:
     at = effect_due(release_id)
     deployment = f"{EFFECT_FLOW}/{deployment_name(view.code)}"
     scheduled = schedule_deployment_run(
-        deployment,
+        EFFECT_FLOW,
+        view.code,
+        "release_effect",
         {"params": {"release_id": release_id}},
         at,
-        tags=["upkeep", f"contract:{view.code}", "process:release_effect"],
     )
     when = at.astimezone(ZoneInfo(view.timezone)).strftime(_TIME)
     if scheduled:

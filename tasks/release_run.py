@@ -45,8 +45,9 @@ from upkeep.tasks.interfaces import probe_checks, probed_on, record_probe, syste
 from upkeep.tasks.inventory_scan import ScanUnreadable, record_scan, scan_host
 from upkeep.tasks.notify import Mail, _one_line, _render_pair, mail_recipients
 from upkeep.tasks.records import finish_run, start_run, system_finding
+from upkeep.tasks.releases import release_run_at
 from upkeep.tasks.render import safe_name, write_atomic
-from upkeep.tasks.runs import current_flow_run_id, schedule_deployment_run
+from upkeep.tasks.runs import current_flow_run_id
 from upkeep.tasks.ssh import SshError, SshSession
 
 RELEASE_RUN_KIND = "release"
@@ -217,12 +218,7 @@ def schedule_window(release_id: int, run_id: int, requested_by: str | None) -> s
     waits, approved, for ``upkeep releases run ID`` within the hour before its window."""
     row, view, _, _ = load_release(release_id)
     at = row.window_at - WINDOW_LEAD
-    scheduled = schedule_deployment_run(
-        f"release/{deployment_name(view.code)}",
-        {"params": {"release_id": release_id, "requested_by": requested_by}},
-        at,
-        tags=["upkeep", f"contract:{view.code}", "process:release"],
-    )
+    scheduled = release_run_at(release_id, view.code, requested_by, at)
     with open_session() as db:
         stored = db.get(Release, release_id)
         assert stored is not None

@@ -18,7 +18,6 @@ from sqlmodel import Session, col, select
 
 from upkeep.db import open_session
 from upkeep.domain.contract import ContractView
-from upkeep.domain.processes import deployment_name
 from upkeep.domain.releases import (
     TEST_REPORT_GATE,
     Declared,
@@ -242,14 +241,18 @@ def replace_test_report(release_id: int, source: str, engineer: str, round_no: i
         return row.test_report_sha256
 
 
-def start_review_run(release_id: int, contract_code: str, requested_by: str) -> str | None:
-    """The declared release's run, started now on the contract's ``release`` deployment; its
-    id, or None when nothing serves that deployment."""
+def release_run_at(
+    release_id: int, contract_code: str, requested_by: str | None, at: datetime | None = None
+) -> str | None:
+    """A run of the release on the contract's ``release`` deployment, started by Prefect's
+    server at ``at`` (now by default: the review run a declaration starts); its id, or None
+    when nothing serves that deployment."""
     return schedule_deployment_run(
-        f"release/{deployment_name(contract_code)}",
+        "release",
+        contract_code,
+        "release",
         {"params": {"release_id": release_id, "requested_by": requested_by}},
-        utcnow(),
-        tags=["upkeep", f"contract:{contract_code}", "process:release"],
+        at or utcnow(),
     )
 
 

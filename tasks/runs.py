@@ -17,6 +17,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from upkeep.domain.processes import deployment_name, deployment_tags
+
 
 def current_flow_run_id() -> str | None:
     """The id of the flow run this code runs in (also from inside one of its tasks), or None
@@ -62,22 +64,23 @@ def run_namer(
 
 
 def schedule_deployment_run(
-    deployment: str, parameters: Mapping[str, Any], at: datetime, *, tags: list[str] | None = None
+    flow: str, contract_code: str, process: str, parameters: Mapping[str, Any], at: datetime
 ) -> str | None:
-    """A flow run of ``deployment`` (``FLOW/NAME``) that Prefect's server starts at ``at``
-    (kept in the server's database, so it survives restarts of upkeep serve and of the
-    server); its id, or None when the server has no such deployment (nothing served it: the
-    caller says how to start the work by hand). Never a subflow of the calling run."""
+    """A flow run of the contract's deployment of ``flow`` (``FLOW/<contract>``, tagged like
+    the deployment) that Prefect's server starts at ``at`` (kept in the server's database, so
+    it survives restarts of upkeep serve and of the server); its id, or None when the server
+    has no such deployment (nothing served it: the caller says how to start the work by
+    hand). Never a subflow of the calling run."""
     try:
         run = cast(
             FlowRun,
             run_deployment(
-                name=deployment,
+                name=f"{flow}/{deployment_name(contract_code)}",
                 parameters=dict(parameters),
                 scheduled_time=at,
                 timeout=0,
                 as_subflow=False,
-                tags=tags,
+                tags=deployment_tags(contract_code, process),
             ),
         )  # called from sync code: the FlowRun itself, never a coroutine
     except ObjectNotFound:

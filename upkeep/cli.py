@@ -117,8 +117,7 @@ from upkeep.tasks.records import (
     list_findings,
 )
 from upkeep.tasks.release_effect import finished_release
-from upkeep.tasks.releases import declare_release, list_releases
-from upkeep.tasks.runs import schedule_deployment_run
+from upkeep.tasks.releases import declare_release, list_releases, release_run_at
 from upkeep.tasks.ssh import (
     SshError,
     fetch_host_key,
@@ -1563,12 +1562,7 @@ def _start_release_review(release_id: int, contract_code: str, requested_by: str
         )
         return
     try:
-        run_id = schedule_deployment_run(
-            deployment,
-            {"params": {"release_id": release_id, "requested_by": requested_by}},
-            datetime.now(UTC),
-            tags=["upkeep", f"contract:{contract_code}", "process:release"],
-        )
+        run_id = release_run_at(release_id, contract_code, requested_by)
     except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
         err.print(
             f"release {release_id} not started: the Prefect API did not answer ({exc}); start "

@@ -73,6 +73,11 @@ def deployment_name(contract_code: str) -> str:
     return contract_code.lower()
 
 
+def deployment_tags(contract_code: str, process: str) -> list[str]:
+    """The tags of a contract's deployment of ``process`` and of every run it makes."""
+    return ["upkeep", f"contract:{contract_code}", f"process:{process}"]
+
+
 def report_period(cadence: Any) -> str:
     """The period a service report covers, from how often it runs."""
     text = str(cadence).lower()
@@ -142,7 +147,7 @@ def specs_for(contract: ContractView) -> list[DeploymentSpec]:
                 timezone=contract.timezone,
                 parameters={"params": params},
                 cadence=cadence,
-                tags=["upkeep", f"contract:{contract.code}", f"process:{process}"],
+                tags=deployment_tags(contract.code, process),
                 # The UI renders a deployment's description as Markdown.
                 description=f"{TITLES[process]} of {md_escape(contract.name)}"
                 + (f" ({md_escape(cadence)})" if isinstance(cadence, str) else ""),
